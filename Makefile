@@ -1,0 +1,37 @@
+# tfship: `make export TARGET=<target|all> [MODEL=<name ...>]` and `make test` are all the set-up there is:
+# the first use creates .venv and installs everything from pyproject.toml.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TARGET ?= all
+MODEL  ?=
+ARTIFACTS ?= artifacts
+
+MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
+TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
+
+.PHONY: export validate test clean install targets
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+export: $(STAMP)
+	$(BIN)/tfship export $(MODEL_ARGS) $(TARGET_ARGS) --artifacts $(ARTIFACTS)
+
+validate: $(STAMP)
+	$(BIN)/tfship validate $(MODEL_ARGS) --artifacts $(ARTIFACTS)
+
+targets: $(STAMP)
+	@$(BIN)/tfship targets
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+clean:
+	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +

@@ -1,0 +1,591 @@
+"""Model configs: frozen dataclasses built by one loader that collects every problem.
+
+Nothing here imports TensorFlow: the whole plan (every model, every target, every
+option) is validated first, so a typo costs milliseconds and writes nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import ConfigError, Problem
+from pipeline.tolerance import TOLERANCE_KEYS, Tolerance
+from pipeline.yamlsrc import KeyPath, Located, format_key, load_located
+
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool", "string")
+DISTRIBUTIONS = ("uniform", "normal", "integers")
+SOURCE_KINDS = ("keras", "h5", "saved_model", "factory")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+    @property
+    def batched(self) -> bool:
+        """True when the leading dimension is the batch (dynamic or fixed)."""
+        return len(self.shape) > 0
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.shape[0] if self.shape else None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    source: str | None = None  # key in the model's own outputs, when it differs
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str  # one of SOURCE_KINDS
+    path: Path | None = None
+    factory: str | None = None  # "module:function"
+    build: str | None = None  # "module:function" that writes `path` when missing
+    signature: str = "serving_default"
+
+
+@dataclass(frozen=True)
+class SyntheticInput:
+    distribution: str = "uniform"
+    low: float = 0.0
+    high: float = 1.0
+    mean: float = 0.0
+    std: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    kind: str  # synthetic | npz | generator
+    synthetic: tuple[tuple[str, SyntheticInput], ...] = ()
+    npz: Path | None = None
+    generator: str | None = None
+    labels: str | None = None  # key of the labels array in the npz
+    seed: int | None = None  # synthetic data defaults to 0; generators keep their own default
+    samples: int = 64
+    batch_sizes: tuple[int, ...] = ()
+    classifier: str | None = None  # output holding class scores
+
+    def synthetic_for(self, name: str) -> SyntheticInput:
+        return dict(self.synthetic).get(name, SyntheticInput())
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    options: Any  # the target's own frozen Options dataclass
+    tolerances: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    optional: bool = False
+
+    def tolerance_overrides(self, variant: str, output: str) -> dict:
+        """Overrides for one output: `tolerances.<output>` then `tolerances.<variant>.<output>`."""
+        table = {k: dict(v) for k, v in self.tolerances}
+        merged = dict(table.get(output, {}))
+        merged.update(table.get(f"{variant}/{output}", {}))
+        return merged
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    file: Path
+    source: SourceConfig
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[OutputSpec, ...]
+    data: DataConfig
+    targets: tuple[TargetConfig, ...]
+    sha256: str = field(default="", compare=False)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.outputs)
+
+    def target(self, name: str) -> TargetConfig:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- loader
+
+
+class _Collector:
+    """Collects problems with file, line and key path while a config is read."""
+
+    def __init__(self, file: Path, located: Located | None):
+        self.file = file
+        self.located = located
+        self.problems: list[Problem] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        line = self.located.line(path) if self.located else None
+        self.problems.append(Problem(str(self.file), line, format_key(path), message))
+
+    def keys(self, mapping: dict, path: KeyPath, allowed: typing.Iterable[str], required: typing.Iterable[str] = ()) -> None:
+        allowed = tuple(allowed)
+        for key in mapping:
+            if key not in allowed:
+                hint = _closest(str(key), allowed)
+                self.add(path + (key,), f"unknown key '{key}'{hint}; allowed here: {', '.join(allowed)}")
+        for key in required:
+            if key not in mapping:
+                self.add(path, f"missing required key '{key}'")
+
+    def mapping(self, value: Any, path: KeyPath, what: str) -> dict | None:
+        if isinstance(value, dict):
+            return value
+        self.add(path, f"expected a mapping ({what}), got {_describe(value)}")
+        return None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _closest(word: str, choices: typing.Iterable[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def check_value(col: _Collector, value: Any, hint: Any, path: KeyPath) -> tuple[bool, Any]:
+    """Check `value` against a type hint; returns (ok, converted value)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return True, None
+        inner = [a for a in args if a is not type(None)]
+        for candidate in inner:
+            sub = _Collector(col.file, col.located)
+            ok, converted = check_value(sub, value, candidate, path)
+            if ok:
+                return True, converted
+        return check_value(col, value, inner[0], path)
+    if origin is Literal:
+        if value in args:
+            return True, value
+        hint_text = _closest(str(value), [str(a) for a in args])
+        col.add(path, f"invalid value {value!r}{hint_text}; expected one of: {', '.join(map(str, args))}")
+        return False, None
+    if origin is tuple:
+        items = value if isinstance(value, list) else None
+        if items is None:
+            col.add(path, f"expected a list, got {_describe(value)}")
+            return False, None
+        elem = args[0]
+        out, ok_all = [], True
+        for i, item in enumerate(items):
+            ok, converted = check_value(col, item, elem, path + (i,))
+            ok_all &= ok
+            out.append(converted)
+        return ok_all, tuple(out)
+    if hint is bool:
+        if isinstance(value, bool):
+            return True, value
+        col.add(path, f"expected true or false, got {_describe(value)}")
+        return False, None
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value
+        col.add(path, f"expected an integer, got {_describe(value)}")
+        return False, None
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads `1e-5` (no dot) as a string
+                return True, float(value)
+            except ValueError:
+                pass
+        col.add(path, f"expected a number, got {_describe(value)}")
+        return False, None
+    if hint is str:
+        if isinstance(value, str):
+            return True, value
+        col.add(path, f"expected a string, got {_describe(value)}")
+        return False, None
+    raise TypeError(f"unsupported option type {hint!r} at {format_key(path)}")
+
+
+def parse_dataclass(col: _Collector, cls: type, raw: dict, path: KeyPath) -> Any:
+    """Build a frozen options dataclass from a YAML mapping; unknown keys are problems."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    col.keys(raw, path, fields)
+    values, ok_all = {}, True
+    for name, f in fields.items():
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                col.add(path, f"missing required key '{name}'")
+                ok_all = False
+            continue
+        ok, converted = check_value(col, raw[name], hints[name], path + (name,))
+        ok_all &= ok
+        if ok:
+            values[name] = converted
+    if not ok_all:
+        return None
+    return cls(**values)
+
+
+def _factory_ref(col: _Collector, value: Any, path: KeyPath) -> str | None:
+    if isinstance(value, str) and value.count(":") == 1 and all(value.split(":")):
+        return value
+    col.add(path, f"expected 'module:function' (e.g. examples.affine:build), got {_describe(value)}")
+    return None
+
+
+def _parse_source(col: _Collector, raw: Any, base: Path) -> SourceConfig | None:
+    path = ("source",)
+    raw = col.mapping(raw, path, "model source: path or factory")
+    if raw is None:
+        return None
+    col.keys(raw, path, ("path", "factory", "build", "signature"))
+    if ("path" in raw) == ("factory" in raw):
+        col.add(path, "give exactly one of 'path' (a .keras, .h5 or SavedModel directory) or 'factory' (module:function)")
+        return None
+    signature = raw.get("signature", "serving_default")
+    if not isinstance(signature, str):
+        col.add(path + ("signature",), f"expected a string, got {_describe(signature)}")
+    build = _factory_ref(col, raw["build"], path + ("build",)) if "build" in raw else None
+    if "factory" in raw:
+        factory = _factory_ref(col, raw["factory"], path + ("factory",))
+        return SourceConfig(kind="factory", factory=factory, build=build) if factory else None
+    value = raw["path"]
+    if not isinstance(value, str):
+        col.add(path + ("path",), f"expected a file path, got {_describe(value)}")
+        return None
+    file = (base / value).resolve()
+    if value.endswith(".keras"):
+        kind = "keras"
+    elif value.endswith((".h5", ".hdf5")):
+        kind = "h5"
+    elif file.is_dir() or not file.suffix:
+        kind = "saved_model"
+    else:
+        col.add(path + ("path",), f"cannot tell the model format of '{value}'; expected a .keras file, a .h5 file or a SavedModel directory")
+        return None
+    if not file.exists() and build is None:
+        col.add(path + ("path",), f"model file not found: {file}; fix the path, or add 'build: module:function' that creates it")
+    elif kind == "saved_model" and file.exists() and not (file / "saved_model.pb").exists():
+        col.add(path + ("path",), f"{file} is a directory without saved_model.pb; expected a SavedModel directory")
+    return SourceConfig(kind=kind, path=file, build=build, signature=signature if isinstance(signature, str) else "serving_default")
+
+
+def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
+    path = ("inputs",)
+    if not isinstance(raw, list) or not raw:
+        col.add(path, f"expected a non-empty list of inputs ({{name, shape, dtype}}), got {_describe(raw)}")
+        return ()
+    specs, seen = [], set()
+    for i, item in enumerate(raw):
+        p = path + (i,)
+        item = col.mapping(item, p, "an input: name, shape, dtype")
+        if item is None:
+            continue
+        col.keys(item, p, ("name", "shape", "dtype"), required=("name", "shape", "dtype"))
+        name, shape, dtype = item.get("name"), item.get("shape"), item.get("dtype", "float32")
+        ok = True
+        if not isinstance(name, str) or not name.isidentifier():
+            col.add(p + ("name",), f"expected an identifier-like name, got {_describe(name)}")
+            ok = False
+        elif name in seen:
+            col.add(p + ("name",), f"duplicate input name '{name}'")
+            ok = False
+        if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape):
+            col.add(p + ("shape",), f"expected a list of positive integers or null (dynamic), got {_describe(shape)}")
+            ok = False
+        elif None in shape[1:]:
+            col.add(p + ("shape",), "only the leading (batch) dimension may be null; give the other dimensions as integers")
+            ok = False
+        if dtype not in DTYPES:
+            col.add(p + ("dtype",), f"unknown dtype {dtype!r}{_closest(str(dtype), DTYPES)}; expected one of: {', '.join(DTYPES)}")
+            ok = False
+        if ok:
+            seen.add(name)
+            specs.append(InputSpec(name, tuple(shape), dtype))
+    return tuple(specs)
+
+
+def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
+    path = ("outputs",)
+    if not isinstance(raw, list) or not raw:
+        col.add(path, f"expected a non-empty list of output names, got {_describe(raw)}")
+        return ()
+    specs, seen = [], set()
+    for i, item in enumerate(raw):
+        p = path + (i,)
+        if isinstance(item, str):
+            name, source = item, None
+        elif isinstance(item, dict):
+            col.keys(item, p, ("name", "source"), required=("name",))
+            name, source = item.get("name"), item.get("source")
+            if source is not None and not isinstance(source, str):
+                col.add(p + ("source",), f"expected the model's own output name, got {_describe(source)}")
+                continue
+        else:
+            col.add(p, f"expected an output name or {{name, source}}, got {_describe(item)}")
+            continue
+        if not isinstance(name, str) or not name.isidentifier():
+            col.add(p, f"expected an identifier-like output name, got {_describe(name)}")
+            continue
+        if name in seen:
+            col.add(p, f"duplicate output name '{name}'")
+            continue
+        seen.add(name)
+        specs.append(OutputSpec(name, source))
+    return tuple(specs)
+
+
+def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, ...], outputs: tuple[OutputSpec, ...]) -> DataConfig | None:
+    path = ("data",)
+    raw = {} if raw is None else col.mapping(raw, path, "parity data")
+    if raw is None:
+        return None
+    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier"))
+    kinds = [k for k in ("npz", "generator") if k in raw]
+    if len(kinds) > 1 or (kinds and "inputs" in raw):
+        col.add(path, "give at most one data source: 'inputs' (synthetic), 'npz' or 'generator'")
+        return None
+    kind = kinds[0] if kinds else "synthetic"
+    values: dict[str, Any] = {"kind": kind}
+    for key, hint in (("seed", int), ("samples", int)):
+        if key in raw:
+            ok, v = check_value(col, raw[key], hint, path + (key,))
+            if ok:
+                values[key] = v
+    if values.get("samples", 64) < 1:
+        col.add(path + ("samples",), "expected at least 1 sample")
+    names = {i.name for i in inputs}
+    if kind == "synthetic":
+        synth = raw.get("inputs", {}) or {}
+        if col.mapping(synth, path + ("inputs",), "input name -> distribution") is not None:
+            parsed = []
+            for name, spec in synth.items():
+                p = path + ("inputs", name)
+                if name not in names:
+                    col.add(p, f"no input named '{name}'; inputs are: {', '.join(sorted(names))}")
+                    continue
+                spec = col.mapping(spec, p, "distribution, low, high, mean, std")
+                if spec is None:
+                    continue
+                dist = parse_dataclass(col, SyntheticInput, spec, p)
+                if dist is None:
+                    continue
+                if dist.distribution not in DISTRIBUTIONS:
+                    col.add(p + ("distribution",), f"unknown distribution {dist.distribution!r}; expected one of: {', '.join(DISTRIBUTIONS)}")
+                elif dist.distribution != "normal" and dist.high <= dist.low:
+                    col.add(p, f"expected low < high, got low={dist.low} high={dist.high}")
+                parsed.append((name, dist))
+            values["synthetic"] = tuple(parsed)
+            given = {name for name, _ in parsed}
+            for spec in inputs:
+                if spec.name in given:
+                    continue
+                if spec.dtype == "string":
+                    col.add(path, f"input '{spec.name}' is a string: synthetic data cannot make it; give 'npz' or 'generator' data")
+                elif spec.dtype.startswith(("int", "uint")):
+                    col.add(path + ("inputs",), f"integer input '{spec.name}' needs its value range, e.g. `{spec.name}: {{distribution: integers, low: 0, high: <vocabulary size>}}`")
+    elif kind == "npz":
+        if isinstance(raw["npz"], str):
+            file = (base / raw["npz"]).resolve()
+            if not file.is_file():
+                col.add(path + ("npz",), f"data file not found: {file}")
+            values["npz"] = file
+        else:
+            col.add(path + ("npz",), f"expected a .npz file path, got {_describe(raw['npz'])}")
+    else:
+        values["generator"] = _factory_ref(col, raw["generator"], path + ("generator",))
+    if "labels" in raw:
+        if kind != "npz" or not isinstance(raw["labels"], str):
+            col.add(path + ("labels",), "'labels' names the labels array inside the npz file; generators return labels themselves")
+        else:
+            values["labels"] = raw["labels"]
+    if "classifier" in raw:
+        out_names = [o.name for o in outputs]
+        if raw["classifier"] not in out_names:
+            col.add(path + ("classifier",), f"expected the name of the output holding class scores, one of: {', '.join(out_names)}")
+        else:
+            values["classifier"] = raw["classifier"]
+    fixed = {i.fixed_batch for i in inputs if i.batched}
+    if "batch_sizes" in raw:
+        ok, sizes = check_value(col, raw["batch_sizes"], tuple[int, ...], path + ("batch_sizes",))
+        if ok:
+            if not sizes or any(s < 1 for s in sizes):
+                col.add(path + ("batch_sizes",), "expected a non-empty list of positive batch sizes")
+            static = [b for b in fixed if b is not None]
+            if static and any(s != static[0] for s in sizes):
+                col.add(path + ("batch_sizes",), f"the model's batch dimension is fixed at {static[0]}; batch_sizes must all be {static[0]}")
+            values["batch_sizes"] = sizes
+    else:
+        static = [b for b in fixed if b is not None]
+        # Batch 1 and an odd batch > 1: catches code that silently assumes batch 1.
+        values["batch_sizes"] = (static[0],) if static else (1, 3)
+    return DataConfig(**values)
+
+
+def _parse_tolerances(col: _Collector, raw: Any, path: KeyPath, outputs: set[str], variants: tuple[str, ...]) -> tuple:
+    """`{output: {atol: ..}}` or `{variant: {output: {atol: ..}}}`; stored flat as 'variant/output'."""
+    if col.mapping(raw, path, "output name -> tolerance") is None:
+        return ()
+    flat: list[tuple[str, tuple]] = []
+
+    def one(key: str, spec: Any, p: KeyPath) -> None:
+        spec = col.mapping(spec, p, f"tolerance keys: {', '.join(TOLERANCE_KEYS)}")
+        if spec is None:
+            return
+        tol = parse_dataclass(col, Tolerance, spec, p)
+        if tol is not None:
+            flat.append((key, tuple((k, getattr(tol, k)) for k in spec)))
+
+    for key, spec in raw.items():
+        if key in outputs:
+            one(key, spec, path + (key,))
+        elif key in variants and isinstance(spec, dict):
+            for out, sub in spec.items():
+                if out not in outputs:
+                    col.add(path + (key, out), f"no output named '{out}'; outputs are: {', '.join(sorted(outputs))}")
+                else:
+                    one(f"{key}/{out}", sub, path + (key, out))
+        else:
+            choices = sorted(outputs) + [v for v in variants if v]
+            col.add(path + (key,), f"'{key}' is neither an output nor a variant of this target; expected one of: {', '.join(choices)}")
+    return tuple(flat)
+
+
+def _parse_targets(col: _Collector, raw: Any, model: dict) -> tuple[TargetConfig, ...]:
+    from targets import REGISTRY  # the registry is pure Python; targets import TF lazily
+
+    path = ("targets",)
+    if not isinstance(raw, list) or not raw:
+        col.add(path, f"expected a non-empty list of targets; known: {', '.join(REGISTRY.names())}")
+        return ()
+    out, seen = [], set()
+    for i, item in enumerate(raw):
+        p = path + (i,)
+        if isinstance(item, str):
+            name, opts = item, {}
+        elif isinstance(item, dict) and "name" in item:
+            name, opts = item["name"], {k: v for k, v in item.items() if k != "name"}
+        else:
+            col.add(p, f"expected a target name or a mapping with 'name'; known: {', '.join(REGISTRY.names())}")
+            continue
+        if name not in REGISTRY:
+            col.add(p, f"unknown target {name!r}{_closest(str(name), REGISTRY.names())}; known: {', '.join(REGISTRY.names())}")
+            continue
+        if name in seen:
+            col.add(p, f"target '{name}' is listed twice")
+            continue
+        seen.add(name)
+        target = REGISTRY.get(name)
+        generic = {k: opts.pop(k) for k in ("tolerances", "optional") if k in opts}
+        before = len(col.problems)
+        options = parse_dataclass(col, target.Options, opts, p)
+        for key, message in (target.check_options(options, model) if options is not None else []):
+            col.add(p + ((key,) if key else ()), message)
+        optional = generic.get("optional", False)
+        if not isinstance(optional, bool):
+            col.add(p + ("optional",), f"expected true or false, got {_describe(optional)}")
+        variants = target.variants(options) if options is not None else ()
+        tolerances = _parse_tolerances(col, generic["tolerances"], p + ("tolerances",), set(model["outputs"]), variants) if "tolerances" in generic else ()
+        if len(col.problems) == before:
+            out.append(TargetConfig(name=name, options=options, tolerances=tolerances, optional=bool(optional)))
+    return tuple(out)
+
+
+MODEL_KEYS = ("name", "source", "inputs", "outputs", "data", "targets")
+
+
+def _sha256_of(config: ModelConfig) -> str:
+    view = config_as_dict(config)
+    for key in ("sha256", "file"):  # where the file lives does not change what it asks for
+        view.pop(key, None)
+    return hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()
+
+
+def load_config(file: Path) -> ModelConfig:
+    """Read and validate one model config; raise ConfigError listing every problem."""
+    file = Path(file)
+    col = _Collector(file, None)
+    try:
+        located = load_located(file)
+    except OSError as exc:
+        raise ConfigError([Problem(str(file), None, "", f"cannot read config: {exc.strerror}")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError([Problem(str(file), line, "", f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    col.located = located
+    raw = located.value
+    if not isinstance(raw, dict):
+        col.add((), f"expected a mapping with keys {', '.join(MODEL_KEYS)}, got {_describe(raw)}")
+        raise ConfigError(col.problems)
+    for dup_path, line in located.duplicates:
+        col.problems.append(Problem(str(file), line, format_key(dup_path), "key given twice"))
+    col.keys(raw, (), MODEL_KEYS, required=("source", "inputs", "outputs", "targets"))
+    name = raw.get("name", file.stem)
+    if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
+        col.add(("name",), f"expected a model name made of letters, digits, '_' or '-', got {_describe(name)}")
+    base = file.resolve().parent
+    source = _parse_source(col, raw.get("source"), base) if "source" in raw else None
+    inputs = _parse_inputs(col, raw.get("inputs"))
+    outputs = _parse_outputs(col, raw.get("outputs"))
+    data = _parse_data(col, raw.get("data"), base, inputs, outputs)
+    model_view = {"name": name, "inputs": inputs, "outputs": [o.name for o in outputs], "data": data}
+    targets = _parse_targets(col, raw.get("targets"), model_view) if "targets" in raw else ()
+    if col.problems:
+        raise ConfigError(col.problems)
+    config = ModelConfig(name=name, file=file, source=source, inputs=inputs, outputs=outputs, data=data, targets=targets)
+    return dataclasses.replace(config, sha256=_sha256_of(config))
+
+
+def load_configs(files: list[Path]) -> list[ModelConfig]:
+    """Load every config, collecting problems across all files before raising."""
+    configs, problems = [], []
+    for file in files:
+        try:
+            configs.append(load_config(file))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    names = [c.name for c in configs]
+    for c in configs:
+        if names.count(c.name) > 1:
+            problems.append(Problem(str(c.file), None, "name", f"model name '{c.name}' is used by more than one config"))
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
+def config_as_dict(config: ModelConfig) -> dict:
+    """A JSON-friendly view of the resolved config (for reports and cache keys)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return plain(config)

@@ -1,0 +1,189 @@
+"""Parity metrics: eager reference vs artifact, per output. NumPy only.
+
+Every output's metrics are collected over every case first; the verdict comes after.
+The `outputs` figures are the worst over cases.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from pipeline.tolerance import Tolerance
+
+DEGENERATE_STD = 1e-6
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float, ref_range: float) -> dict:
+    """Metrics for one output in one case."""
+    ref = np.asarray(ref, dtype=np.float64)
+    out = np.asarray(out, dtype=np.float64)
+    if ref.shape != out.shape:
+        return {"passed": False, "error": f"shape {list(out.shape)} differs from the reference's {list(ref.shape)}"}
+    atol = tol.effective_atol(step, ref_range)
+    bad_nonfinite = int(np.sum(~np.isfinite(out) & np.isfinite(ref)))
+    diff = np.abs(out - ref)
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    abs_ref = np.abs(ref)
+    floor = max(1e-6 * float(abs_ref.max(initial=0.0)), 1e-12)
+    rel = diff / np.maximum(abs_ref, floor)
+    outside = diff > atol + tol.rtol * abs_ref
+    a, r = out.reshape(-1), ref.reshape(-1)
+    na, nr = float(np.linalg.norm(a)), float(np.linalg.norm(r))
+    if not np.all(np.isfinite(a)):
+        cosine = float("nan")
+    elif na == 0.0 and nr == 0.0:
+        cosine = 1.0
+    else:
+        cosine = float(np.dot(a, r) / max(na * nr, 1e-300))
+    mismatch = float(outside.mean()) if outside.size else 0.0
+    return {
+        "max_abs": float(diff.max(initial=0.0)),
+        "max_rel": float(rel.max(initial=0.0)),
+        "mean_abs": float(diff.mean()) if diff.size else 0.0,
+        "rmse": float(np.sqrt(np.mean(np.square(diff)))) if diff.size else 0.0,
+        "cosine": cosine,
+        "mismatch_fraction": mismatch,
+        "nonfinite": bad_nonfinite,
+        "atol": atol,
+        "rtol": tol.rtol,
+        "passed": bad_nonfinite == 0 and mismatch <= tol.mismatch_fraction,
+    }
+
+
+def _worst(per_case: list[dict]) -> dict:
+    """Worst figures over cases for one output."""
+    errors = [m["error"] for m in per_case if "error" in m]
+    if errors:
+        return {"passed": False, "error": errors[0]}
+    worst = {
+        "max_abs": max(m["max_abs"] for m in per_case),
+        "max_rel": max(m["max_rel"] for m in per_case),
+        "mean_abs": max(m["mean_abs"] for m in per_case),
+        "rmse": max(m["rmse"] for m in per_case),
+        "cosine": min((m["cosine"] for m in per_case), key=lambda c: -1e9 if math.isnan(c) else c),
+        "mismatch_fraction": max(m["mismatch_fraction"] for m in per_case),
+        "nonfinite": sum(m["nonfinite"] for m in per_case),
+        "atol": per_case[0]["atol"],
+        "rtol": per_case[0]["rtol"],
+        "passed": all(m["passed"] for m in per_case),
+    }
+    for key in ("max_abs", "max_rel", "mean_abs", "rmse", "cosine"):
+        worst[key] = _finite(worst[key])
+    return worst
+
+
+def reference_stats(ref_outputs: list[dict[str, np.ndarray]], pool_mask: list[bool]) -> dict[str, dict]:
+    """Range of each reference output, and whether it is near-constant across inputs."""
+    stats = {}
+    for name in ref_outputs[0]:
+        arrays = [np.asarray(o[name], dtype=np.float64) for o in ref_outputs]
+        flat = np.concatenate([a.reshape(-1) for a in arrays])
+        finite = flat[np.isfinite(flat)]
+        value_range = float(finite.max() - finite.min()) if finite.size else 0.0
+        batches = [a for a, pooled in zip(arrays, pool_mask) if pooled and a.ndim > 0] or [a for a in arrays if a.ndim > 0]
+        if batches and sum(len(b) for b in batches) > 1:
+            stacked = np.concatenate(batches, axis=0)
+            spread = float(np.nanmax(np.nanstd(stacked, axis=0))) if stacked.size else 0.0
+        else:
+            spread = float(np.nanstd(flat)) if flat.size > 1 else 0.0
+        scale = 1.0 + float(np.mean(np.abs(finite))) if finite.size else 1.0
+        stats[name] = {
+            "range": value_range,
+            "spread": spread,
+            "degenerate": spread <= DEGENERATE_STD * scale,
+            "nonfinite": int(flat.size - finite.size),
+        }
+    return stats
+
+
+def classifier_metrics(ref_scores: np.ndarray, out_scores: np.ndarray, labels: np.ndarray | None) -> dict:
+    ref_top1 = np.argmax(ref_scores.reshape(len(ref_scores), -1), axis=1)
+    out_top1 = np.argmax(out_scores.reshape(len(out_scores), -1), axis=1)
+    result = {"samples": int(len(ref_top1)), "top1_agreement": float(np.mean(ref_top1 == out_top1))}
+    if labels is not None:
+        labels = labels[: len(ref_top1)]
+        result["reference_accuracy"] = float(np.mean(ref_top1 == labels))
+        result["accuracy"] = float(np.mean(out_top1 == labels))
+        result["accuracy_delta"] = result["accuracy"] - result["reference_accuracy"]
+    return result
+
+
+def evaluate(
+    case_labels: list[str],
+    reference: list[dict[str, np.ndarray]],
+    produced: list[dict[str, np.ndarray]],
+    tolerance_for: Callable[[str], Tolerance],
+    steps: dict[str, float],
+    stats: dict[str, dict],
+    pool_mask: list[bool],
+    classifier: str | None = None,
+    labels: np.ndarray | None = None,
+) -> dict:
+    """Compare every output of every case, then decide."""
+    names = list(reference[0])
+    per_output: dict[str, list[dict]] = {n: [] for n in names}
+    cases = []
+    for label, ref, out in zip(case_labels, reference, produced):
+        case_out = {}
+        for name in names:
+            if name not in out:
+                metrics = {"passed": False, "error": f"the artifact has no output '{name}' (it has: {', '.join(sorted(out))})"}
+            else:
+                metrics = output_metrics(ref[name], out[name], tolerance_for(name), steps.get(name, 0.0), stats[name]["range"])
+            per_output[name].append(metrics)
+            case_out[name] = {k: metrics.get(k) for k in ("max_abs", "passed", "error") if k in metrics}
+        batch = int(np.shape(next(iter(ref.values())))[0]) if np.ndim(next(iter(ref.values()))) else 1
+        cases.append({"case": label, "batch": batch, "outputs": case_out})
+    outputs = {}
+    for name in names:
+        worst = _worst(per_output[name])
+        if steps.get(name):
+            worst["quant_step"] = steps[name]
+        outputs[name] = worst
+    result: dict = {"outputs": outputs, "cases": cases}
+    failures = [f"{n}: {_failure_text(m)}" for n, m in outputs.items() if not m["passed"]]
+    if classifier and classifier in names:
+        pooled = [i for i, p in enumerate(pool_mask) if p]
+        if pooled:
+            ref_scores = np.concatenate([reference[i][classifier] for i in pooled])
+            out_scores = np.concatenate([produced[i][classifier] for i in pooled if classifier in produced[i]] or [ref_scores * np.nan])
+            cls = classifier_metrics(ref_scores, out_scores, labels)
+            tol = tolerance_for(classifier)
+            cls["min_top1"] = tol.min_top1
+            cls["max_accuracy_drop"] = tol.max_accuracy_drop
+            ok = tol.min_top1 is None or cls["top1_agreement"] >= tol.min_top1
+            if tol.max_accuracy_drop is not None and "accuracy_delta" in cls:
+                ok = ok and -cls["accuracy_delta"] <= tol.max_accuracy_drop
+            cls["passed"] = ok
+            if not ok:
+                failures.append(
+                    f"{classifier}: top-1 agreement {cls['top1_agreement']:.4f} (min {tol.min_top1})"
+                    + (f", accuracy_delta {cls['accuracy_delta']:+.4f} (max drop {tol.max_accuracy_drop})" if "accuracy_delta" in cls else "")
+                )
+            result["classifier"] = cls
+    weak = [n for n in names if stats[n]["degenerate"]]
+    if weak:
+        result["weak_evidence"] = {
+            n: f"the reference output is near-constant across inputs (spread {stats[n]['spread']:.3g}): agreement proves little; use trained weights or more varied data"
+            for n in weak
+        }
+    result["passed"] = not failures
+    result["failures"] = failures
+    return result
+
+
+def _failure_text(m: dict) -> str:
+    if "error" in m:
+        return m["error"]
+    if m["nonfinite"]:
+        return f"{m['nonfinite']} NaN/Inf values where the reference is finite"
+    return (
+        f"max_abs {m['max_abs']:.3g} > atol {m['atol']:.3g} (+ rtol {m['rtol']:.3g}*|ref|) on "
+        f"{100 * m['mismatch_fraction']:.2f}% of elements; max_rel {m['max_rel']:.3g}, cosine {m['cosine']}"
+    )

@@ -1,0 +1,329 @@
+"""The runner: config -> load -> trace -> savedmodel -> data -> reference ->
+target.build -> parity -> report, for each model and target.
+
+One target failing never stops the others. Each target builds into a staging folder
+that replaces `artifacts/<model>/<target>/` only when the target finished (passed or
+failed parity); an error or a crash leaves the previous artifacts as they were.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import ModelConfig, TargetConfig
+from pipeline.errors import IntegrityError, PipelineError
+from pipeline.fsutil import expand_files, file_records, publish_dir, sha256_file, staging_dir
+from pipeline.parity import evaluate, reference_stats
+from pipeline.records import LoadedModel, ParityData, TracedModel
+from pipeline.report import merge_report, now, read_report
+from pipeline.target import Artifact, BuildInputs, Target
+from pipeline.tolerance import Tolerance
+
+
+def log(model: str, message: str) -> None:
+    print(f"[{model}] {message}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage of one model's run may read. Frozen: stages return records."""
+
+    config: ModelConfig
+    artifacts_root: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.artifacts_root / self.config.name
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The shared stages' records for one model."""
+
+    loaded: LoadedModel
+    traced: TracedModel
+    saved_model_dir: Path
+    data: ParityData
+    reference: tuple[dict[str, np.ndarray], ...]
+    stats: dict[str, dict]
+    pool_mask: tuple[bool, ...]
+    timings: dict[str, dict] = field(default_factory=dict)
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, dict] = {}
+
+    def run(self, name: str, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        self.timings[name] = {"seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        return result
+
+
+def run_eager(loaded: LoadedModel, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    outputs = loaded.call({k: tf.constant(v) for k, v in inputs.items()})
+    return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+def prepare(ctx: RunContext) -> Prepared:
+    """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced."""
+    from pipeline.stages.data import is_pool_case, make_parity_data
+    from pipeline.stages.load import load_model
+    from pipeline.stages.savedmodel import export_saved_model
+    from pipeline.stages.trace import trace_model
+
+    watch = _Stopwatch()
+    config = ctx.config
+    data = watch.run("data", make_parity_data, config)
+    loaded = watch.run("load", load_model, config)
+    traced = watch.run("trace", trace_model, config, loaded)
+    stage_root = ctx.model_dir / ".stages"
+    staged = staging_dir(stage_root, "savedmodel")
+    saved_model_dir = stage_root / "savedmodel"
+    try:
+        watch.run("savedmodel", export_saved_model, staged / "model", loaded, traced)
+        publish_dir(staged / "model", saved_model_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    reference = watch.run("reference", lambda: tuple(run_eager(loaded, inputs) for _, inputs in data.cases))
+    pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
+    stats = reference_stats(list(reference), list(pool_mask))
+    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings)
+
+
+def _tolerance_for(target_cfg: TargetConfig, artifact: Artifact):
+    def lookup(output: str) -> Tolerance:
+        return artifact.tolerance.override(target_cfg.tolerance_overrides(artifact.variant, output))
+
+    return lookup
+
+
+def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, target_dir: Path, artifact: Artifact) -> dict:
+    """Run the artifact from disk on every case and compare with the eager reference."""
+    runner = target.open(target_dir, artifact)
+    produced = []
+    for _, inputs in prep.data.cases:
+        out = runner(inputs)
+        produced.append({k: np.asarray(v) for k, v in out.items()})
+    labels = [label for label, _ in prep.data.cases]
+    return evaluate(
+        labels,
+        list(prep.reference),
+        produced,
+        _tolerance_for(target_cfg, artifact),
+        dict(getattr(runner, "output_steps", {}) or {}),
+        prep.stats,
+        list(prep.pool_mask),
+        classifier=ctx.config.data.classifier,
+        labels=prep.data.labels,
+    )
+
+
+def _error_entry(exc: BaseException, started: str) -> dict:
+    if isinstance(exc, PipelineError):
+        return {"status": "error", "error": type(exc).__name__, "exit_code": exc.exit_code, "message": str(exc), "started": started, "finished": now()}
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return {
+        "status": "error",
+        "error": type(exc).__name__,
+        "exit_code": 1,
+        "message": f"unexpected {type(exc).__name__}: {exc}",
+        "traceback_tail": "".join(tb[-3:]),
+        "started": started,
+        "finished": now(),
+    }
+
+
+def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> dict:
+    """Files are recorded relative to artifacts/<model>/, where they will live once published."""
+    files = [{**f, "path": f"{target_name}/{f['path']}"} for f in file_records(target_dir, artifact.files, target_dir)]
+    return {
+        "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__, "info": artifact.info},
+        "files": files,
+        "bytes": sum(f["bytes"] for f in files),
+        "info": artifact.info,
+    }
+
+
+def _fold_variants(target: Target, target_cfg: TargetConfig, variant_entries: dict[str, dict]) -> dict:
+    """One artifact: its fields are the target's. Several: under `variants`."""
+    statuses = [v["status"] for v in variant_entries.values()]
+    status = "error" if "error" in statuses else "failed" if "failed" in statuses else "passed"
+    if list(variant_entries) == [""]:
+        entry = dict(variant_entries[""])
+        entry["status"] = status
+        return entry
+    files = [f for v in variant_entries.values() for f in v.get("files", [])]
+    unique = list({f["path"]: f for f in files}.values())
+    return {"status": status, "files": unique, "variants": variant_entries}
+
+
+def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig) -> dict:
+    """Build, check and publish one target; returns its report entry (never raises PipelineError)."""
+    model_dir = ctx.model_dir
+    started = now()
+    staged = staging_dir(model_dir, target.name)
+    try:
+        job = BuildInputs(
+            model=ctx.config,
+            target=target_cfg,
+            out_dir=staged,
+            saved_model_dir=prep.saved_model_dir,
+            traced=prep.traced.function,
+            loaded=prep.loaded,
+            calibration=prep.data.pool,
+            labels=prep.data.labels,
+        )
+        t0 = time.perf_counter()
+        artifacts = target.build(job)
+        build_s = time.perf_counter() - t0
+        variant_entries: dict[str, dict] = {}
+        parity_s = 0.0
+        for artifact in artifacts:
+            t1 = time.perf_counter()
+            parity = check_parity(ctx, prep, target, target_cfg, staged, artifact)
+            parity_s += time.perf_counter() - t1
+            record = _artifact_record(artifact, staged, target.name)
+            record["parity"] = parity
+            record["status"] = "passed" if parity["passed"] else "failed"
+            if not parity["passed"]:
+                diagnosis = target.diagnose(job, artifact, parity)
+                if diagnosis:
+                    record["diagnosis"] = diagnosis
+            variant_entries[artifact.variant] = record
+            label = f"{target.name}/{artifact.variant}" if artifact.variant else target.name
+            worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
+            log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
+        entry = _fold_variants(target, target_cfg, variant_entries)
+        entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
+        publish_dir(staged, model_dir / target.name)
+        return entry
+    except BaseException as exc:  # one target failing never stops the others
+        shutil.rmtree(staged, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        entry = _error_entry(exc, started)
+        log(ctx.config.name, f"{target.name}: error: {entry['message']}")
+        return entry
+
+
+def export_model(config: ModelConfig, target_names: list[str] | None, artifacts_root: Path) -> tuple[dict, int]:
+    """Export one model; returns (report, exit code)."""
+    from targets import REGISTRY
+
+    ctx = RunContext(config, artifacts_root)
+    chosen = [t for t in config.targets if target_names is None or t.name in target_names]
+    ctx.model_dir.mkdir(parents=True, exist_ok=True)
+    run = {"started": now(), "targets": [t.name for t in chosen]}
+    log(config.name, f"exporting {', '.join(t.name for t in chosen)}")
+    try:
+        prep = prepare(ctx)
+    except Exception as exc:  # the model itself is unusable: every chosen target errors
+        entry = _error_entry(exc, run["started"])
+        log(config.name, f"error: {entry['message']}")
+        run["finished"] = now()
+        report = merge_report(ctx.model_dir, config.name, config.sha256, str(config.file), run, {t.name: dict(entry) for t in chosen})
+        return report, entry["exit_code"]
+    run["model"] = {
+        "flavour": prep.loaded.flavour,
+        "tracing_count": prep.traced.tracing_count,
+        "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
+        "reference": {n: {k: v for k, v in s.items()} for n, s in prep.stats.items()},
+        "cases": [label for label, _ in prep.data.cases],
+    }
+    run["timings"] = dict(prep.timings)
+    entries = {}
+    for target_cfg in chosen:
+        target = REGISTRY.get(target_cfg.name)
+        t0 = time.perf_counter()
+        entries[target_cfg.name] = build_target(ctx, prep, target, target_cfg)
+        run["timings"][f"target:{target_cfg.name}"] = {"seconds": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    run["finished"] = now()
+    report = merge_report(ctx.model_dir, config.name, config.sha256, str(config.file), run, entries)
+    return report, exit_code_for(entries)
+
+
+def exit_code_for(entries: dict[str, dict]) -> int:
+    codes = [0]
+    for entry in entries.values():
+        if entry["status"] == "error":
+            codes.append(entry.get("exit_code", 1))
+        elif entry["status"] == "failed":
+            codes.append(1)
+    return 2 if 2 in codes else max(codes)
+
+
+# ------------------------------------------------------------------ validate
+
+
+def verify_files(model_dir: Path, report: dict) -> list[str]:
+    """Files whose bytes differ from the report (or that are gone)."""
+    changed = []
+    for name, entry in report.get("targets", {}).items():
+        for f in entry.get("files", []):
+            path = model_dir / f["path"]
+            if not path.is_file():
+                changed.append(f"{f['path']} (missing)")
+            elif sha256_file(path) != f["sha256"]:
+                changed.append(f"{f['path']} (sha256 {sha256_file(path)[:12]}, recorded {f['sha256'][:12]})")
+        target_dir = model_dir / name
+        if target_dir.is_dir() and entry.get("files"):
+            recorded = {f["path"] for f in entry["files"]}
+            for path in expand_files(model_dir, [name]):
+                rel = path.relative_to(model_dir).as_posix()
+                if rel not in recorded:
+                    changed.append(f"{rel} (not in the report)")
+    return changed
+
+
+def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
+    """Re-check artifacts on disk: hashes first, then parity, without re-exporting."""
+    from targets import REGISTRY
+
+    ctx = RunContext(config, artifacts_root)
+    report = read_report(ctx.model_dir)
+    if report is None:
+        log(config.name, f"no report at {ctx.model_dir / 'report.json'}: run `tfship export --model {config.name}` first")
+        return 1
+    changed = verify_files(ctx.model_dir, report)
+    if changed:
+        log(config.name, "artifact files changed since export:\n  " + "\n  ".join(changed))
+        raise IntegrityError(f"{config.name}: {len(changed)} file(s) differ from report.json: " + "; ".join(changed))
+    log(config.name, f"all recorded files match their sha256")
+    prep = prepare(ctx)
+    code = 0
+    for name, entry in report.get("targets", {}).items():
+        if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
+            continue
+        target = REGISTRY.get(name)
+        try:
+            target_cfg = config.target(name)
+        except KeyError:
+            continue
+        records = entry.get("variants") or {"": entry}
+        for variant, record in records.items():
+            art = record["artifact"]
+            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
+            parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
+            label = f"{name}/{variant}" if variant else name
+            log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
+            if not parity["passed"]:
+                code = 1
+    return code

@@ -1,0 +1,89 @@
+"""The contract every deployment target fulfils. One target = one file under targets/.
+
+A target module must not import TensorFlow (or any converter) at import time: the
+registry is read while the config is validated, before TensorFlow loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from pipeline.config import ModelConfig, TargetConfig
+from pipeline.records import LoadedModel
+from pipeline.tolerance import FP32, Tolerance
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything a target may use to build its artifacts. Read-only."""
+
+    model: ModelConfig
+    target: TargetConfig  # options: target.options (the target's own Options)
+    out_dir: Path  # empty staging folder owned by this target: write every file here
+    saved_model_dir: Path  # SavedModel whose serving_default uses the config's names
+    traced: Any  # signature-fixed tf.function: f(*inputs in config order) -> {output: tensor}
+    loaded: LoadedModel
+    calibration: dict[str, np.ndarray]  # {input: array [N, ...]}: representative samples
+    labels: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported artifact (one variant) of a target.
+
+    `files` are paths relative to the target's folder (a folder may be listed: all
+    files below it count). `info` holds extra JSON-able report fields. `tolerance`
+    is the target's default budget for this variant before YAML overrides.
+    """
+
+    variant: str
+    files: tuple[str, ...]
+    tolerance: Tolerance = FP32
+    info: dict = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    """Runs an artifact from disk in its own runtime.
+
+    `output_steps` gives each output's quantization step (scale) when the artifact
+    produces quantized outputs that the runner dequantized; float outputs are absent.
+    """
+
+    output_steps: dict[str, float]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For targets without options."""
+
+
+class Target:
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+
+    def variants(self, options: Any) -> tuple[str, ...]:
+        """Variant names this target will produce with these options ('' = a single artifact)."""
+        return ("",)
+
+    def check_options(self, options: Any, model: dict) -> list[tuple[str, str]]:
+        """Cross-field checks in pure Python: [(option key or '', message)].
+
+        `model` is a plain view: {name, inputs (InputSpec tuple), outputs (names), data}.
+        """
+        return []
+
+    def build(self, job: BuildInputs) -> list[Artifact]:
+        raise NotImplementedError
+
+    def open(self, target_dir: Path, artifact: Artifact) -> Runner:
+        raise NotImplementedError
+
+    def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
+        """Called when an artifact fails parity: extra report fields that explain why."""
+        return None

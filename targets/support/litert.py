@@ -1,0 +1,476 @@
+"""LiteRT / TFLite helpers shared by the `tflite` and `edgetpu` targets.
+
+- `Conversion` (frozen) describes one conversion; `convert()` runs the TFLite
+  converter on a SavedModel (never on concrete functions: a Keras 3 model converted
+  that way loses its weights and outputs NaN).
+- `check_calibration()` / `representative_dataset()`: calibration samples checked
+  against the input signature, fed one sample at a time.
+- `LiteRTRunner`: runs a .tflite file through its signature runner in
+  `ai_edge_litert`, quantizing float inputs and dequantizing integer outputs with
+  the model's own scale and zero point.
+- `list_ops()`, `io_quantization()`: what is in a flatbuffer, for reports.
+- `debug_quantization()`: `tf.lite.experimental.QuantizationDebugger`, worst layers first.
+
+Nothing here imports TensorFlow at module import time.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from pipeline.errors import ConversionError, IncompatibleModel
+
+VARIANTS = ("float32", "float16", "dynamic_range", "int8", "int16x8")
+CALIBRATED = ("int8", "int16x8")  # variants that need a representative dataset
+QUANTIZED_TYPES = (np.int8, np.uint8, np.int16)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One TFLite conversion of a SavedModel signature."""
+
+    variant: str  # one of VARIANTS
+    io: str = "float32"  # int8 | uint8 | float32: model I/O type of the `int8` variant
+    allow_select_tf_ops: bool = False
+    denylisted_nodes: tuple[str, ...] = ()  # tensors kept in float (int8 only)
+    calibration_samples: int = 100
+    signature: str = "serving_default"
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def check_calibration(inputs: Iterable[Any], calibration: dict[str, np.ndarray], needed: int, where: str) -> None:
+    """Raise IncompatibleModel when calibration arrays do not fit the input specs.
+
+    `inputs` are the config's InputSpecs; `needed` is how many samples the
+    representative dataset will draw.
+    """
+    for spec in inputs:
+        expected = f"[N, {', '.join(str(d) for d in spec.shape[1:])}] {spec.dtype}" if spec.shape else f"[N] {spec.dtype}"
+        if spec.name not in calibration:
+            raise IncompatibleModel(
+                f"{where}: no calibration data for input '{spec.name}'; expected an array {expected}. "
+                "Give data for every input under `data:` in the model's config."
+            )
+        array = np.asarray(calibration[spec.name])
+        shape_ok = array.ndim == max(len(spec.shape), 1) and all(
+            d is None or d == a for d, a in zip(spec.shape[1:], array.shape[1:])
+        )
+        if not shape_ok:
+            raise IncompatibleModel(
+                f"{where}: calibration data for input '{spec.name}' has shape {list(array.shape)}, expected {expected}. "
+                "Fix the `data:` section of the model's config so its arrays match `inputs:`."
+            )
+        if np.dtype(array.dtype) != np.dtype(spec.dtype):
+            same_kind = np.issubdtype(array.dtype, np.floating) == np.issubdtype(np.dtype(spec.dtype), np.floating)
+            if not same_kind:
+                raise IncompatibleModel(
+                    f"{where}: calibration data for input '{spec.name}' is {array.dtype}, expected {expected}. "
+                    "Fix the `data:` section of the model's config so its dtypes match `inputs:`."
+                )
+        if len(array) < needed:
+            raise IncompatibleModel(
+                f"{where}: calibration needs {needed} samples for input '{spec.name}' but the data has {len(array)}. "
+                f"Raise `data.samples` to at least {needed} or lower the target's `calibration_samples`."
+            )
+
+
+def representative_dataset(calibration: dict[str, np.ndarray], inputs: Iterable[Any], samples: int):
+    """A converter `representative_dataset`: one sample per step, keyed by input name."""
+    specs = list(inputs)
+
+    def generate():
+        for i in range(samples):
+            yield {spec.name: np.asarray(calibration[spec.name][i : i + 1]).astype(spec.dtype) for spec in specs}
+
+    return generate
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _converter(saved_model_dir: Path, conv: Conversion, representative=None):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[conv.signature])
+    builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if conv.variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif conv.variant == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif conv.variant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        builtins = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if conv.io != "float32":
+            converter.inference_input_type = tf.as_dtype(conv.io)
+            converter.inference_output_type = tf.as_dtype(conv.io)
+    elif conv.variant == "int16x8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        builtins = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    elif conv.variant != "float32":
+        raise ValueError(f"unknown TFLite variant {conv.variant!r}")
+    select = [tf.lite.OpsSet.SELECT_TF_OPS] if conv.allow_select_tf_ops else []
+    converter.target_spec.supported_ops = builtins + select
+    return converter
+
+
+def convert(saved_model_dir: Path, conv: Conversion, representative=None, layer_names: Iterable[str] = (), input_names: Iterable[str] = ()) -> tuple[bytes, float]:
+    """Convert one variant; returns (flatbuffer, seconds).
+
+    Ops without a TFLite kernel raise IncompatibleModel naming the op and the layer
+    (`layer_names` are the Keras layer names used to resolve graph node names).
+    """
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    start = time.perf_counter()
+    converter = _converter(saved_model_dir, conv, representative)
+    try:
+        if conv.denylisted_nodes:
+            content = _convert_with_denylist(converter, conv, representative, list(input_names))
+        else:
+            content = converter.convert()
+    except ConverterError as exc:
+        raise explain_converter_error(exc, conv, layer_names) from exc
+    except Exception as exc:  # the converter raises RuntimeError/ValueError too
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"TFLite {conv.variant} conversion of {saved_model_dir} failed: {type(exc).__name__}: {first}") from exc
+    return content, time.perf_counter() - start
+
+
+def _convert_with_denylist(converter, conv: Conversion, representative, input_names: list[str]) -> bytes:
+    """Full-integer model with the listed tensors kept in float (selective quantization)."""
+    import tensorflow as tf
+
+    if conv.variant != "int8":
+        raise ConversionError(f"denylisted_nodes applies to the int8 variant only, not {conv.variant}")
+    if conv.io == "uint8":
+        raise IncompatibleModel("denylisted_nodes supports int8 or float32 model I/O, not uint8; set `int8_io: int8` or `float32`")
+    converter.inference_input_type = tf.float32
+    converter.inference_output_type = tf.float32
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=list(conv.denylisted_nodes), fully_quantize=conv.io == "int8"
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=_positional(representative, input_names), debug_options=options
+    )
+    _align_inputs(debugger, input_names)
+    return debugger.get_nondebug_quantized_model()
+
+
+_LOC_OP = re.compile(r"loc\(callsite\(fused\[\"(\w+):\", \"([^\"@]+)(?:@[^\"]*)?\"\][^\n]*?'tf\.(\w+)' op is neither a custom op nor a flex op")
+_SELECT_LINE = re.compile(r"TF Select ops: ([^\n]+)")
+_CUSTOM_LINE = re.compile(r"Custom ops: ([^\n]+)")
+
+
+def layer_of(node: str, layer_names: Iterable[str]) -> str | None:
+    """The Keras layer a graph node belongs to: the deepest scope naming a layer.
+
+    Keras 3 uniquifies name scopes with a `_1` suffix, so that suffix is tried off too.
+    """
+    names = set(layer_names)
+    found = None
+    for part in node.split("/")[:-1]:
+        base = re.sub(r"_\d+$", "", part)
+        if part in names:
+            found = part
+        elif base in names:
+            found = base
+    return found
+
+
+def _ops_with_nodes(text: str) -> dict[str, list[str]]:
+    nodes: dict[str, list[str]] = {}
+    for _, node, op in _LOC_OP.findall(text):
+        nodes.setdefault(op, [])
+        if node not in nodes[op]:
+            nodes[op].append(node)
+    return nodes
+
+
+def explain_converter_error(exc: Exception, conv: Conversion, layer_names: Iterable[str]) -> Exception:
+    text = str(exc)
+    layer_names = list(layer_names)
+    nodes = _ops_with_nodes(text)
+    select = sorted({o.strip() for m in _SELECT_LINE.findall(text) for o in m.split(",")})
+    custom = sorted({o.strip() for m in _CUSTOM_LINE.findall(text) for o in m.split(",")})
+    if not select and not custom:
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return ConversionError(f"TFLite {conv.variant} conversion failed: {first}")
+
+    def describe(op: str) -> str:
+        where = []
+        for node in nodes.get(op, []):
+            layer = layer_of(node, layer_names)
+            where.append(f"layer '{layer}' (node {node})" if layer else f"node {node}")
+        return f"{op} in {', '.join(where)}" if where else op
+
+    parts = []
+    if custom:
+        parts.append(
+            "ops with neither a TFLite kernel nor a Select TF (Flex) kernel: "
+            + "; ".join(describe(o) for o in custom)
+            + ". Rewrite those layers with TFLite builtin ops (e.g. compute in float32 instead of float64)"
+        )
+    if select and not conv.allow_select_tf_ops:
+        parts.append(
+            "ops that need Select TF ops (Flex): "
+            + "; ".join(describe(o) for o in select)
+            + ". Rewrite those layers with TFLite builtin ops, or set `allow_select_tf_ops: true` on the tflite target "
+            "(the .tflite file then needs the Flex delegate at run time)"
+        )
+    if not parts:  # Select ops were allowed, only custom ops remain (already listed)
+        first = text.strip().splitlines()[0]
+        return ConversionError(f"TFLite {conv.variant} conversion failed: {first}")
+    error = IncompatibleModel(f"TFLite {conv.variant} conversion refused: " + "; and ".join(parts) + ".")
+    error.ops = {"select_tf_ops": select, "custom_ops": custom, "nodes": nodes}
+    return error
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+def _builtin_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _tensor_type_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def read_model(content: bytes):
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+
+
+def list_ops(content: bytes) -> list[dict]:
+    """Every operator of the main subgraph in execution order, with tensor details."""
+    model = read_model(content)
+    names = _builtin_names()
+    types = _tensor_type_names()
+    graph = model.subgraphs[0]
+    ops = []
+    for index, op in enumerate(graph.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        name = names.get(builtin, str(builtin))
+        if name == "CUSTOM":
+            name = code.customCode.decode() if isinstance(code.customCode, bytes) else str(code.customCode)
+
+        def describe(indices):
+            out = []
+            for t in indices if indices is not None else []:
+                if t < 0:
+                    continue
+                tensor = graph.tensors[t]
+                shape = [int(d) for d in (tensor.shapeSignature if tensor.shapeSignature is not None else tensor.shape if tensor.shape is not None else [])]
+                q = tensor.quantization
+                quantized = q is not None and q.scale is not None and len(q.scale) > 0
+                is_const = model.buffers[tensor.buffer].data is not None if tensor.buffer < len(model.buffers) else False
+                out.append({"type": types.get(tensor.type, str(tensor.type)), "shape": shape, "quantized": bool(quantized), "constant": bool(is_const)})
+            return out
+
+        ops.append({"index": index, "op": name, "inputs": describe(op.inputs), "outputs": describe(op.outputs)})
+    return ops
+
+
+def op_counts(ops: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[op["op"]] = counts.get(op["op"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def flex_ops(ops: list[dict]) -> list[str]:
+    return sorted({op["op"] for op in ops if op["op"].startswith("Flex")})
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _interpreter(path: Path, needs_flex: bool):
+    if needs_flex:
+        # ai_edge_litert ships no Flex delegate; TensorFlow's own interpreter links it.
+        import tensorflow as tf
+
+        return tf.lite.Interpreter(model_path=str(path))
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(path))
+
+
+class LiteRTRunner:
+    """Runs a .tflite signature with the config's input and output names.
+
+    Float inputs for int8/uint8 model inputs are quantized with the input's own
+    scale and zero point; int8/uint8/int16 outputs are dequantized with the
+    output's, and `output_steps` records each such output's scale. A model with a
+    fixed batch (e.g. Edge TPU, batch 1) is run in chunks of that batch.
+    """
+
+    def __init__(self, path: Path, output_names: Iterable[str], signature: str = "serving_default", needs_flex: bool = False):
+        self.path = Path(path)
+        self._interpreter = _interpreter(self.path, needs_flex)
+        self._runner = self._interpreter.get_signature_runner(signature)
+        self.input_details = self._runner.get_input_details()
+        self.output_details = self._runner.get_output_details()
+        self.output_names = tuple(output_names)
+        missing = [n for n in self.output_names if n not in self.output_details]
+        if missing:
+            raise ConversionError(f"{self.path}: signature '{signature}' has outputs {sorted(self.output_details)}, expected {list(self.output_names)}")
+        self.output_steps: dict[str, float] = {}
+        for name, detail in self.output_details.items():
+            scale, _ = _scale_zero_point(detail)
+            if scale and detail["dtype"] in QUANTIZED_TYPES:
+                self.output_steps[name] = scale
+        batches = {int(d["shape_signature"][0]) for d in self.input_details.values() if len(d["shape_signature"])}
+        self.fixed_batch = next(iter(batches)) if len(batches) == 1 and -1 not in batches else None
+
+    def _feed(self, name: str, value: np.ndarray) -> np.ndarray:
+        detail = self.input_details[name]
+        dtype = detail["dtype"]
+        value = np.asarray(value)
+        if dtype in QUANTIZED_TYPES and np.issubdtype(value.dtype, np.floating):
+            scale, zero_point = _scale_zero_point(detail)
+            info = np.iinfo(dtype)
+            return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(dtype)
+        return value.astype(dtype, copy=False)
+
+    def _invoke(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raw = self._runner(**{name: self._feed(name, value) for name, value in inputs.items()})
+        out = {}
+        for name in self.output_names:
+            value = np.asarray(raw[name])
+            detail = self.output_details[name]
+            if detail["dtype"] in QUANTIZED_TYPES:
+                scale, zero_point = _scale_zero_point(detail)
+                if scale:
+                    value = ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)
+            out[name] = value.copy()
+        return out
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        unknown = set(inputs) - set(self.input_details)
+        if unknown:
+            raise ValueError(f"{self.path}: unknown inputs {sorted(unknown)}; the signature takes {sorted(self.input_details)}")
+        if self.fixed_batch is None:
+            return self._invoke(inputs)
+        n = len(next(iter(inputs.values())))
+        step = self.fixed_batch
+        if n % step:
+            raise ValueError(f"{self.path}: fixed batch {step} cannot run a batch of {n}")
+        parts = [self._invoke({k: v[i : i + step] for k, v in inputs.items()}) for i in range(0, n, step)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in self.output_names}
+
+
+def _scale_zero_point(detail: dict) -> tuple[float, int]:
+    params = detail.get("quantization_parameters") or {}
+    scales = params.get("scales")
+    if scales is not None and len(scales) == 1:
+        return float(scales[0]), int(params["zero_points"][0])
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return float(scale), int(zero_point)
+
+
+def io_quantization(runner: LiteRTRunner, input_names: Iterable[str]) -> dict:
+    """Dtype, scale and zero point of every model input and output (for reports)."""
+
+    def row(detail):
+        scale, zero_point = _scale_zero_point(detail)
+        out = {"dtype": np.dtype(detail["dtype"]).name, "shape": [int(d) for d in detail["shape_signature"]]}
+        if scale:
+            out.update(scale=scale, zero_point=zero_point)
+        return out
+
+    return {
+        "inputs": {n: row(runner.input_details[n]) for n in input_names},
+        "outputs": {n: row(runner.output_details[n]) for n in runner.output_names},
+    }
+
+
+# --------------------------------------------------------------------------- debugging
+
+
+def _positional(representative, names: list[str]):
+    """The debugger feeds positional lists; the converter's dataset is keyed by name.
+
+    `names` is read lazily: `_align_inputs` puts it in the model's input order once
+    the debugger has built its interpreter (before it draws any sample).
+    """
+
+    def generate():
+        for sample in representative():
+            yield [sample[n] for n in names]
+
+    return generate
+
+
+def _align_inputs(debugger, names: list[str]) -> None:
+    order = [d["name"] for d in debugger._quant_interpreter.get_input_details()]  # noqa: SLF001 - the debugger's own input order
+    aligned = [next((n for n in names if o in (f"serving_default_{n}:0", n)), None) for o in order]
+    if None not in aligned and sorted(aligned) == sorted(names):
+        names[:] = aligned
+
+
+def debug_quantization(saved_model_dir: Path, conv: Conversion, representative, input_names: Iterable[str], layer_names: Iterable[str] = (), top: int = 5) -> dict:
+    """Run QuantizationDebugger on the calibrated model; worst layers by RMSE/scale first.
+
+    RMSE/scale is the root-mean-square error between the float and the
+    quantized-then-dequantized tensor in units of that tensor's quantization step:
+    about 0.29 (1/sqrt(12)) is plain rounding error; much more means the step is
+    too coarse for the values (an outlier range) or errors pile up there.
+    """
+    import tensorflow as tf
+
+    converter = _converter(saved_model_dir, Conversion(variant="int8", io="float32", signature=conv.signature), representative)
+    converter.inference_input_type = tf.float32
+    converter.inference_output_type = tf.float32
+    names = list(input_names)
+    options = tf.lite.experimental.QuantizationDebugOptions()
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=_positional(representative, names), debug_options=options
+    )
+    _align_inputs(debugger, names)
+    debugger.run()
+    buffer = io.StringIO()
+    debugger.layer_statistics_dump(buffer)
+    buffer.seek(0)
+    rows = []
+    for row in csv.DictReader(buffer):
+        scale = float(row["scale"])
+        rmse = float(row["mean_squared_error"]) ** 0.5
+        tensor = row["tensor_name"]
+        rows.append(
+            {
+                "tensor": tensor,
+                "layer": layer_of(tensor.split(";")[0] + "/x", layer_names) or tensor.split(";")[0],
+                "op": row["op_name"],
+                "rmse_over_scale": round(rmse / scale, 3) if scale else None,
+                "rmse": float(f"{rmse:.4g}"),
+                "scale": float(f"{scale:.4g}"),
+                "max_abs_error": float(f"{float(row['max_abs_error']):.4g}"),
+            }
+        )
+    rows.sort(key=lambda r: -(r["rmse_over_scale"] or 0))
+    worst = rows[:top]
+    fix = (
+        "keep the worst layers in float: add their tensors to the target's `denylisted_nodes: ["
+        + ", ".join(f'"{r["tensor"]}"' for r in worst[:2])
+        + "]`, or use the `int16x8` variant (16-bit activations, 256x finer steps)"
+    )
+    return {"worst_layers": worst, "layers_checked": len(rows), "suggested_fix": fix}

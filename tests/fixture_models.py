@@ -1,0 +1,300 @@
+"""Small, deliberately problematic models for testing tfship's checks.
+
+Each factory builds its model in a second or a few and needs no files or
+downloads. Trained factories fix their seeds, so repeated calls give the same
+weights. Every docstring states the input signature the model expects.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import tensorflow as tf
+
+
+# --------------------------------------------------------------------------
+# Graph-capture hazards
+# --------------------------------------------------------------------------
+
+
+class FrozenRandom(tf.Module):
+    """Adds a Python-side random number to ``x``.
+
+    ``random.random()`` runs in Python, so a traced graph bakes in whichever
+    value was drawn at trace time, while every eager call draws a new one.
+    """
+
+    def __call__(self, x):
+        return x + random.random()
+
+
+def frozen_random() -> FrozenRandom:
+    """``tf.Module``; ``__call__(x)`` with ``x`` float32 ``[None, 4]``.
+
+    Eager calls differ from each other and from any exported graph, which
+    always adds the constant frozen when it was traced.
+    """
+    return FrozenRandom(name="frozen_random")
+
+
+class _PythonIfGate:
+    """Shared buggy body: a Python ``if`` on a non-scalar tensor."""
+
+    threshold = 0.5
+
+    def _gate(self, x):
+        if x > self.threshold:
+            return x * 2.0
+        return x
+
+
+def python_if():
+    """Keras 3 subclassed model; call with ``x`` float32 ``[None, 4]``.
+
+    Its ``ThresholdGate`` layer does ``if x > self.threshold:`` on a ``[None,
+    4]`` tensor. Left unbuilt on purpose: building it as a functional model
+    would already raise.
+
+    Tracing under ``tf.function`` (TF 2.21, Keras 3.15) raises
+    ``tensorflow.python.framework.errors_impl.OperatorNotAllowedInGraphError``
+    (a ``TypeError`` subclass), whatever the ``autograph`` setting, because
+    AutoGraph does not convert Keras layer code. Message first line, with
+    autograph on (the default): ``in user code:``; the nested message and,
+    with ``autograph=False``, the first line read ``Exception encountered
+    when calling ThresholdGate.call().`` followed by ``Using a symbolic
+    `tf.Tensor` as a Python `bool` is not allowed. ...``.
+
+    Eager calls with more than one element fail too, with ``ValueError``:
+    ``The truth value of an array with more than one element is ambiguous.``
+    """
+    import keras
+
+    class ThresholdGate(_PythonIfGate, keras.layers.Layer):
+        def call(self, x):
+            return self._gate(x)
+
+    class PythonIfModel(keras.Model):
+        def __init__(self):
+            super().__init__(name="python_if")
+            self.gate = ThresholdGate(name="threshold_gate")
+
+        def call(self, x):
+            return self.gate(x)
+
+    return PythonIfModel()
+
+
+class PythonIfModule(_PythonIfGate, tf.Module):
+    def __call__(self, x):
+        return self._gate(x)
+
+
+def python_if_module() -> PythonIfModule:
+    """``tf.Module``; ``__call__(x)`` with ``x`` float32 ``[None, 4]``.
+
+    Same ``if x > threshold:`` bug as :func:`python_if`, in plain module code,
+    which AutoGraph does convert, so the exception depends on the setting
+    (TF 2.21):
+
+    * ``tf.function`` default (autograph on): ``ValueError``, message first
+      line ``in user code:``; the nested message is ``condition of if
+      statement expected to be `tf.bool` scalar, got Tensor("Greater:0",
+      shape=(None, 4), dtype=bool); ...``.
+    * ``autograph=False``:
+      ``tensorflow.python.framework.errors_impl.OperatorNotAllowedInGraphError``
+      with first line ``Using a symbolic `tf.Tensor` as a Python `bool` is not
+      allowed. ...``.
+    """
+    return PythonIfModule(name="python_if_module")
+
+
+# --------------------------------------------------------------------------
+# Ops that some targets cannot represent
+# --------------------------------------------------------------------------
+
+
+def float64_op():
+    """Keras 3 functional model; input ``x`` float32 ``[None, 4]``, output
+    float32 ``[None, 2]``.
+
+    The layer named ``to_double`` casts to float64, computes
+    ``log1p(x**2) + 0.5 * x`` in double precision and casts back, so the graph
+    contains float64 tensors between float32 layers.
+    """
+    import keras
+
+    class ToDouble(keras.layers.Layer):
+        def call(self, x):
+            x64 = keras.ops.cast(x, "float64")
+            y64 = keras.ops.log1p(keras.ops.square(x64)) + 0.5 * x64
+            return keras.ops.cast(y64, "float32")
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(4, name="dense_in")(x)
+    h = ToDouble(name="to_double")(h)
+    y = keras.layers.Dense(2, name="dense_out")(h)
+    return keras.Model(x, y, name="float64_op")
+
+
+class StringOp(tf.Module):
+    """Round-trips ``x`` through text: float -> string -> float."""
+
+    def __call__(self, x):
+        # Scientific notation with 9 digits after the point is enough to
+        # round-trip any float32 exactly (the default and shortest=True print
+        # only 6 significant digits), so only the op types (string tensors)
+        # are the problem, not the numbers.
+        text = tf.strings.as_string(x, precision=9, scientific=True)
+        return tf.strings.to_number(text, out_type=tf.float32) * 2.0
+
+
+def string_op() -> StringOp:
+    """``tf.Module``; ``__call__(x)`` with ``x`` float32 ``[None, 4]``, returns
+    float32 ``2 * x`` (exactly) computed via ``tf.strings.as_string`` and
+    ``tf.strings.to_number``."""
+    return StringOp(name="string_op")
+
+
+# --------------------------------------------------------------------------
+# Quantization hazard
+# --------------------------------------------------------------------------
+
+_OUTLIER_FEATURES = 16
+_OUTLIER_CLASSES = 4
+_OUTLIER_HIDDEN = 32
+OUTLIER_GAIN = 1e4
+
+
+def _linear_task(num_features: int, num_classes: int, task_seed: int):
+    """Fixed random linear labelling rule; every seed draws from the same task."""
+    return np.random.default_rng(task_seed).normal(size=(num_features, num_classes))
+
+
+def int8_outlier_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return ``({"x": float32 [n, 16]}, labels int32 [n])`` for
+    :func:`int8_outlier`; labels are the argmax of a fixed linear map."""
+    rule = _linear_task(_OUTLIER_FEATURES, _OUTLIER_CLASSES, task_seed=2024)
+    x = np.random.default_rng(seed).normal(size=(n, _OUTLIER_FEATURES)).astype(np.float32)
+    return {"x": x}, np.argmax(x @ rule, axis=1).astype(np.int32)
+
+
+def int8_outlier():
+    """Trained Keras 3 classifier whose hidden activation has a 1e4x outlier.
+
+    Input ``x`` float32 ``[None, 16]``; layers ``hidden`` (Dense 32, ReLU)
+    and ``probs`` (Dense 4, softmax); output float32 ``[None, 4]``.
+
+    After training, one hidden unit's incoming weights and bias are multiplied
+    by 1e4 and its outgoing weights divided by 1e4. ReLU is positively
+    homogeneous, so the float function is unchanged (max abs difference about
+    3e-7), but the ``hidden`` tensor's range grows ~1e4x. Per-tensor int8
+    activation quantization then gives it a scale of ~200, which rounds every
+    other unit to zero, leaving only the rescaled unit, chosen as the one
+    that predicts the float model's class worst on its own.
+
+    Measured (TF 2.21, ai-edge-litert 2.3; ``model.export`` ->
+    ``TFLiteConverter.from_saved_model``, ``Optimize.DEFAULT``,
+    ``TFLITE_BUILTINS_INT8``, int8 input/output, 100 calibration samples of
+    ``int8_outlier_data(., seed=0)``; 512 eval samples with seed=1): float
+    accuracy 0.977; int8 top-1 agreement with float 0.31, int8 accuracy 0.32.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs, labels = int8_outlier_data(2048, seed=0)
+    x = keras.Input(shape=(_OUTLIER_FEATURES,), name="x")
+    hidden = keras.layers.Dense(_OUTLIER_HIDDEN, activation="relu", name="hidden")(x)
+    probs = keras.layers.Dense(_OUTLIER_CLASSES, activation="softmax", name="probs")(hidden)
+    model = keras.Model(x, probs, name="int8_outlier")
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(inputs["x"], labels, batch_size=64, epochs=20, verbose=0)
+
+    hidden_layer, probs_layer = model.get_layer("hidden"), model.get_layer("probs")
+    probe_x = int8_outlier_data(512, seed=1)[0]["x"]
+    unit = _least_informative_unit(keras.Model(x, hidden)(probe_x), probs_layer, model(probe_x))
+
+    kernel, bias = hidden_layer.get_weights()
+    kernel[:, unit] *= OUTLIER_GAIN
+    bias[unit] *= OUTLIER_GAIN
+    hidden_layer.set_weights([kernel, bias])
+    out_kernel, out_bias = probs_layer.get_weights()
+    out_kernel[unit] /= OUTLIER_GAIN
+    probs_layer.set_weights([out_kernel, out_bias])
+    return model
+
+
+def _least_informative_unit(hidden, probs_layer, probs) -> int:
+    """Hidden unit whose contribution alone agrees least with the full
+    model's top-1 class; after quantization it is the only one left, so this
+    makes the damage large and not an accident of which unit was picked."""
+    hidden, probs = np.asarray(hidden), np.asarray(probs)
+    kernel, bias = probs_layer.get_weights()
+    reference = probs.argmax(axis=1)
+    best_unit, best_agreement = 0, 2.0
+    for unit in range(hidden.shape[1]):
+        if hidden[:, unit].max() <= 0.0:
+            continue  # a dead unit stays zero when scaled: no outlier
+        logits = hidden[:, unit : unit + 1] @ kernel[unit : unit + 1] + bias
+        agreement = float(np.mean(logits.argmax(axis=1) == reference))
+        if agreement < best_agreement:
+            best_unit, best_agreement = unit, agreement
+    return best_unit
+
+
+# --------------------------------------------------------------------------
+# Well-behaved baselines
+# --------------------------------------------------------------------------
+
+_TINY_FEATURES = 8
+_TINY_CLASSES = 3
+
+
+def tiny_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return ``({"x": float32 [n, 8]}, labels int32 [n])`` for the tiny
+    classifiers (3 classes from a fixed linear rule)."""
+    rule = _linear_task(_TINY_FEATURES, _TINY_CLASSES, task_seed=7)
+    x = np.random.default_rng(seed).normal(size=(n, _TINY_FEATURES)).astype(np.float32)
+    return {"x": x}, np.argmax(x @ rule, axis=1).astype(np.int32)
+
+
+def tiny_keras3_classifier():
+    """Trained Keras 3 functional classifier.
+
+    Input ``x`` float32 ``[None, 8]``; output ``probs`` float32 ``[None, 3]``
+    (softmax). Trained on ``tiny_data(1024, seed=0)`` to confident,
+    input-dependent predictions.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input(shape=(_TINY_FEATURES,), name="x")
+    h = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    probs = keras.layers.Dense(_TINY_CLASSES, activation="softmax", name="probs")(h)
+    model = keras.Model(x, probs, name="tiny_keras3_classifier")
+    _fit_tiny(model, keras.optimizers.Adam(1e-2))
+    return model
+
+
+def tiny_tfkeras_classifier():
+    """Trained tf-keras (Keras 2) functional classifier.
+
+    Input ``x`` float32 ``[None, 8]``; output ``probs`` float32 ``[None, 3]``
+    (softmax). Same task and training as :func:`tiny_keras3_classifier`.
+    """
+    import tf_keras as keras2
+
+    keras2.utils.set_random_seed(0)
+    x = keras2.Input(shape=(_TINY_FEATURES,), name="x")
+    h = keras2.layers.Dense(16, activation="relu", name="hidden")(x)
+    probs = keras2.layers.Dense(_TINY_CLASSES, activation="softmax", name="probs")(h)
+    model = keras2.Model(x, probs, name="tiny_tfkeras_classifier")
+    _fit_tiny(model, keras2.optimizers.Adam(1e-2))
+    return model
+
+
+def _fit_tiny(model, optimizer) -> None:
+    inputs, labels = tiny_data(1024, seed=0)
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(inputs["x"], labels, batch_size=64, epochs=15, verbose=0)
