@@ -1,0 +1,57 @@
+"""Shared test helpers: write a model config into a temp project and run the real CLI."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parent
+# Factories named in test configs (`fixture_models:...`) import from here, as do workers.
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Project:
+    """A throwaway project: configs/models/*.yaml and artifacts/ under tmp_path."""
+
+    def __init__(self, root: Path, capsys):
+        self.root = root
+        self.config_dir = root / "configs" / "models"
+        self.artifacts = root / "artifacts"
+        self.config_dir.mkdir(parents=True)
+        self._capsys = capsys
+
+    def config(self, name: str, text: str) -> Path:
+        path = self.config_dir / f"{name}.yaml"
+        path.write_text(text)
+        return path
+
+    def run(self, *args: str) -> Result:
+        from pipeline.cli import main
+
+        self._capsys.readouterr()
+        command, rest = args[0], list(args[1:])
+        code = main([command, "--config-dir", str(self.config_dir), "--artifacts", str(self.artifacts), *rest])
+        captured = self._capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    def report(self, model: str) -> dict:
+        return json.loads((self.artifacts / model / "report.json").read_text())
+
+
+@pytest.fixture
+def project(tmp_path, capsys) -> Project:
+    return Project(tmp_path, capsys)

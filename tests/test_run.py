@@ -1,0 +1,171 @@
+"""End to end through the real CLI: load, trace, SavedModel, parity, report, validate."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+AFFINE = """\
+source:
+  factory: examples.affine:build
+inputs:
+  - {name: x, shape: [null, 4], dtype: float32}
+outputs: [y]
+data:
+  inputs:
+    x: {distribution: uniform, low: -10, high: 10}
+  samples: 16
+targets:
+  - savedmodel
+"""
+
+
+def factory_config(factory: str, inputs: str = "  - {name: x, shape: [null, 4], dtype: float32}", outputs: str = "[y]", extra: str = "") -> str:
+    return f"source:\n  factory: {factory}\ninputs:\n{inputs}\noutputs: {outputs}\n{extra}targets:\n  - savedmodel\n"
+
+
+def test_affine_exports_and_passes(project):
+    project.config("affine", AFFINE)
+    result = project.run("export")
+    assert result.code == 0, result.err
+    report = project.report("affine")
+    assert report["schema_version"] == 1
+    assert {"tensorflow", "keras", "tf-keras", "numpy"} <= set(report["versions"])
+    assert len(report["config_sha256"]) == 64
+    entry = report["targets"]["savedmodel"]
+    assert entry["status"] == "passed"
+    assert entry["parity"]["outputs"]["y"]["max_abs"] <= 1e-5
+    assert {f["path"] for f in entry["files"]} >= {"savedmodel/1/saved_model.pb"}
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in entry["files"])
+    batches = {c["batch"] for c in entry["parity"]["cases"]}
+    assert {1, 3} <= batches
+    assert report["run"]["model"]["tracing_count"] == 1
+    assert report["run"]["model"]["retrace_checked_at_batch_sizes"] == [1, 3]
+    assert (project.artifacts / "affine" / "report.md").read_text().startswith("# tfship report: affine")
+
+
+def test_savedmodel_runs_in_a_fresh_process_without_tfship(project):
+    project.config("affine", AFFINE)
+    assert project.run("export").code == 0
+    path = project.artifacts / "affine" / "savedmodel" / "1"
+    code = textwrap.dedent(
+        f"""
+        import sys, numpy as np, tensorflow as tf
+        fn = tf.saved_model.load({str(path)!r}).signatures["serving_default"]
+        print(sorted(fn.structured_input_signature[1]), sorted(fn.structured_outputs))
+        y = fn(x=tf.constant(np.ones((2, 4), np.float32)))["y"].numpy()
+        print(float(y.min()), float(y.max()))
+        assert not [m for m in sys.modules if m.split(".")[0] in ("pipeline", "targets", "examples")]
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "['x'] ['y']" in result.stdout
+    assert "3.0 3.0" in result.stdout  # 2 * 1 + 1
+
+
+def test_threshold_two_inputs_with_scalar(project):
+    project.config(
+        "threshold",
+        factory_config(
+            "examples.threshold:build",
+            inputs="  - {name: x, shape: [null, 6], dtype: float32}\n  - {name: threshold, shape: [], dtype: float32}",
+            extra="data:\n  inputs:\n    x: {low: 0, high: 4}\n    threshold: {low: 1, high: 3}\n",
+        ),
+    )
+    result = project.run("export")
+    assert result.code == 0, result.err
+    assert project.report("threshold")["targets"]["savedmodel"]["parity"]["outputs"]["y"]["max_abs"] <= 1e-5
+
+
+def test_validate_detects_an_edited_artifact(project):
+    project.config("affine", AFFINE)
+    assert project.run("export").code == 0
+    assert project.run("validate").code == 0
+    variables = project.artifacts / "affine" / "savedmodel" / "1" / "variables" / "variables.data-00000-of-00001"
+    data = bytearray(variables.read_bytes())
+    data[-1] ^= 0xFF
+    variables.write_bytes(bytes(data))
+    result = project.run("validate")
+    assert result.code == 1
+    assert "savedmodel/1/variables/variables.data-00000-of-00001" in result.err
+
+
+def test_graph_that_differs_from_eager_fails_with_numbers(project):
+    project.config("frozen", factory_config("fixture_models:frozen_random"))
+    result = project.run("export")
+    assert result.code == 1
+    parity = project.report("frozen")["targets"]["savedmodel"]["parity"]
+    y = parity["outputs"]["y"]
+    assert not parity["passed"] and not y["passed"]
+    assert y["max_abs"] > 1e-3 and y["mismatch_fraction"] > 0.5
+    assert "y: max_abs" in result.err
+
+
+def test_python_if_on_a_tensor_is_explained_with_file_and_line(project):
+    project.config("gate", factory_config("fixture_models:python_if"))
+    result = project.run("export")
+    assert result.code == 2
+    message = project.report("gate")["targets"]["savedmodel"]["message"]
+    assert "fixture_models.py:" in message and "if x > self.threshold" in message
+    assert "tf.where" in message and "tf.cond" in message
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("factory, flavour", [("fixture_models:tiny_keras3_classifier", "keras3"), ("fixture_models:tiny_tfkeras_classifier", "tf_keras")])
+def test_both_keras_flavours(project, factory, flavour):
+    project.config("tiny", factory_config(factory, inputs="  - {name: x, shape: [null, 8], dtype: float32}", outputs="[probs]"))
+    result = project.run("export")
+    assert result.code == 0, result.err
+    report = project.report("tiny")
+    assert report["run"]["model"]["flavour"] == flavour
+    assert not report["run"]["model"]["reference"]["probs"]["degenerate"]
+    assert report["targets"]["savedmodel"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
+
+
+def test_file_sources_h5_keras_and_savedmodel(project, tmp_path):
+    import tensorflow as tf
+
+    import fixture_models
+
+    tfk = fixture_models.tiny_tfkeras_classifier()
+    tfk.save(tmp_path / "tiny2.h5")
+    k3 = fixture_models.tiny_keras3_classifier()
+    k3.save(tmp_path / "tiny3.keras")
+    module = tf.Module()
+    module.model = tfk
+    module.f = tf.function(lambda x: {"probs": tfk(x)}, input_signature=[tf.TensorSpec([None, 8], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.f.get_concrete_function()})
+    io = "inputs:\n  - {name: x, shape: [null, 8], dtype: float32}\noutputs: [probs]\ntargets: [savedmodel]\n"
+    for name, path, flavour in (("h5", "tiny2.h5", "tf_keras"), ("k3", "tiny3.keras", "keras3"), ("sm", "sm", "saved_model")):
+        project.config(name, f"source:\n  path: {tmp_path / path}\n{io}")
+        result = project.run("export", "--model", name)
+        assert result.code == 0, result.err
+        report = project.report(name)
+        assert report["run"]["model"]["flavour"] == flavour
+        assert report["targets"]["savedmodel"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
+
+
+def test_a_crashing_target_leaves_previous_artifacts_intact(project, monkeypatch):
+    from targets import REGISTRY
+
+    project.config("affine", AFFINE)
+    assert project.run("export").code == 0
+    before = (project.artifacts / "affine" / "savedmodel" / "1" / "saved_model.pb").read_bytes()
+    target = REGISTRY.get("savedmodel")
+
+    def half_written(job):
+        (job.out_dir / "1").mkdir()
+        (job.out_dir / "1" / "saved_model.pb").write_bytes(b"partial")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(target, "build", half_written)
+    result = project.run("export")
+    assert result.code == 1
+    entry = project.report("affine")["targets"]["savedmodel"]
+    assert entry["status"] == "error" and "converter crashed" in entry["message"]
+    assert (project.artifacts / "affine" / "savedmodel" / "1" / "saved_model.pb").read_bytes() == before
+    assert not [p for p in (project.artifacts / "affine").iterdir() if p.name.startswith(".staging")]
