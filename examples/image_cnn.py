@@ -1,6 +1,6 @@
-"""A small Keras 3 CNN trained on a synthetic 4-class image task.
+"""A small Keras 3 CNN trained on a synthetic 4-class image problem.
 
-The images are generated with numpy so builds need no downloads, but the task
+The images are generated with numpy so builds need no downloads, but the problem
 is not trivial: shapes have random position, size, colour and phase, with
 additive noise, so the network has to learn oriented edges and shape layout
 rather than a mean colour.

@@ -40,12 +40,12 @@ EVAL_SEED = 99
 TRAIN_SIZE = 4096
 EPOCHS = 6
 # The hidden relation between inputs and targets is fixed by its own seed, so
-# every dataset (training or evaluation) is drawn from the same task.
-_TASK_SEED = 2024
+# every dataset (training or evaluation) is drawn from the same relation.
+_RELATION_SEED = 2024
 
 
-def _task():
-    rng = np.random.default_rng(_TASK_SEED)
+def _relation():
+    rng = np.random.default_rng(_RELATION_SEED)
     return {
         "score_w": rng.normal(0.0, 0.6, NUM_FEATURES),
         "score_id": rng.normal(0.0, 1.5, VOCAB_SIZE),
@@ -61,13 +61,13 @@ def make_data(n: int, seed: int):
     function of the features plus the mean of per-id offsets; ``category``
     is the argmax of a similar 3-way function.
     """
-    task = _task()
+    relation = _relation()
     rng = np.random.default_rng(seed)
     features = rng.normal(0.0, 1.0, (n, NUM_FEATURES)).astype(np.float32)
     ids = rng.integers(0, VOCAB_SIZE, (n, NUM_IDS)).astype(np.int32)
-    score_logit = features @ task["score_w"] + task["score_id"][ids].mean(axis=1)
+    score_logit = features @ relation["score_w"] + relation["score_id"][ids].mean(axis=1)
     score = (1.0 / (1.0 + np.exp(-score_logit))).astype(np.float32)[:, None]
-    cat_logits = features @ task["cat_w"] + task["cat_id"][ids].mean(axis=1)
+    cat_logits = features @ relation["cat_w"] + relation["cat_id"][ids].mean(axis=1)
     category = np.argmax(cat_logits, axis=1).astype(np.int32)
     return {"features": features, "ids": ids}, {"score": score, "category": category}
 

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
 
 from pipeline.errors import ConfigError, PipelineError, Problem
+
+# Modules that add subcommands: each has `register(subparsers, common)`; the parser it
+# adds sets `handler=fn(args) -> exit code`.
+COMMAND_MODULES: list[str] = []
 
 DEFAULT_CONFIG_DIR = Path("configs/models")
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -31,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="re-check exported artifacts (hashes, then parity) without re-exporting")
     common(validate)
     sub.add_parser("targets", help="list the known targets")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub, common)
     return parser
 
 
@@ -79,6 +86,8 @@ def _quiet_tensorflow() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "targets":
             from targets import REGISTRY
 

@@ -84,6 +84,13 @@ class Target:
     def open(self, target_dir: Path, artifact: Artifact) -> Runner:
         raise NotImplementedError
 
+    def bench_callable(self, target_dir: Path, artifact: Artifact, inputs: dict[str, np.ndarray]):
+        """A zero-argument callable that runs the artifact once on `inputs`, as lean as
+        the runtime allows (inputs prepared once; only the runtime call is timed).
+        Targets override this when their runtime has a leaner path than `open()`."""
+        runner = self.open(target_dir, artifact)
+        return lambda: runner(inputs)
+
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         """Called when an artifact fails parity: extra report fields that explain why."""
         return None

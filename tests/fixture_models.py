@@ -167,15 +167,15 @@ _OUTLIER_HIDDEN = 32
 OUTLIER_GAIN = 1e4
 
 
-def _linear_task(num_features: int, num_classes: int, task_seed: int):
-    """Fixed random linear labelling rule; every seed draws from the same task."""
-    return np.random.default_rng(task_seed).normal(size=(num_features, num_classes))
+def _linear_rule(num_features: int, num_classes: int, rule_seed: int):
+    """Fixed random linear labelling rule, shared by every data seed."""
+    return np.random.default_rng(rule_seed).normal(size=(num_features, num_classes))
 
 
 def int8_outlier_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Return ``({"x": float32 [n, 16]}, labels int32 [n])`` for
     :func:`int8_outlier`; labels are the argmax of a fixed linear map."""
-    rule = _linear_task(_OUTLIER_FEATURES, _OUTLIER_CLASSES, task_seed=2024)
+    rule = _linear_rule(_OUTLIER_FEATURES, _OUTLIER_CLASSES, rule_seed=2024)
     x = np.random.default_rng(seed).normal(size=(n, _OUTLIER_FEATURES)).astype(np.float32)
     return {"x": x}, np.argmax(x @ rule, axis=1).astype(np.int32)
 
@@ -254,7 +254,7 @@ _TINY_CLASSES = 3
 def tiny_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Return ``({"x": float32 [n, 8]}, labels int32 [n])`` for the tiny
     classifiers (3 classes from a fixed linear rule)."""
-    rule = _linear_task(_TINY_FEATURES, _TINY_CLASSES, task_seed=7)
+    rule = _linear_rule(_TINY_FEATURES, _TINY_CLASSES, rule_seed=7)
     x = np.random.default_rng(seed).normal(size=(n, _TINY_FEATURES)).astype(np.float32)
     return {"x": x}, np.argmax(x @ rule, axis=1).astype(np.int32)
 
@@ -281,7 +281,7 @@ def tiny_tfkeras_classifier():
     """Trained tf-keras (Keras 2) functional classifier.
 
     Input ``x`` float32 ``[None, 8]``; output ``probs`` float32 ``[None, 3]``
-    (softmax). Same task and training as :func:`tiny_keras3_classifier`.
+    (softmax). Same data and training as :func:`tiny_keras3_classifier`.
     """
     import tf_keras as keras2
 

@@ -76,6 +76,8 @@ def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: st
 
 
 def _labels(config: ModelConfig, labels: Any, n: int, origin: str) -> np.ndarray | None:
+    if isinstance(labels, dict):  # {output: labels}: only the classifier output's are class labels
+        labels = labels.get(config.data.classifier) if config.data.classifier else None
     if labels is None:
         return None
     labels = np.asarray(labels).reshape(-1)
