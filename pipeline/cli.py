@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="build and check artifacts")
     common(export)
     export.add_argument("--target", action="append", metavar="T", help="target name, repeatable, or 'all' (default: every target in each config)")
+    export.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="models exported in parallel worker processes (default: %(default)s)")
+    export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     validate = sub.add_parser("validate", help="re-check exported artifacts (hashes, then parity) without re-exporting")
     common(validate)
     sub.add_parser("targets", help="list the known targets")
@@ -98,16 +100,14 @@ def main(argv: list[str] | None = None) -> int:
 
         configs = load_configs(config_files(args.model, args.config_dir))
         _quiet_tensorflow()
-        from pipeline.run import export_model, validate_model
+        from pipeline.run import export, validate_model
 
         code = 0
         if args.command == "export":
+            if args.jobs < 1:
+                raise ConfigError([Problem("", None, "--jobs", f"expected at least 1 worker, got {args.jobs}")])
             only = _target_filter(args.target, configs)
-            for config in configs:
-                if only is not None and not any(t.name in only for t in config.targets):
-                    continue
-                report, model_code = export_model(config, only, args.artifacts)
-                code = max(code, model_code) if 2 not in (code, model_code) else 2
+            code = export(configs, only, args.artifacts, jobs=args.jobs, force=args.force)
             _summary(configs, args.artifacts, only)
         else:
             for config in configs:

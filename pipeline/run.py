@@ -30,8 +30,15 @@ from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import Tolerance
 
 
+_log_sink = None  # a worker sends its progress lines to the parent through this
+
+
 def log(model: str, message: str) -> None:
-    print(f"[{model}] {message}", file=sys.stderr, flush=True)
+    line = f"[{model}] {message}"
+    if _log_sink is not None:
+        _log_sink(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def peak_rss_mb() -> float:
@@ -224,40 +231,105 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         return entry
 
 
-def export_model(config: ModelConfig, target_names: list[str] | None, artifacts_root: Path) -> tuple[dict, int]:
-    """Export one model; returns (report, exit code)."""
+def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event) -> None:
+    """Worker side: shared stages once, then each target; every result goes to `on_event`."""
+    global _log_sink
     from targets import REGISTRY
 
+    _log_sink = lambda line: on_event("log", "", {"line": line})
     ctx = RunContext(config, artifacts_root)
-    chosen = [t for t in config.targets if target_names is None or t.name in target_names]
+    chosen = [config.target(name) for name in target_names]
     ctx.model_dir.mkdir(parents=True, exist_ok=True)
-    run = {"started": now(), "targets": [t.name for t in chosen]}
-    log(config.name, f"exporting {', '.join(t.name for t in chosen)}")
+    log(config.name, f"building {', '.join(target_names)}")
     try:
         prep = prepare(ctx)
     except Exception as exc:  # the model itself is unusable: every chosen target errors
-        entry = _error_entry(exc, run["started"])
+        entry = _error_entry(exc, now())
         log(config.name, f"error: {entry['message']}")
-        run["finished"] = now()
-        report = merge_report(ctx.model_dir, config.name, config.sha256, str(config.file), run, {t.name: dict(entry) for t in chosen})
-        return report, entry["exit_code"]
-    run["model"] = {
-        "flavour": prep.loaded.flavour,
-        "tracing_count": prep.traced.tracing_count,
-        "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
-        "reference": {n: {k: v for k, v in s.items()} for n, s in prep.stats.items()},
-        "cases": [label for label, _ in prep.data.cases],
-    }
-    run["timings"] = dict(prep.timings)
-    entries = {}
+        on_event("model_error", "", entry)
+        return
+    timings = dict(prep.timings)
+    on_event(
+        "run",
+        "",
+        {
+            "model": {
+                "flavour": prep.loaded.flavour,
+                "tracing_count": prep.traced.tracing_count,
+                "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
+                "reference": prep.stats,
+                "cases": [label for label, _ in prep.data.cases],
+            },
+            "timings": timings,
+        },
+    )
     for target_cfg in chosen:
-        target = REGISTRY.get(target_cfg.name)
         t0 = time.perf_counter()
-        entries[target_cfg.name] = build_target(ctx, prep, target, target_cfg)
-        run["timings"][f"target:{target_cfg.name}"] = {"seconds": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    run["finished"] = now()
-    report = merge_report(ctx.model_dir, config.name, config.sha256, str(config.file), run, entries)
-    return report, exit_code_for(entries)
+        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg)
+        entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
+        entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        on_event("target", target_cfg.name, entry)
+
+
+def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False) -> int:
+    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports."""
+    from pipeline.cache import reusable, target_key
+    from pipeline.report import tool_versions
+    from pipeline.workers import ModelJob, run_jobs
+
+    versions = tool_versions()
+    started = now()
+    jobs_to_run, reused, codes = [], {}, []
+    for config in configs:
+        chosen = [t for t in config.targets if only is None or t.name in only]
+        if not chosen:
+            continue
+        model_dir = artifacts_root / config.name
+        previous = (read_report(model_dir) or {}).get("targets", {})
+        keys = {t.name: target_key(config, t, versions) for t in chosen}
+        kept = {t.name: dict(previous[t.name], rebuilt=False) for t in chosen if not force and reusable(previous.get(t.name), keys[t.name], model_dir)}
+        reused[config.name] = (kept, keys)
+        todo = [t.name for t in chosen if t.name not in kept]
+        for name, entry in kept.items():
+            log(config.name, f"{name}: up to date ({entry['status']}), reused")
+        if todo:
+            jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log"))
+        elif kept:
+            run = {"started": started, "finished": now(), "targets": list(kept), "rebuilt": [], "reused": list(kept)}
+            merge_report(model_dir, config.name, config.sha256, str(config.file), run, kept)
+            codes.append(exit_code_for(kept))
+    if not jobs_to_run:
+        log("tfship", "nothing changed: every selected target is up to date")
+        return max(codes, default=0) if 2 not in codes else 2
+    by_name = {c.name: c for c in configs}
+
+    def on_model_done(job: ModelJob) -> None:
+        config = by_name[job.model]
+        kept, keys = reused[job.model]
+        entries = dict(kept)
+        for name, entry in job.entries.items():
+            entry["rebuilt"] = True
+            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
+            entries[name] = entry
+        run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
+        merge_report(artifacts_root / job.model, config.name, config.sha256, str(config.file), run, entries)
+        codes.append(exit_code_for(entries))
+
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    for job in jobs_to_run:
+        (artifacts_root / job.model).mkdir(parents=True, exist_ok=True)
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        job.log_path.write_text("")
+    run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done)
+    return max(codes, default=0) if 2 not in codes else 2
+
+
+def export_model(config: ModelConfig, target_names: list[str] | None, artifacts_root: Path, force: bool = False) -> tuple[dict, int]:
+    """Export one model (through a worker, with the stage cache); returns (report, exit code)."""
+    code = export([config], target_names, artifacts_root, jobs=1, force=force)
+    return read_report(artifacts_root / config.name) or {}, code
 
 
 def exit_code_for(entries: dict[str, dict]) -> int:

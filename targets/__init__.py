@@ -6,12 +6,16 @@ converters lazily, inside their functions.
 from __future__ import annotations
 
 import importlib
+import os
 
 from pipeline.target import Target
 
 # name -> module that defines it. Adding a target = adding a file and a line here.
 _MODULES = {
     "savedmodel": "targets.savedmodel",
+    "tflite": "targets.tflite",
+    "edgetpu": "targets.edgetpu",
+    "onnx": "targets.onnx",
 }
 
 
@@ -40,5 +44,9 @@ class Registry:
 
 REGISTRY = Registry()
 
-for _module in _MODULES.values():
+# In-house targets live outside this package: TFSHIP_TARGET_MODULES=pkg.mod[,pkg.other]
+# names modules that each define TARGET; they register like the built-in ones.
+_EXTRA = [m.strip() for m in os.environ.get("TFSHIP_TARGET_MODULES", "").split(",") if m.strip()]
+
+for _module in list(_MODULES.values()) + _EXTRA:
     REGISTRY.register(importlib.import_module(_module).TARGET)

@@ -149,23 +149,62 @@ def test_file_sources_h5_keras_and_savedmodel(project, tmp_path):
         assert report["targets"]["savedmodel"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
 
 
-def test_a_crashing_target_leaves_previous_artifacts_intact(project, monkeypatch):
-    from targets import REGISTRY
+def _cli_subprocess(project, *args, extra_targets: str = "") -> subprocess.CompletedProcess:
+    """The real CLI in a fresh process (needed when extra targets must be registered)."""
+    import os
 
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), TFSHIP_TARGET_MODULES=extra_targets)
+    command = [sys.executable, "-m", "pipeline", args[0], "--config-dir", str(project.config_dir), "--artifacts", str(project.artifacts), *args[1:]]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(REPO), timeout=300)
+
+
+def test_a_failing_target_leaves_previous_artifacts_intact(project):
+    project.config("affine", AFFINE.replace("  - savedmodel", "  - savedmodel\n  - half_written"))
+    first = _cli_subprocess(project, "export", "--target", "savedmodel", extra_targets="fixture_targets")
+    assert first.returncode == 0, first.stderr[-2000:]
+    saved = project.artifacts / "affine" / "savedmodel" / "1" / "saved_model.pb"
+    before = saved.read_bytes()
+    result = _cli_subprocess(project, "export", "--force", extra_targets="fixture_targets")
+    assert result.returncode == 1
+    report = project.report("affine")
+    assert report["targets"]["savedmodel"]["status"] == "passed"
+    entry = report["targets"]["half_written"]
+    assert entry["status"] == "error" and "converter crashed" in entry["message"]
+    assert saved.read_bytes() == before
+    assert not (project.artifacts / "affine" / "half_written").exists()
+    assert not [p for p in (project.artifacts / "affine").iterdir() if p.name.startswith(".staging")]
+
+
+def test_a_worker_that_aborts_becomes_an_error_and_the_others_finish(project):
+    project.config("affine", AFFINE.replace("  - savedmodel", "  - aborting\n  - savedmodel"))
+    result = _cli_subprocess(project, "export", extra_targets="fixture_targets_abort")
+    assert result.returncode == 1, result.stderr[-2000:]
+    report = project.report("affine")
+    crashed = report["targets"]["aborting"]
+    assert crashed["status"] == "error"
+    assert crashed["signal"] == "signal SIGABRT"
+    assert "died" in crashed["message"]
+    assert report["targets"]["savedmodel"]["status"] == "passed"  # a fresh worker took the rest
+
+
+def test_unchanged_export_is_reused_without_tensorflow(project):
     project.config("affine", AFFINE)
     assert project.run("export").code == 0
-    before = (project.artifacts / "affine" / "savedmodel" / "1" / "saved_model.pb").read_bytes()
-    target = REGISTRY.get("savedmodel")
-
-    def half_written(job):
-        (job.out_dir / "1").mkdir()
-        (job.out_dir / "1" / "saved_model.pb").write_bytes(b"partial")
-        raise RuntimeError("converter crashed")
-
-    monkeypatch.setattr(target, "build", half_written)
-    result = project.run("export")
-    assert result.code == 1
+    code = (
+        "import sys; from pipeline.cli import main; "
+        f"rc = main(['export', '--config-dir', {str(project.config_dir)!r}, '--artifacts', {str(project.artifacts)!r}]); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "nothing changed" in result.stderr
     entry = project.report("affine")["targets"]["savedmodel"]
-    assert entry["status"] == "error" and "converter crashed" in entry["message"]
-    assert (project.artifacts / "affine" / "savedmodel" / "1" / "saved_model.pb").read_bytes() == before
-    assert not [p for p in (project.artifacts / "affine").iterdir() if p.name.startswith(".staging")]
+    assert entry["rebuilt"] is False
+    # Changing the target's options rebuilds that target.
+    project.config("affine", AFFINE.replace("  - savedmodel", "  - {name: savedmodel, version: 2}"))
+    assert project.run("export").code == 0
+    entry = project.report("affine")["targets"]["savedmodel"]
+    assert entry["rebuilt"] is True and entry["files"][0]["path"].startswith("savedmodel/2/")
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent

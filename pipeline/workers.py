@@ -1,0 +1,145 @@
+"""Worker processes: conversions and parity run outside the CLI process.
+
+A worker is spawned, not forked: TensorFlow is not fork-safe. One worker serves one
+model, so TensorFlow's import and the shared stages (load, trace, SavedModel,
+reference) are paid once per model, not per target. When a worker dies (segfault,
+abort, out of memory), the target it was building becomes an `error` with the
+signal and the tail of the worker's stderr, and a fresh worker takes the model's
+remaining targets.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STDERR_TAIL_LINES = 20
+
+
+def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn) -> None:
+    """Entry point of a spawned worker: build `targets` of one model, sending each entry."""
+    log = open(log_path, "a", buffering=1)
+    os.dup2(log.fileno(), 2)  # C++ libraries write to fd 2 directly; keep it for the crash report
+    sys.stderr = log
+    sys.path[:0] = [p for p in sys_path if p not in sys.path]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipeline.config import load_config
+    from pipeline.run import run_targets
+
+    config = load_config(Path(config_file))
+
+    def on_event(kind: str, name: str, payload: dict) -> None:
+        conn.send((kind, name, payload))
+
+    run_targets(config, targets, Path(artifacts_root), on_event)
+    conn.send(("done", "", {}))
+    conn.close()
+
+
+@dataclass
+class ModelJob:
+    config_file: Path
+    model: str
+    targets: list[str]
+    log_path: Path
+    entries: dict[str, dict] = field(default_factory=dict)
+    run: dict = field(default_factory=dict)
+
+
+def _signal_name(code: int | None) -> str:
+    if code is None:
+        return "unknown"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    interesting = [line for line in text if line.strip()]
+    return "\n".join(interesting[-lines:])
+
+
+class _Running:
+    def __init__(self, job: ModelJob, remaining: list[str], artifacts_root: Path, ctx):
+        self.job = job
+        self.remaining = list(remaining)
+        parent, child = ctx.Pipe(duplex=False)
+        self.conn = parent
+        self.log_offset = job.log_path.stat().st_size if job.log_path.exists() else 0
+        self.process = ctx.Process(
+            target=_worker_main,
+            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child),
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.done = False
+
+    def drain(self, echo) -> None:
+        try:
+            while self.conn.poll():
+                kind, name, payload = self.conn.recv()
+                if kind == "target":
+                    self.job.entries[name] = payload
+                    if name in self.remaining:
+                        self.remaining.remove(name)
+                elif kind == "run":
+                    self.job.run.update(payload)
+                elif kind == "model_error":
+                    for target in self.remaining:
+                        self.job.entries[target] = dict(payload)
+                    self.remaining = []
+                elif kind == "log":
+                    echo(payload["line"])
+                elif kind == "done":
+                    self.done = True
+        except (EOFError, OSError):
+            pass
+
+
+def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo, on_model_done) -> None:
+    """Run model jobs in at most `max_workers` spawned workers, respawning after a crash."""
+    ctx = mp.get_context("spawn")
+    queue = [(job, list(job.targets)) for job in jobs]
+    running: list[_Running] = []
+    while queue or running:
+        while queue and len(running) < max(1, max_workers):
+            job, remaining = queue.pop(0)
+            job.log_path.parent.mkdir(parents=True, exist_ok=True)
+            running.append(_Running(job, remaining, artifacts_root, ctx))
+        time.sleep(0.05)
+        for worker in list(running):
+            worker.drain(echo)
+            if worker.process.is_alive() and not worker.done:
+                continue
+            worker.process.join(timeout=30)
+            worker.drain(echo)
+            running.remove(worker)
+            if worker.remaining and not worker.done:
+                crashed = worker.remaining.pop(0)
+                tail = _tail(worker.job.log_path)
+                cause = _signal_name(worker.process.exitcode)
+                worker.job.entries[crashed] = {
+                    "status": "error",
+                    "error": "WorkerDied",
+                    "exit_code": 1,
+                    "message": f"the worker building '{crashed}' died ({cause}); last lines of its stderr:\n{tail}",
+                    "signal": cause,
+                }
+                echo(f"[{worker.job.model}] {crashed}: error: worker died ({cause})")
+                if worker.remaining:
+                    queue.insert(0, (worker.job, worker.remaining))
+                    continue
+            if not any(r.job is worker.job for r in running) and not any(j is worker.job for j, _ in queue):
+                on_model_done(worker.job)
