@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed
 TARGET ?= all
 MODEL  ?=
 ARTIFACTS ?= artifacts
+JOBS   ?= 1
+FORCE  ?=
 
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
@@ -22,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 export: $(STAMP)
-	$(BIN)/tfship export $(MODEL_ARGS) $(TARGET_ARGS) --artifacts $(ARTIFACTS)
+	$(BIN)/tfship export $(MODEL_ARGS) $(TARGET_ARGS) --artifacts $(ARTIFACTS) -j $(JOBS) $(if $(FORCE),--force)
 
 validate: $(STAMP)
 	$(BIN)/tfship validate $(MODEL_ARGS) --artifacts $(ARTIFACTS)
