@@ -277,6 +277,11 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
     from pipeline.report import tool_versions
     from pipeline.workers import ModelJob, run_jobs
 
+    from pipeline.stages.data import make_parity_data
+
+    for config in configs:
+        if config.data.kind == "npz":
+            make_parity_data(config)  # NumPy only: bad data is a config error before anything is written
     versions = tool_versions()
     started = now()
     jobs_to_run, reused, codes = [], {}, []

@@ -208,3 +208,50 @@ def test_unchanged_export_is_reused_without_tensorflow(project):
 
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+NPZ_CONFIG = """\
+source:
+  factory: fixture_models:tiny_keras3_classifier
+inputs:
+  - {name: x, shape: [null, 8], dtype: float32}
+outputs: [probs]
+data:
+  npz: data.npz
+  labels: y
+  classifier: probs
+targets: [savedmodel]
+"""
+
+
+def test_npz_data_with_labels_reports_accuracy(project):
+    import fixture_models
+
+    inputs, labels = fixture_models.tiny_data(40, seed=5)
+    np.savez(project.config_dir / "data.npz", x=inputs["x"], y=labels)
+    project.config("tiny", NPZ_CONFIG)
+    result = project.run("export")
+    assert result.code == 0, result.err
+    cls = project.report("tiny")["targets"]["savedmodel"]["parity"]["classifier"]
+    assert cls["samples"] == 40 and cls["top1_agreement"] == 1.0
+    assert cls["accuracy_delta"] == 0.0 and cls["reference_accuracy"] > 0.8
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((40, 7), np.float32)}, r"input 'x': samples have shape \[7\].*expected \[N, 8\]"),
+        ({"x": np.zeros((40, 8), np.complex64)}, r"input 'x': dtype complex64 does not fit the input's float32"),
+        ({"x": np.zeros((2, 8), np.float32)}, r"holds 2 samples; at least 3 are needed"),
+        ({"features": np.zeros((40, 8), np.float32)}, r"has no array for input 'x'"),
+    ],
+)
+def test_bad_npz_data_is_a_config_error_and_writes_nothing(project, arrays, message):
+    import re
+
+    np.savez(project.config_dir / "data.npz", **arrays)
+    project.config("tiny", NPZ_CONFIG.replace("  labels: y\n", ""))
+    result = project.run("export")
+    assert result.code == 2
+    assert re.search(message, result.err), result.err
+    assert not project.artifacts.exists()
