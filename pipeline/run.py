@@ -179,7 +179,8 @@ def _fold_variants(target: Target, target_cfg: TargetConfig, variant_entries: di
         return entry
     files = [f for v in variant_entries.values() for f in v.get("files", [])]
     unique = list({f["path"]: f for f in files}.values())
-    return {"status": status, "files": unique, "variants": variant_entries}
+    # An unnamed artifact beside named ones (e.g. model.onnx beside model.optimized.onnx) is the default.
+    return {"status": status, "files": unique, "variants": {(v or "default"): e for v, e in variant_entries.items()}}
 
 
 def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig) -> dict:
@@ -215,7 +216,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
                 if diagnosis:
                     record["diagnosis"] = diagnosis
             variant_entries[artifact.variant] = record
-            label = f"{target.name}/{artifact.variant}" if artifact.variant else target.name
+            label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
         entry = _fold_variants(target, target_cfg, variant_entries)
