@@ -92,7 +92,7 @@ class TargetConfig:
         """Overrides for one output: `tolerances.<output>` then `tolerances.<variant>.<output>`."""
         table = {k: dict(v) for k, v in self.tolerances}
         merged = dict(table.get(output, {}))
-        merged.update(table.get(f"{variant}/{output}", {}))
+        merged.update(table.get(f"{variant or 'default'}/{output}", {}))
         return merged
 
 
@@ -506,7 +506,8 @@ def _parse_targets(col: _Collector, raw: Any, model: dict) -> tuple[TargetConfig
         optional = generic.get("optional", False)
         if not isinstance(optional, bool):
             col.add(p + ("optional",), f"expected true or false, got {_describe(optional)}")
-        variants = target.variants(options) if options is not None else ()
+        # The unnamed artifact of a target with several is called 'default' in reports and overrides.
+        variants = tuple(v or "default" for v in target.variants(options)) if options is not None else ()
         tolerances = _parse_tolerances(col, generic["tolerances"], p + ("tolerances",), set(model["outputs"]), variants) if "tolerances" in generic else ()
         if len(col.problems) == before:
             out.append(TargetConfig(name=name, options=options, tolerances=tolerances, optional=bool(optional)))

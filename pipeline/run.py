@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ModelConfig, TargetConfig
-from pipeline.errors import IntegrityError, PipelineError
+from pipeline.errors import IntegrityError, PipelineError, TargetUnavailable
 from pipeline.fsutil import expand_files, file_records, publish_dir, sha256_file, staging_dir
 from pipeline.parity import evaluate, reference_stats
 from pipeline.records import LoadedModel, ParityData, TracedModel
@@ -172,7 +172,7 @@ def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> 
 def _fold_variants(target: Target, target_cfg: TargetConfig, variant_entries: dict[str, dict]) -> dict:
     """One artifact: its fields are the target's. Several: under `variants`."""
     statuses = [v["status"] for v in variant_entries.values()]
-    status = "error" if "error" in statuses else "failed" if "failed" in statuses else "passed"
+    status = next((s for s in ("error", "failed", "passed") if s in statuses), "skipped")
     if list(variant_entries) == [""]:
         entry = dict(variant_entries[""])
         entry["status"] = status
@@ -206,9 +206,17 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         parity_s = 0.0
         for artifact in artifacts:
             t1 = time.perf_counter()
-            parity = check_parity(ctx, prep, target, target_cfg, staged, artifact)
-            parity_s += time.perf_counter() - t1
             record = _artifact_record(artifact, staged, target.name)
+            label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
+            try:
+                parity = check_parity(ctx, prep, target, target_cfg, staged, artifact)
+            except TargetUnavailable as exc:  # built, but this machine cannot run it: say so, check the rest
+                record.update(status="skipped", message=str(exc))
+                variant_entries[artifact.variant] = record
+                log(ctx.config.name, f"{label}: parity skipped: {exc}")
+                continue
+            finally:
+                parity_s += time.perf_counter() - t1
             record["parity"] = parity
             record["status"] = "passed" if parity["passed"] else "failed"
             if not parity["passed"]:
@@ -216,7 +224,6 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
                 if diagnosis:
                     record["diagnosis"] = diagnosis
             variant_entries[artifact.variant] = record
-            label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
         entry = _fold_variants(target, target_cfg, variant_entries)

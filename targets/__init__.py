@@ -16,6 +16,8 @@ _MODULES = {
     "tflite": "targets.tflite",
     "edgetpu": "targets.edgetpu",
     "onnx": "targets.onnx",
+    "xla": "targets.xla",
+    "tpu": "targets.tpu",
 }
 
 

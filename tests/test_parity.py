@@ -97,3 +97,18 @@ def test_classifier_agreement_and_accuracy_delta():
     tol = Tolerance(atol=10, rtol=0, min_top1=0.9)
     result = _evaluate([ref], [out], tol, classifier="y", labels=labels)
     assert not result["passed"] and "top-1 agreement 0.8750" in result["failures"][0]
+
+
+def test_allowed_share_is_judged_over_all_elements_not_per_case():
+    # One element off in a 4-element case is 25% of that case, but 1 of 404 elements overall.
+    small, large = np.zeros((1, 4)), np.zeros((100, 4))
+    off = small.copy()
+    off[0, 0] = 1.0
+    tol = Tolerance(atol=0.1, rtol=0, mismatch_fraction=0.01)
+    result = _evaluate([small, large], [off, large], tol)
+    y = result["outputs"]["y"]
+    assert y["outside"] == 1 and y["elements"] == 404
+    assert y["mismatch_fraction"] == pytest.approx(1 / 404)
+    assert y["worst_case_mismatch_fraction"] == pytest.approx(0.25)
+    assert result["passed"]
+    assert not _evaluate([small, large], [off, large], Tolerance(atol=0.1, rtol=0, mismatch_fraction=0.002))["passed"]

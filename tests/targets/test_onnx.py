@@ -163,7 +163,7 @@ def test_multi_io_end_to_end_keeps_names_order_dtypes_and_dynamic_batch(project,
     assert result.code == 0, result.err
     entry = project.report("multi_io_like")["targets"]["onnx"]
     assert entry["status"] == "passed"
-    assert set(entry["variants"]) == {"", "optimized"}
+    assert set(entry["variants"]) == {"default", "optimized"}
     folder = project.artifacts / "multi_io_like" / "onnx"
     for variant, file in (("", "model.onnx"), ("optimized", "model.optimized.onnx")):
         record = entry["variants"][variant]
@@ -179,7 +179,7 @@ def test_multi_io_end_to_end_keeps_names_order_dtypes_and_dynamic_batch(project,
         assert [o["name"] for o in info["outputs"]] == ["score", "category"]
         assert info["opset"] == 17 and info["tf2onnx_version"] == "1.17.0"
         assert info["file_bytes"] == sum(f["bytes"] for f in record["files"]) > 0
-    assert entry["variants"]["optimized"]["info"]["onnx_ops"] != entry["variants"][""]["info"]["onnx_ops"]
+    assert entry["variants"]["optimized"]["info"]["onnx_ops"] != entry["variants"]["default"]["info"]["onnx_ops"]
 
 
 def test_saved_model_signature_keys_become_config_names(tmp_path):

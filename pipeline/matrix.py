@@ -1,0 +1,206 @@
+"""Fan-out across CI runners: `tfship matrix` lists the jobs, `tfship merge` joins them.
+
+    tfship matrix                     -> {"include": [{"model": "affine", "target": "savedmodel",
+                                          "artifacts": "slices/affine-savedmodel"}, ...]}
+    tfship export --model M --target T --artifacts slices/M-T     (one CI job per entry)
+    tfship merge slices/* --version V -> artifacts/release/V/ with one manifest
+
+`merge` refuses slices built with different tool versions, slices whose report comes
+from another config than the one checked out (config sha256), and two slices that
+both built the same model and target. A target of the config that no slice built
+is a failure like any other: the release is refused unless the target is optional.
+
+Exit codes as `tfship release`: 0 published, 1 refused, 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipeline.release import ModelSource, ReleaseInputError, add_release_arguments, assemble_release, check_consistent_versions, check_version, default_version, git_info, print_outcome
+
+SLICES_DIR = "slices"
+
+
+def matrix(configs, slices_dir: str = SLICES_DIR) -> dict:
+    """The model x target jobs in the shape a CI matrix takes (`strategy.matrix`)."""
+    return {
+        "include": [
+            {"model": c.name, "target": t.name, "artifacts": f"{slices_dir}/{c.name}-{t.name}"}
+            for c in configs
+            for t in c.targets
+        ]
+    }
+
+
+def _handle_matrix(args: argparse.Namespace) -> int:
+    from pipeline.cli import config_files
+    from pipeline.config import load_configs
+
+    configs = load_configs(config_files(args.model, args.config_dir))
+    print(json.dumps(matrix(configs, args.slices_dir), separators=(",", ":")))
+    return 0
+
+
+# -------------------------------------------------------------------- merge
+
+
+def read_slices(dirs: list[Path]) -> dict[str, list[tuple[Path, dict, bytes]]]:
+    """model -> [(slice model folder, report, report bytes)] over every slice folder."""
+    found: dict[str, list[tuple[Path, dict, bytes]]] = {}
+    problems = []
+    for root in dirs:
+        reports = sorted(root.glob("*/report.json"))
+        if not root.is_dir() or not reports:
+            problems.append(f"{root}: not a slice (expected <model>/report.json below it, written by `tfship export --artifacts {root}`)")
+            continue
+        for path in reports:
+            raw = path.read_bytes()
+            try:
+                report = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{path}: not JSON ({exc})")
+                continue
+            found.setdefault(report.get("model", path.parent.name), []).append((path.parent, report, raw))
+    if problems:
+        raise ReleaseInputError("cannot merge:\n  " + "\n  ".join(problems))
+    return found
+
+
+def _check_same_model(model: str, parts: list[tuple[Path, dict, bytes]]) -> None:
+    """Slices of one model must have run the same eager model on the same inputs: a model
+    trained or downloaded separately by each job would ship mismatched artifacts. The
+    reference statistics (range and spread of every output) tell."""
+    def stats(report: dict) -> dict:
+        return ((report.get("run") or {}).get("model") or {}).get("reference") or {}
+
+    first_folder, first, _ = parts[0]
+    for folder, report, _ in parts[1:]:
+        for output, ref in stats(first).items():
+            other = stats(report).get(output)
+            if other is None:
+                continue
+            for key in ("range", "spread"):
+                a, b = ref.get(key), other.get(key)
+                if a is not None and b is not None and abs(a - b) > 1e-6 * max(abs(a), abs(b), 1e-12):
+                    raise ReleaseInputError(
+                        f"slices of {model} ran different models: output '{output}' reference {key} {a:.9g} in {first_folder} "
+                        f"vs {b:.9g} in {folder}; build the model once and give every slice the same file"
+                    )
+
+
+def merged_source(config, parts: list[tuple[Path, dict, bytes]]) -> ModelSource:
+    """One model's report and file locations joined from its slices."""
+    problems = []
+    for folder, report, _ in parts:
+        if report.get("config_sha256") != config.sha256:
+            problems.append(
+                f"{folder}: built from config sha256 {str(report.get('config_sha256'))[:12]}, the checked-out {config.file} is {config.sha256[:12]}"
+            )
+    if problems:
+        raise ReleaseInputError(f"slices of {config.name} were built from another config; rebuild them from this commit:\n  " + "\n  ".join(problems))
+    _check_same_model(config.name, parts)
+    targets: dict[str, dict] = {}
+    roots: dict[str, Path] = {}
+    merged_from = []
+    for folder, report, _ in parts:
+        built = list(report.get("targets") or {})
+        for name in built:
+            entry = (report.get("targets") or {}).get(name)
+            if entry is None:
+                continue
+            if name in targets:
+                raise ReleaseInputError(f"{config.name} {name} was built by two slices: {roots.get(name, '?')} and {folder}; give each model x target one slice")
+            targets[name] = entry
+            if (folder / name).is_dir():
+                roots[name] = folder
+        merged_from.append({"slice": str(folder.parent), "targets": built, "updated": report.get("updated")})
+    if len(parts) == 1:
+        folder, report, raw = parts[0]
+        md = folder / "report.md"
+        return ModelSource(
+            config.name, report, roots, tuple(t.name for t in config.targets), {t.name: t.optional for t in config.targets}, raw,
+            md.read_text(encoding="utf-8") if md.is_file() else None, {"origin": str(folder)},
+        )
+    from pipeline.report import overall_status
+
+    first = parts[0][1]
+    ordered = {t.name: targets[t.name] for t in config.targets if t.name in targets}
+    run = dict(first.get("run") or {})
+    run["targets"] = list(ordered)
+    report = {
+        **{k: v for k, v in first.items() if k not in ("targets", "status", "run")},
+        "created": min(p[1].get("created", "") for p in parts),
+        "updated": max(p[1].get("updated", "") for p in parts),
+        "run": run,
+        "targets": ordered,
+        "merged_from": merged_from,
+    }
+    report["status"] = overall_status(ordered)
+    return ModelSource(
+        config.name, report, roots, tuple(t.name for t in config.targets), {t.name: t.optional for t in config.targets}, None, None, {"origin": ", ".join(str(p[0]) for p in parts)}
+    )
+
+
+def merge(configs, slice_dirs: list[Path], version: str, release_root: Path, **kwargs):
+    found = read_slices(slice_dirs)
+    by_name = {c.name: c for c in configs}
+    unknown = sorted(set(found) - set(by_name))
+    if unknown:
+        raise ReleaseInputError(f"slices hold models without a selected config: {', '.join(unknown)}; select them with --model or add configs")
+    check_consistent_versions(
+        [ModelSource(model, {"versions": p[1].get("versions")}, {}, (), {}, extra={"origin": str(p[0].parent)}) for model, parts in found.items() for p in parts]
+    )
+    sources = []
+    for config in configs:
+        parts = found.get(config.name)
+        if not parts:
+            raise ReleaseInputError(f"no slice holds model {config.name}; run `tfship matrix` and build every job, or select models with --model")
+        sources.append(merged_source(config, parts))
+    origin = {"merged_from": [str(d) for d in slice_dirs]}
+    return assemble_release(sources, version, release_root, origin=origin, **kwargs)
+
+
+def _handle_merge(args: argparse.Namespace) -> int:
+    from pipeline.cli import config_files
+    from pipeline.config import load_configs
+    from pipeline.diff import margins_from
+    from pipeline.release import _previous
+
+    configs = load_configs(config_files(args.model, args.config_dir))
+    git = git_info()
+    version = check_version(args.version or default_version(git))
+    release_root = args.artifacts / "release"
+    outcome = merge(
+        configs,
+        list(args.slices),
+        version,
+        release_root,
+        git=git,
+        ci_dir=args.artifacts / "ci",
+        previous=_previous(args, release_root, version),
+        margins=margins_from(args),
+        allow_drift=args.allow_drift,
+        force=args.force,
+    )
+    print_outcome(outcome)
+    return 0
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser("matrix", help="print the model x target job list as JSON for a CI matrix")
+    common(parser)
+    parser.add_argument("--slices-dir", default=SLICES_DIR, help="folder each job exports its slice under (default: %(default)s)")
+    parser.set_defaults(handler=_handle_matrix)
+
+    parser = subparsers.add_parser(
+        "merge",
+        help="combine slice folders (one export each) into one release with one manifest",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(parser)
+    parser.add_argument("slices", nargs="+", type=Path, metavar="DIR", help="slice folders (each the --artifacts of one export job)")
+    add_release_arguments(parser)
+    parser.set_defaults(handler=_handle_merge)

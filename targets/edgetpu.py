@@ -1,0 +1,230 @@
+"""Edge TPU: a full-integer int8 TFLite model with a static batch of 1, checked
+statically against the Edge TPU's constraints, run in LiteRT on the CPU for parity.
+
+Files: `model.tflite` (what `edgetpu_compiler` takes), plus `model_edgetpu.tflite`
+and `edgetpu_compiler.log` when `edgetpu_compiler` is on PATH.
+
+The model is converted from a SavedModel whose signature fixes the batch at 1
+(Edge TPU needs static shapes), written with the pipeline's `write_saved_model`
+so Keras 3 weights are tracked. Calibration is the tflite `int8` variant's
+(`calibration_samples` samples of the parity data); parity uses the same
+quantized budget as the tflite `int8` variant:
+
+| atol | rtol | steps | range_fraction | mismatch_fraction | min_top1 | max_accuracy_drop |
+|------|------|-------|----------------|-------------------|----------|-------------------|
+| 1e-3 | 0    | 3     | 0.05           | 0.01              | 0.95     | 0.02              |
+
+`info.placement` has one row per op (index, op, runs_on edgetpu|cpu, reasons),
+checked against: static shapes, at most 3 dimensions greater than 1 (only the
+innermost three), int8/uint8 tensors (int32 only for constant biases), and the
+supported-operations list below. The Edge TPU compiler maps ops until the first it
+cannot run; that op and every op after it run on the CPU, so
+`info.first_cpu_op` names that op. Without `edgetpu_compiler` the placement is
+tfship's static estimate and the report says so.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pipeline.target import Artifact, BuildInputs, Target
+from targets.support.litert import INT8_TOLERANCE
+
+# Source: Coral documentation, "TensorFlow models on the Edge TPU", section
+# "Supported operations" (coral.ai/docs/edgetpu/models-intro/#supported-operations),
+# transcribed for compiler 16 / runtime 14 and named with TFLite builtin operator
+# names. Value: the documented limitation tfship does not check itself ("" = none).
+EDGETPU_SUPPORTED_OPS = {
+    "ADD": "",
+    "AVERAGE_POOL_2D": "no fused activation function",
+    "CONCATENATION": "no fused activation function; a constant input must be all zeros with only 2 inputs",
+    "CONV_2D": "same dilation in x and y",
+    "DEPTHWISE_CONV_2D": "same dilation in x and y",
+    "EXPAND_DIMS": "",
+    "FULLY_CONNECTED": "default weights format only; output tensor one-dimensional",
+    "L2_NORMALIZATION": "",
+    "LOGISTIC": "",
+    "LSTM": "unidirectional only",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "",
+    "MAXIMUM": "",
+    "MAX_POOL_2D": "no fused activation function",
+    "MEAN": "no reduction in the batch dimension; reduction along x and/or y only",
+    "MINIMUM": "",
+    "MUL": "",
+    "PACK": "no packing in the batch dimension",
+    "PAD": "no padding in the batch dimension; padding along x and/or y only",
+    "PRELU": "alpha must be constant",
+    "QUANTIZE": "",
+    "REDUCE_MAX": "no reduction in the batch dimension",
+    "REDUCE_MIN": "no reduction in the batch dimension",
+    "RELU": "",
+    "RELU6": "",
+    "RELU_N1_TO_1": "",
+    "RESHAPE": "some reshapes of large tensors are not mapped",
+    "RESIZE_BILINEAR": "3-D input/output; may stay on CPU to avoid precision loss",
+    "RESIZE_NEAREST_NEIGHBOR": "3-D input/output; may stay on CPU to avoid precision loss",
+    "RSQRT": "",
+    "SLICE": "",
+    "SOFTMAX": "1-D input of at most 16,000 elements",
+    "SPACE_TO_DEPTH": "",
+    "SPLIT": "no splitting in the batch dimension",
+    "SQUARED_DIFFERENCE": "",
+    "SQUEEZE": "",
+    "STRIDED_SLICE": "",
+    "SUB": "",
+    "SUM": "reduction along x and/or y only",
+    "TANH": "",
+    "TRANSPOSE": "",
+    "TRANSPOSE_CONV": "",
+}
+SOFTMAX_MAX_ELEMENTS = 16000
+NOT_FOUND = "not found on PATH; placement is tfship's static estimate"
+
+
+@dataclass(frozen=True)
+class EdgeTPUOptions:
+    io: Literal["int8", "uint8"] = "uint8"  # model input/output type
+    calibration_samples: int = 64  # representative samples for int8 calibration
+
+
+def op_reasons(op: dict) -> list[str]:
+    """Why one op cannot run on the Edge TPU ([] = it can)."""
+    reasons = []
+    if op["op"] not in EDGETPU_SUPPORTED_OPS:
+        reasons.append(f"{op['op']} is not on the Edge TPU supported-operations list")
+    for role in ("inputs", "outputs"):
+        for i, tensor in enumerate(op[role]):
+            label = f"{role[:-1]} {i}"
+            shape = tensor["shape"]
+            if any(d < 0 for d in shape):
+                reasons.append(f"{label} has a dynamic shape {shape}")
+            big = [d for d in shape[:-3] if d > 1]
+            if big and not tensor["constant"]:  # the rule is about activations; conv filters are 4-D
+                reasons.append(f"{label} shape {shape} has a dimension > 1 outside the innermost three")
+            allowed = ("int8", "uint8") + (("int32",) if tensor["constant"] and role == "inputs" else ())
+            if tensor["type"] not in allowed:
+                reasons.append(f"{label} is {tensor['type']}, expected int8/uint8")
+    if op["op"] == "SOFTMAX" and op["inputs"]:
+        shape = op["inputs"][0]["shape"]
+        elements = 1
+        for d in shape:
+            elements *= max(d, 1)
+        if elements > SOFTMAX_MAX_ELEMENTS:
+            reasons.append(f"softmax over {elements} elements (limit {SOFTMAX_MAX_ELEMENTS})")
+    return reasons
+
+
+def placement(ops: list[dict]) -> tuple[list[dict], dict | None]:
+    """Per-op table and the first op that falls back to the CPU (None = all on the Edge TPU)."""
+    rows, first = [], None
+    for op in ops:
+        reasons = op_reasons(op)
+        if first is None and reasons:
+            first = {"index": op["index"], "op": op["op"], "reasons": reasons}
+        if first is not None and not reasons:
+            reasons = [f"after op {first['index']} ({first['op']}), which runs on the CPU"]
+        rows.append({"index": op["index"], "op": op["op"], "runs_on": "cpu" if first is not None else "edgetpu", "reasons": reasons})
+    return rows, first
+
+
+def run_edgetpu_compiler(model: Path, out_dir: Path) -> dict:
+    compiler = shutil.which("edgetpu_compiler")
+    if compiler is None:
+        return {"edgetpu_compiler": NOT_FOUND}
+    try:
+        done = subprocess.run([compiler, "-s", "-o", str(out_dir), str(model)], capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return {"edgetpu_compiler": f"{compiler} timed out after 600 s"}
+    log = done.stdout + done.stderr
+    (out_dir / "edgetpu_compiler.log").write_text(log)
+    result = {"edgetpu_compiler": compiler, "edgetpu_compiler_exit_code": done.returncode, "edgetpu_compiler_log": log[-4000:]}
+    compiled = out_dir / f"{model.stem}_edgetpu.tflite"
+    if compiled.exists():
+        result["compiled_file"] = compiled.name
+    return result
+
+
+class EdgeTPUTarget(Target):
+    name = "edgetpu"
+    description = "Edge TPU: full-integer int8 TFLite, batch 1, per-op placement check"
+    Options = EdgeTPUOptions
+
+    def check_options(self, options: EdgeTPUOptions, model: dict) -> list[tuple[str, str]]:
+        problems = []
+        if options.calibration_samples < 1:
+            problems.append(("calibration_samples", "expected a positive number of samples"))
+        data = model.get("data")
+        if data is not None and data.samples < options.calibration_samples:
+            problems.append(
+                ("calibration_samples", f"calibration uses {options.calibration_samples} samples but `data.samples` is {data.samples}; raise data.samples or lower calibration_samples")
+            )
+        return problems
+
+    def build(self, job: BuildInputs) -> list[Artifact]:
+        from pipeline.stages.savedmodel import write_saved_model
+        from pipeline.stages.trace import make_function
+        from targets.support import litert
+
+        options: EdgeTPUOptions = job.target.options
+        where = f"model '{job.model.name}', edgetpu calibration"
+        litert.check_calibration(job.model.inputs, job.calibration, options.calibration_samples, where)
+        representative = litert.representative_dataset(job.calibration, job.model.inputs, options.calibration_samples)
+        layers = litert.keras_layer_names(job.loaded.obj)
+        conv = litert.Conversion(variant="int8", io=options.io, calibration_samples=options.calibration_samples)
+        with tempfile.TemporaryDirectory(prefix="tfship-edgetpu-") as scratch:
+            static = Path(scratch) / "batch1"
+            write_saved_model(static, job.loaded, {"serving_default": make_function(job.model, job.loaded, batch=1)})
+            content, seconds = litert.convert(static, conv, representative, layers, job.model.input_names)
+        model = job.out_dir / "model.tflite"
+        model.write_bytes(content)
+        ops = litert.list_ops(content)
+        rows, first = placement(ops)
+        runner = litert.LiteRTRunner(model, job.model.output_names)
+        info = {
+            "size_bytes": len(content),
+            "conversion_seconds": round(seconds, 2),
+            "batch": 1,
+            "outputs": list(job.model.output_names),
+            "ops": litert.op_counts(ops),
+            "quantization": litert.io_quantization(runner, job.model.input_names),
+            "calibration_samples": options.calibration_samples,
+            "placement": rows,
+            "ops_on_edgetpu": sum(r["runs_on"] == "edgetpu" for r in rows),
+            "ops_on_cpu": sum(r["runs_on"] == "cpu" for r in rows),
+            "first_cpu_op": first,
+            "supported_ops_source": "Coral docs, 'TensorFlow models on the Edge TPU', Supported operations",
+        }
+        compiled = run_edgetpu_compiler(model, job.out_dir)
+        info.update(compiled)
+        files = ["model.tflite"] + [f for f in ("model_edgetpu.tflite", "edgetpu_compiler.log") if (job.out_dir / f).exists()]
+        return [Artifact(variant="", files=tuple(files), tolerance=INT8_TOLERANCE, info=info)]
+
+    def open(self, target_dir: Path, artifact: Artifact):
+        from targets.support import litert
+
+        # Parity runs the CPU model (model.tflite); the compiled file needs an Edge TPU.
+        return litert.LiteRTRunner(Path(target_dir) / artifact.files[0], artifact.info.get("outputs") or ())
+
+    def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
+        from targets.support import litert
+
+        options: EdgeTPUOptions = job.target.options
+        samples = min(options.calibration_samples, min(len(v) for v in job.calibration.values()))
+        representative = litert.representative_dataset(job.calibration, job.model.inputs, samples)
+        conv = litert.Conversion(variant="int8", io=options.io)
+        try:
+            table = litert.debug_quantization(job.saved_model_dir, conv, representative, job.model.input_names, litert.keras_layer_names(job.loaded.obj))
+        except Exception as exc:  # the debugger is best effort: the failure itself stands
+            return {"quantization_debugger": f"could not run: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
+        table["suggested_fix"] = (
+            "the Edge TPU runs every op in int8, so layers cannot be kept in float; retrain with quantization-aware "
+            "training, or remove the outlier range in the worst layers listed"
+        )
+        return {"quantization_debugger": table}
+
+
+TARGET = EdgeTPUTarget()

@@ -1,0 +1,399 @@
+"""XLA helpers shared by the `xla` and `tpu` targets: compiler IR dumps, the XLA
+compile gate, the TPU-incompatible op scan and the bfloat16 emulation on CPU.
+
+TensorFlow is imported inside functions: the target registry imports the targets
+(and so this module) while configs are validated, before TensorFlow loads.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import ConversionError, IncompatibleModel
+
+# --------------------------------------------------------------------------- inputs
+
+
+def batch_of(pool: np.ndarray, batch: int) -> np.ndarray:
+    """`batch` rows taken cyclically from a calibration pool [N, ...]."""
+    reps = -(-batch // len(pool))
+    return np.concatenate([pool] * reps, axis=0)[:batch] if reps > 1 else pool[:batch]
+
+
+def static_inputs(config: Any, calibration: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    """Representative inputs at a static batch size, in the config's dtypes."""
+    out = {}
+    for spec in config.inputs:
+        pool = np.asarray(calibration[spec.name])
+        out[spec.name] = batch_of(pool, batch).astype(spec.dtype, copy=False) if spec.batched else pool
+    return out
+
+
+def ir_batches(config: Any, requested: tuple[int, ...]) -> tuple[int, ...]:
+    """Static batch sizes to compile: the fixed batch of the model when it has one."""
+    fixed = {s.fixed_batch for s in config.inputs if s.batched} - {None}
+    if fixed:
+        return (fixed.pop(),)
+    return tuple(sorted(set(requested)))
+
+
+# --------------------------------------------------------------------------- compiler IR
+
+
+@dataclass(frozen=True)
+class CompiledShape:
+    batch: int
+    files: tuple[str, ...]  # relative to the target folder
+    compile_seconds: float  # first call minus a steady call: the XLA compile time at this shape
+
+
+def write_compiler_ir(fn: Any, args: list, folder: Path, rel: str) -> list[str]:
+    """Write `hlo.txt` and `stablehlo.mlir` of a jit_compile tf.function at these args."""
+    folder.mkdir(parents=True, exist_ok=True)
+    getter = fn.experimental_get_compiler_ir(*args)
+    files = []
+    for stage, name in (("hlo", "hlo.txt"), ("stablehlo", "stablehlo.mlir")):
+        (folder / name).write_text(getter(stage=stage))
+        files.append(f"{rel}/{name}")
+    return files
+
+
+def xla_gate(fn: Any, args: list, batch: int, model_name: str, what: str) -> None:
+    """Prove XLA compiles `fn` at a static shape on CPU, or say which op it cannot compile."""
+    try:
+        fn.experimental_get_compiler_ir(*args)(stage="hlo")
+    except Exception as exc:  # XLA raises InvalidArgumentError/UnimplementedError/... with the op in the text
+        text = str(exc)
+        op = re.search(r"No registered '(\w+)' OpKernel", text) or re.search(r"unsupported operations[^:]*: (\w+)", text)
+        first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+        raise IncompatibleModel(
+            f"{what}: XLA cannot compile model '{model_name}' at static batch {batch} on CPU"
+            f"{f' (op {op.group(1)})' if op else ''}: {first.strip()[:400]}. "
+            "Expected every op to have an XLA kernel and every shape to be static. "
+            "Fix: replace the op with XLA-compilable TensorFlow ops, or export with a target that does not need XLA (savedmodel)."
+        ) from exc
+
+
+def timed_compile(fn: Any, args: list) -> tuple[float, Any]:
+    """Run a jit_compile function twice: (compile seconds, outputs of the first run)."""
+    start = time.perf_counter()
+    first = fn(*args)
+    first_call = time.perf_counter() - start
+    start = time.perf_counter()
+    fn(*args)
+    steady = time.perf_counter() - start
+    return max(first_call - steady, 0.0), first
+
+
+def to_numpy(outputs: dict) -> dict[str, np.ndarray]:
+    return {name: np.asarray(t.numpy() if hasattr(t, "numpy") else t) for name, t in outputs.items()}
+
+
+def determinism_check(fn: Any, args: list, model_name: str, where: str) -> dict:
+    """Two runs of the compiled function on the same input must be bitwise equal.
+
+    A difference is raised as ConversionError: a serving artifact whose answer depends
+    on the run cannot be checked by any parity budget, so it is not exported.
+    """
+    first = to_numpy(fn(*args))
+    second = to_numpy(fn(*args))
+    differs = {}
+    for name in first:
+        a, b = first[name], second[name]
+        if a.tobytes() != b.tobytes():
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64)) if a.dtype.kind in "fiu" else None
+            differs[name] = float(np.nanmax(diff)) if diff is not None and diff.size else None
+    if differs:
+        detail = ", ".join(f"'{n}' (max |difference| {d})" for n, d in differs.items())
+        raise ConversionError(
+            f"{where}: two runs of the XLA-compiled function of model '{model_name}' on the same input differ: {detail}. "
+            "Expected bitwise-equal outputs. Fix: remove nondeterministic ops (unseeded random ops, atomics) from the model."
+        )
+    return {"runs": 2, "bitwise_equal": True, "outputs": sorted(first)}
+
+
+# --------------------------------------------------------------------------- TPU op scan
+
+# Ops and dtypes that the TPU does not run, in one place. Sources:
+# - tensorflow/core/tpu/tpu_defs.h `kTpuAllTypes`: the dtypes XLA:TPU kernels are
+#   registered for; DT_STRING, DT_COMPLEX128 and resource-free host types are absent.
+# - Cloud TPU docs, "TensorFlow ops available on Cloud TPU"
+#   (https://cloud.google.com/tpu/docs/tensorflow-ops): Python callbacks, file I/O,
+#   summaries, queues and tf.data ops run on the host only.
+# - float64: recent TF lists DT_DOUBLE in kTpuAllTypes, but the TPU has no float64
+#   units (XLA emulates it at a large cost) and the Inference Converter's bfloat16
+#   pass does not cover it; TPU serving models must not carry float64 tensors.
+TPU_INCOMPATIBLE_DTYPES = {
+    "float64": "float64 tensors: the TPU has no float64 arithmetic units",
+    "complex128": "complex128 tensors: not a TPU type (tpu_defs.h kTpuAllTypes)",
+    "string": "string tensors: not a TPU type (tpu_defs.h kTpuAllTypes); string ops run on the host only",
+    "variant": "variant tensors (tf.data, TensorList of unknown size): host-only",
+}
+TPU_DTYPE_FIX = {
+    "float64": "compute in float32 (remove the cast to float64, or give the layer dtype='float32')",
+    "complex128": "use complex64 or split real and imaginary parts in float32",
+    "string": "move text processing out of the model (preprocess on the client or in a CPU-side signature) and feed numbers",
+    "variant": "move the data pipeline out of the model",
+}
+TPU_HOST_ONLY_OPS = {
+    "PyFunc": "tf.numpy_function / tf.py_function run Python on the host",
+    "PyFuncStateless": "tf.numpy_function runs Python on the host",
+    "EagerPyFunc": "tf.py_function runs Python on the host",
+    "Print": "printing runs on the host",
+    "PrintV2": "tf.print runs on the host",
+    "ReadFile": "file I/O runs on the host",
+    "WriteFile": "file I/O runs on the host",
+    "MatchingFiles": "file I/O runs on the host",
+    "WriteSummary": "summaries run on the host",
+    "WriteScalarSummary": "summaries run on the host",
+    "WriteHistogramSummary": "summaries run on the host",
+    "WriteImageSummary": "summaries run on the host",
+    "HashTableV2": "lookup tables live on the host",
+    "MutableHashTableV2": "lookup tables live on the host",
+    "LookupTableFindV2": "lookup tables live on the host",
+    "FIFOQueueV2": "queues run on the host",
+    "RandomShuffleQueueV2": "queues run on the host",
+    "IteratorGetNext": "tf.data runs on the host",
+}
+TPU_OP_FIX = "replace it with TensorFlow math ops (or move it out of the model, before or after the TPU function)"
+# Graph plumbing that carries any dtype without computing on it.
+_PLUMBING = {"Placeholder", "NoOp", "Identity", "IdentityN", "Const", "ReadVariableOp", "VarHandleOp", "_Arg", "_Retval"}
+TPU_SCAN_SOURCE = "tensorflow/core/tpu/tpu_defs.h kTpuAllTypes; https://cloud.google.com/tpu/docs/tensorflow-ops"
+
+
+@dataclass(frozen=True)
+class OpFinding:
+    op: str  # node name
+    op_type: str
+    layer: str
+    reason: str
+    fix: str
+
+    def text(self) -> str:
+        return f"op {self.op_type} '{self.op}' in {self.layer}: {self.reason}. Fix: {self.fix}"
+
+
+def keras_layer_names(obj: Any) -> set[str]:
+    """Names of every layer of a Keras model (nested models included); empty otherwise."""
+    names: set[str] = set()
+    stack = [obj]
+    while stack:
+        layer = stack.pop()
+        for sub in getattr(layer, "layers", None) or []:
+            if getattr(sub, "name", None) and sub.name not in names:
+                names.add(sub.name)
+                stack.append(sub)
+    return names
+
+
+def layer_of(node_name: str, layer_names: set[str]) -> str:
+    """The Keras layer a graph node belongs to, from its name scope.
+
+    Keras 3 scopes ops as `<model>_1/<layer>_1/<op>`; the deepest scope part that
+    names a layer (with or without the `_<n>` uniquifying suffix) wins.
+    """
+    parts = node_name.split("/")[:-1]
+    for part in reversed(parts):
+        for candidate in (part, re.sub(r"_\d+$", "", part)):
+            if candidate in layer_names:
+                return f"layer '{candidate}'"
+    if parts:
+        return f"name scope '{'/'.join(parts)}' (no Keras layer)"
+    return "the model's top-level code (no Keras layer)"
+
+
+def _function_defs(graph_def: Any) -> list:
+    return list(graph_def.library.function)
+
+
+def scan_tpu_ops(concrete: Any, layer_names: set[str]) -> list[OpFinding]:
+    """Every op of the traced function, and of the functions it calls, that a TPU does not run."""
+    import tensorflow as tf
+
+    findings: list[OpFinding] = []
+    seen: set[tuple[str, str]] = set()
+
+    def check(name: str, op_type: str, dtypes: list[str]) -> None:
+        key = (name, op_type)
+        if key in seen:
+            return
+        if op_type in TPU_HOST_ONLY_OPS:
+            seen.add(key)
+            findings.append(OpFinding(name, op_type, layer_of(name, layer_names), TPU_HOST_ONLY_OPS[op_type], TPU_OP_FIX))
+            return
+        if op_type in _PLUMBING and op_type != "Placeholder":
+            return
+        for dtype in dtypes:
+            if dtype in TPU_INCOMPATIBLE_DTYPES:
+                seen.add(key)
+                findings.append(OpFinding(name, op_type, layer_of(name, layer_names), TPU_INCOMPATIBLE_DTYPES[dtype], TPU_DTYPE_FIX[dtype]))
+                return
+
+    graph = concrete.graph
+    for op in graph.get_operations():
+        if op.type == "Placeholder" and any(o.dtype == tf.resource for o in op.outputs):
+            continue
+        check(op.name, op.type, [o.dtype.name for o in op.outputs])
+    # Nested functions (tf.cond/while bodies, inner tf.functions): scan their node defs.
+    for fdef in _function_defs(graph.as_graph_def()):
+        for node in fdef.node_def:
+            types = []
+            for key in ("T", "dtype", "DstT", "out_type", "Tout", "output_types"):
+                if key in node.attr:
+                    attr = node.attr[key]
+                    values = list(attr.list.type) if attr.HasField("list") else [attr.type]
+                    types.extend(tf.dtypes.as_dtype(v).name for v in values if v)
+            check(node.name, node.op, types)
+    return findings
+
+
+def tpu_gate_error(model_name: str, findings: list[OpFinding]) -> IncompatibleModel:
+    """One line per (layer, reason): the first op in full, the others of that layer by type."""
+    groups: dict[tuple[str, str], list[OpFinding]] = {}
+    for f in findings:
+        groups.setdefault((f.layer, f.reason), []).append(f)
+    lines = []
+    for group in list(groups.values())[:10]:
+        also = sorted({f.op_type for f in group[1:]} - {group[0].op_type})
+        lines.append(f"  - {group[0].text()}" + (f" (same problem in this layer: {', '.join(also)})" if also else ""))
+    more = f"\n  ... and {len(groups) - 10} more layers" if len(groups) > 10 else ""
+    return IncompatibleModel(
+        f"model '{model_name}' uses {len(findings)} op(s) a TPU does not run (checked on CPU before writing anything; list from {TPU_SCAN_SOURCE}):\n"
+        + "\n".join(lines)
+        + more
+    )
+
+
+# --------------------------------------------------------------------------- bfloat16 emulation
+
+# Contractions run on the TPU matrix unit: bfloat16 operands, float32 accumulation.
+MXU_OPS = {
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D", "Conv3D",
+    "DepthwiseConv2dNative", "Conv2DBackpropInput", "Conv3DBackpropInputV2", "Einsum", "Conv",
+}
+# Which inputs of each op are tensors the MXU multiplies (the rest are shapes/attrs).
+_MXU_INPUTS = {"Conv2DBackpropInput": (1, 2), "Conv3DBackpropInputV2": (1, 2)}
+
+BF16_EMULATION_NOTE = (
+    "bfloat16 emulation on CPU: the graph is frozen, every float32 weight is rounded to bfloat16 "
+    "(what the converter's bfloat16 optimization stores), and every float32 operand of a matrix-unit op "
+    "(MatMul, Conv, Einsum, BatchMatMul) is rounded to bfloat16 before the op, which then multiplies and "
+    "accumulates in float32 (bfloat16 x bfloat16 products are exact in float32). Elementwise ops stay float32."
+)
+
+
+def frozen_graph_def(concrete: Any) -> Any:
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        return convert_variables_to_constants_v2(concrete).graph.as_graph_def()
+    except Exception as exc:
+        raise ConversionError(f"cannot freeze the traced function for the bfloat16 emulation: {type(exc).__name__}: {exc}") from exc
+
+
+def round_to_bf16(values: np.ndarray) -> np.ndarray:
+    """float32 -> nearest bfloat16 (ties to even) -> float32."""
+    import tensorflow as tf
+
+    return tf.cast(tf.cast(tf.constant(values, tf.float32), tf.bfloat16), tf.float32).numpy()
+
+
+def bf16_emulation_graph_def(graph_def: Any) -> tuple[Any, dict]:
+    """Rewrite a frozen GraphDef: bfloat16 weights and bfloat16 MXU operands, float32 accumulation."""
+    import tensorflow as tf
+    from tensorflow.core.framework import attr_value_pb2, node_def_pb2, types_pb2
+
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(graph_def)
+    weights = 0
+    for node in out.node:
+        if node.op == "Const" and node.attr["dtype"].type == types_pb2.DT_FLOAT:
+            values = tf.make_ndarray(node.attr["value"].tensor)
+            if values.size > 1:  # weights; scalar constants are exact hyperparameters (epsilons, scales)
+                node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(round_to_bf16(values)))
+                weights += 1
+    new_nodes = []
+    operands = 0
+    names = {n.name for n in out.node}
+    for node in out.node:
+        if node.op not in MXU_OPS or node.attr["T"].type != types_pb2.DT_FLOAT:
+            continue
+        positions = _MXU_INPUTS.get(node.op, range(len(node.input)))
+        for i in positions:
+            src = node.input[i]
+            if src.startswith("^"):
+                continue
+            base = re.sub(r"[^A-Za-z0-9_.\-/]", "_", f"{node.name}/bf16_operand_{i}")
+            while base in names:
+                base += "_"
+            to_bf16 = node_def_pb2.NodeDef(name=base + "/to_bf16", op="Cast", input=[src])
+            to_bf16.attr["SrcT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_FLOAT))
+            to_bf16.attr["DstT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_BFLOAT16))
+            to_bf16.attr["Truncate"].CopyFrom(attr_value_pb2.AttrValue(b=False))
+            back = node_def_pb2.NodeDef(name=base + "/to_f32", op="Cast", input=[to_bf16.name])
+            back.attr["SrcT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_BFLOAT16))
+            back.attr["DstT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_FLOAT))
+            back.attr["Truncate"].CopyFrom(attr_value_pb2.AttrValue(b=False))
+            names.update({to_bf16.name, back.name})
+            new_nodes.extend([to_bf16, back])
+            node.input[i] = back.name
+            operands += 1
+    out.node.extend(new_nodes)
+    return out, {"weights_rounded": weights, "mxu_operands_rounded": operands}
+
+
+def graph_io(concrete: Any, config: Any) -> dict:
+    """Tensor names of the graph's inputs and outputs, keyed by the config's names.
+
+    Freezing keeps the names of every node that is not a variable read.
+    """
+    inputs = {spec.name: t.name for spec, t in zip(config.inputs, concrete.inputs)}
+    outputs = {name: t.name for name, t in concrete.structured_outputs.items()}
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def write_bf16_emulation(concrete: Any, config: Any, folder: Path) -> dict:
+    """Write `graph.pb` (rewritten frozen graph) and `io.json` (tensor names) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    graph_def, counts = bf16_emulation_graph_def(frozen_graph_def(concrete))
+    (folder / "graph.pb").write_bytes(graph_def.SerializeToString())
+    io = graph_io(concrete, config)
+    (folder / "io.json").write_text(json.dumps(io, indent=2))
+    return counts
+
+
+class GraphRunner:
+    """Runs a frozen GraphDef from disk with plain TensorFlow on CPU."""
+
+    output_steps: dict[str, float] = {}
+
+    def __init__(self, folder: Path):
+        import tensorflow as tf
+
+        self._tf = tf
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString((folder / "graph.pb").read_bytes())
+        io = json.loads((folder / "io.json").read_text())
+        self._in = io["inputs"]
+        self._out = io["outputs"]
+
+        def imported():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+
+        wrapped = tf.compat.v1.wrap_function(imported, [])
+        graph = wrapped.graph
+        self._fn = wrapped.prune(
+            feeds=[graph.get_tensor_by_name(self._in[n]) for n in self._in],
+            fetches={n: graph.get_tensor_by_name(t) for n, t in self._out.items()},
+        )
+        self._names = list(self._in)
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self._fn(*[self._tf.constant(inputs[n]) for n in self._names])
+        return {name: t.numpy() for name, t in result.items()}

@@ -1,0 +1,202 @@
+"""TFLite: `<variant>.tflite` files run in LiteRT (`ai_edge_litert`) through their
+`serving_default` signature runner, so inputs and outputs keep the config's names.
+
+Variants (`variants:`, several allowed):
+
+- `float32`: plain conversion.
+- `float16`: weights stored as float16 (half the size), computed in float32 on CPU.
+- `dynamic_range`: int8 weights, activations quantized on the fly per batch; float I/O.
+- `int8`: full integer, calibrated on `calibration_samples` samples of the parity
+  data; model I/O `int8_io` (int8, uint8 or float32). Float inputs are quantized and
+  integer outputs dequantized with the model's own scale and zero point.
+- `int16x8`: int16 activations, int8 weights, calibrated; float I/O.
+
+Conversion always goes through the canonical SavedModel (`from_saved_model`): a
+Keras 3 model converted from concrete functions comes out weightless.
+
+Default parity budgets (before `tolerances:` overrides in the YAML). An element
+passes when |a - r| <= max(atol, steps * step, range_fraction * range(r)) + rtol * |r|,
+where `step` is the output's quantization scale (integer outputs only) and
+`range(r)` the reference output's max - min over the parity data.
+`min_top1` / `max_accuracy_drop` apply to the config's classifier output.
+
+| variant       | atol  | rtol  | steps | range_fraction | mismatch_fraction | min_top1 | max_accuracy_drop |
+|---------------|-------|-------|-------|----------------|-------------------|----------|-------------------|
+| float32       | 1e-5  | 1e-4  | 0     | 1e-5           | 0                 | 0.99     | 0.01              |
+| float16       | 2e-3  | 1e-2  | 0     | 2e-3           | 0                 | 0.99     | 0.01              |
+| dynamic_range | 1e-3  | 0     | 0     | 0.03           | 0.01              | 0.95     | 0.02              |
+| int8          | 1e-3  | 0     | 3     | 0.05           | 0.01              | 0.95     | 0.02              |
+| int16x8       | 1e-3  | 0     | 0     | 0.03           | 0.01              | 0.95     | 0.02              |
+
+Why these: float32 differs from TensorFlow only by kernel summation order; float16
+rounds weights to 11 significant bits (the shared FP16 budget). Full-integer int8
+models round every activation, and the error piled up through the layers of a
+well-calibrated model stays within 5% of the output's range; 3 output steps is the
+floor when the parity data spans only part of the calibrated range. dynamic_range
+and int16x8 keep int8 weights, whose rounding then dominates (int16 activations
+are 256x finer), so they get 3% of the range; their outputs are float, so `steps`
+does not apply. One element in a hundred may exceed the elementwise budget for
+quantized variants (a value near a rounding boundary); the fraction is judged over
+every element of every parity case. Top-1 agreement and accuracy bound the
+classifier as a whole.
+
+Select TF ops (Flex) are refused, naming the op and the layer, unless
+`allow_select_tf_ops: true`; such an artifact needs the Flex delegate at run time,
+which the Python LiteRT runtime does not link, so its parity cannot run here:
+that variant is reported `skipped` with the ops named, and the others are checked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pipeline.errors import TargetUnavailable
+from pipeline.target import Artifact, BuildInputs, Target
+from pipeline.tolerance import Tolerance
+from targets.support.litert import INT8_TOLERANCE
+
+Variant = Literal["float32", "float16", "dynamic_range", "int8", "int16x8"]
+
+DEFAULT_TOLERANCES = {
+    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=1e-5, min_top1=0.99, max_accuracy_drop=0.01),
+    "float16": Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3, min_top1=0.99, max_accuracy_drop=0.01),
+    "dynamic_range": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02),
+    "int8": INT8_TOLERANCE,
+    "int16x8": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02),
+}
+
+
+@dataclass(frozen=True)
+class TFLiteOptions:
+    variants: tuple[Variant, ...] = ("float32",)
+    int8_io: Literal["int8", "uint8", "float32"] = "int8"  # model I/O type of the int8 variant
+    calibration_samples: int = 64  # representative samples for int8 / int16x8
+    allow_select_tf_ops: bool = False  # permit Flex ops (needs the Flex delegate at run time)
+    denylisted_nodes: tuple[str, ...] = ()  # int8: tensors kept in float (names from the debugger table)
+
+
+def variant_conversion(options: TFLiteOptions, variant: str):
+    from targets.support.litert import Conversion
+
+    return Conversion(
+        variant=variant,
+        io=options.int8_io if variant == "int8" else "float32",
+        allow_select_tf_ops=options.allow_select_tf_ops,
+        denylisted_nodes=options.denylisted_nodes if variant == "int8" else (),
+        calibration_samples=options.calibration_samples,
+    )
+
+
+class TFLiteTarget(Target):
+    name = "tflite"
+    description = "TFLite flatbuffers (float32, float16, dynamic_range, int8, int16x8) run in LiteRT"
+    Options = TFLiteOptions
+
+    def variants(self, options: TFLiteOptions) -> tuple[str, ...]:
+        return tuple(options.variants)
+
+    def check_options(self, options: TFLiteOptions, model: dict) -> list[tuple[str, str]]:
+        problems = []
+        if not options.variants:
+            problems.append(("variants", "expected at least one of: float32, float16, dynamic_range, int8, int16x8"))
+        duplicates = sorted({v for v in options.variants if options.variants.count(v) > 1})
+        if duplicates:
+            problems.append(("variants", f"variant(s) listed twice: {', '.join(duplicates)}"))
+        if options.calibration_samples < 1:
+            problems.append(("calibration_samples", "expected a positive number of samples"))
+        calibrated = [v for v in options.variants if v in ("int8", "int16x8")]
+        data = model.get("data")
+        if calibrated and data is not None and data.samples < options.calibration_samples:
+            problems.append(
+                (
+                    "calibration_samples",
+                    f"{', '.join(calibrated)} calibrate on {options.calibration_samples} samples but `data.samples` is {data.samples}; "
+                    f"raise data.samples or lower calibration_samples",
+                )
+            )
+        if options.denylisted_nodes and "int8" not in options.variants:
+            problems.append(("denylisted_nodes", "applies to the int8 variant only; add int8 to `variants` or remove this key"))
+        if options.denylisted_nodes and options.int8_io == "uint8":
+            problems.append(("denylisted_nodes", "selective quantization supports `int8_io: int8` or `float32`, not uint8"))
+        return problems
+
+    def build(self, job: BuildInputs) -> list[Artifact]:
+        from targets.support import litert
+
+        options: TFLiteOptions = job.target.options
+        layers = litert.keras_layer_names(job.loaded.obj)
+        artifacts = []
+        for variant in options.variants:
+            conv = variant_conversion(options, variant)
+            representative = None
+            if variant in litert.CALIBRATED:
+                where = f"model '{job.model.name}', tflite {variant} calibration"
+                litert.check_calibration(job.model.inputs, job.calibration, options.calibration_samples, where)
+                representative = litert.representative_dataset(job.calibration, job.model.inputs, options.calibration_samples)
+            content, seconds = litert.convert(job.saved_model_dir, conv, representative, layers, job.model.input_names)
+            file = f"{variant}.tflite"
+            (job.out_dir / file).write_bytes(content)
+            ops = litert.list_ops(content)
+            flex = litert.flex_ops(ops)
+            info = {
+                "size_bytes": len(content),
+                "conversion_seconds": round(seconds, 2),
+                "ops": litert.op_counts(ops),
+                "flex_ops": flex,
+                "outputs": list(job.model.output_names),
+            }
+            if flex:
+                info["needs_flex_delegate"] = True
+                info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
+            runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
+            info["quantization"] = litert.io_quantization(runner, job.model.input_names)
+            if variant in litert.CALIBRATED:
+                info["calibration_samples"] = options.calibration_samples
+            if conv.denylisted_nodes:
+                info["denylisted_nodes"] = list(conv.denylisted_nodes)
+            artifacts.append(Artifact(variant=variant, files=(file,), tolerance=DEFAULT_TOLERANCES[variant], info=info))
+        sizes = {a.variant: a.info["size_bytes"] for a in artifacts}
+        if "float32" in sizes:
+            for a in artifacts:
+                a.info["size_vs_float32"] = round(a.info["size_bytes"] / sizes["float32"], 3)
+        return artifacts
+
+    def open(self, target_dir: Path, artifact: Artifact):
+        from targets.support import litert
+
+        if artifact.info.get("needs_flex_delegate"):
+            raise TargetUnavailable(
+                f"tflite/{artifact.variant}: {artifact.files[0]} contains Select TF ops ({', '.join(artifact.info.get('flex_ops', []))}) "
+                "and the LiteRT runtime here (ai_edge_litert) links no Flex delegate, so parity cannot run it on this machine. "
+                "Run it where the Flex delegate is linked (Android: org.tensorflow:tensorflow-lite-select-tf-ops), "
+                "or rewrite the layers named at conversion with builtin ops and drop `allow_select_tf_ops`."
+            )
+        outputs = artifact.info.get("outputs") or ()
+        return litert.LiteRTRunner(Path(target_dir) / artifact.files[0], outputs)
+
+    def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
+        """For a failed quantized variant: the layers QuantizationDebugger finds worst."""
+        from targets.support import litert
+
+        if artifact.variant not in litert.CALIBRATED:
+            if artifact.variant == "dynamic_range":
+                return {"suggested_fix": "dynamic-range activations are quantized per batch; try `float16`, or a calibrated `int16x8`"}
+            return None
+        options: TFLiteOptions = job.target.options
+        conv = variant_conversion(options, artifact.variant)
+        samples = min(options.calibration_samples, min(len(v) for v in job.calibration.values()))
+        representative = litert.representative_dataset(job.calibration, job.model.inputs, samples)
+        try:
+            table = litert.debug_quantization(
+                job.saved_model_dir, conv, representative, job.model.input_names, litert.keras_layer_names(job.loaded.obj)
+            )
+        except Exception as exc:  # the debugger is best effort: the failure itself stands
+            return {"quantization_debugger": f"could not run: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
+        if artifact.variant == "int16x8":
+            table["note"] = "the table measures int8 quantization of the same calibration; int16x8 errors are smaller but sit in the same layers"
+            table["suggested_fix"] = "keep the worst layers in float (use the int8 variant with `denylisted_nodes`), or ship float16"
+        return {"quantization_debugger": table}
+
+
+TARGET = TFLiteTarget()

@@ -1,0 +1,442 @@
+"""XLA: a SavedModel whose serving function is `jit_compile=True`, the compiler IR
+per compiled shape, a determinism check and, with `aot: true`, an ahead-of-time
+compiled CPU object with a native harness.
+
+Layout of `artifacts/<model>/xla/`:
+
+    saved_model/                 serving_default (jit_compile=True, config names)
+    ir/b<batch>/hlo.txt          HLO of the serving function at that static batch
+    ir/b<batch>/stablehlo.mlir   StableHLO of the same
+    aot/model.h, model.o, model_metadata.o, model_constants.o, model_makefile.inc
+                                 `saved_model_cli aot_compile_cpu` output (static batch `aot_batch`)
+    aot/harness.cc, aot/harness  native program: `harness IN.bin OUT.bin in1,in2 out1,out2`
+                                 reads the inputs (raw, row-major, config order), writes the outputs
+
+The harness links a static XLA CPU runtime compiled once per machine from the
+sources in the TensorFlow wheel (`tensorflow/xla_aot_runtime_src`) into the cache
+folder `$TFSHIP_CACHE` (default `~/.cache/tfship`), and the wheel's
+`libtensorflow_framework.so.2` for Abseil.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import ConversionError, TargetUnavailable
+from pipeline.target import Artifact, BuildInputs, Target
+from pipeline.tolerance import FP32
+
+
+@dataclass(frozen=True)
+class XlaOptions:
+    ir_batch_sizes: tuple[int, ...] = ()  # static shapes to dump IR for; default: the config's data.batch_sizes
+    aot: bool = False  # also compile ahead of time with `saved_model_cli aot_compile_cpu`
+    aot_batch: int = 1  # the static batch of the AOT object; the harness runner splits larger batches
+    harness: bool = True  # with aot: build the C++ harness so parity covers the native binary (variant `aot`)
+
+
+CPP_CLASS = "tfship::CompiledModel"
+HARNESS_SOURCE = r"""// Runs the ahead-of-time compiled model: reads raw inputs, writes raw outputs.
+// usage: harness INPUT.bin OUTPUT.bin in_name1,in_name2 out_name1,out_name2
+// INPUT.bin holds the inputs back to back in the order named, each row-major in
+// its own dtype at the compiled static shape; OUTPUT.bin receives the outputs
+// the same way, in the order named.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+static std::vector<std::string> Split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) parts.push_back(item);
+  return parts;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::cerr << "usage: " << argv[0] << " INPUT.bin OUTPUT.bin in1,in2 out1,out2\n";
+    return 2;
+  }
+  tfship::CompiledModel model;
+  std::ifstream in(argv[1], std::ios::binary);
+  for (const std::string& name : Split(argv[3])) {
+    int index = model.LookupArgIndex("feed_" + name);
+    if (index < 0) { std::cerr << "no input named " << name << "\n"; return 3; }
+    in.read(static_cast<char*>(model.arg_data(index)), model.arg_size(index));
+    if (!in) { std::cerr << "input file too short at input " << name << "\n"; return 3; }
+  }
+  if (in.peek() != EOF) { std::cerr << "input file longer than the compiled inputs\n"; return 3; }
+  if (!model.Run()) { std::cerr << "run failed: " << model.error_msg() << "\n"; return 4; }
+  std::ofstream out(argv[2], std::ios::binary);
+  for (const std::string& name : Split(argv[4])) {
+    int index = model.LookupResultIndex("fetch_" + name);
+    if (index < 0) { std::cerr << "no output named " << name << "\n"; return 5; }
+    out.write(static_cast<const char*>(model.result_data(index)), model.result_size(index));
+  }
+  return out ? 0 : 6;
+}
+"""
+
+
+# --------------------------------------------------------------------------- AOT helpers
+
+
+def _saved_model_cli() -> str:
+    beside = Path(sys.executable).parent / "saved_model_cli"
+    found = str(beside) if beside.exists() else shutil.which("saved_model_cli")
+    if not found:
+        raise TargetUnavailable("saved_model_cli not found beside the Python interpreter or on PATH; it ships with the tensorflow wheel (reinstall tensorflow)")
+    return found
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TFSHIP_CACHE", Path.home() / ".cache" / "tfship"))
+
+
+def _toolchain() -> dict:
+    import tensorflow as tf
+
+    compiler = shutil.which("g++")
+    if not compiler:
+        raise TargetUnavailable("the xla target's `aot` harness needs g++, which is not on PATH. Install g++, or set `harness: false` to export the AOT header and object only.")
+    include = Path(tf.sysconfig.get_include())
+    runtime_src = Path(tf.sysconfig.get_lib()) / "xla_aot_runtime_src"
+    header = include / "tensorflow" / "compiler" / "tf2xla" / "xla_compiled_cpu_function.h"
+    framework = Path(tf.sysconfig.get_lib()) / "libtensorflow_framework.so.2"
+    for needed, what in ((header, "XLA AOT headers"), (runtime_src, "XLA AOT runtime sources"), (framework, "libtensorflow_framework.so.2")):
+        if not needed.exists():
+            raise TargetUnavailable(f"the tensorflow wheel has no {what} ({needed}); the AOT harness cannot be built. Set `harness: false`.")
+    flags = [f for f in tf.sysconfig.get_compile_flags() if not f.startswith("-I")]
+    return {"cxx": compiler, "include": include, "runtime_src": runtime_src, "framework": framework, "flags": flags, "version": tf.__version__}
+
+
+# Kernels a float32 model links; the other dtypes' kernels are compiled only if the link asks for them.
+_FLOAT32_KERNELS = ("dot_lib_f32.cc", "convolution_lib_f32_2d.cc")
+
+
+def _runtime_sources(src: Path, everything: bool) -> list[Path]:
+    files = sorted(src.rglob("*.cc"))
+    if everything:
+        return files
+    return [f for f in files if not f.name.startswith(("dot_lib_", "convolution_lib_")) or f.name in _FLOAT32_KERNELS]
+
+
+def runtime_library(chain: dict, everything: bool = False) -> Path:
+    """Static XLA CPU runtime for AOT objects, compiled once per machine and cached."""
+    key = hashlib.sha256(json.dumps([chain["version"], str(chain["runtime_src"]), chain["flags"]]).encode()).hexdigest()[:12]
+    folder = cache_dir() / "xla_aot_runtime" / f"tf{chain['version']}-{key}"
+    objects = folder / "objects"
+    objects.mkdir(parents=True, exist_ok=True)
+    sources = _runtime_sources(chain["runtime_src"], everything)
+
+    def compile_one(source: Path) -> Path:
+        target = objects / (str(source.relative_to(chain["runtime_src"])).replace("/", "__") + ".o")
+        if target.exists():
+            return target
+        partial = target.with_suffix(".o.partial")
+        cmd = [chain["cxx"], "-c", "-O2", "-w", *chain["flags"], f"-I{chain['runtime_src']}", f"-I{chain['include']}", str(source), "-o", str(partial)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ConversionError(f"compiling the XLA AOT runtime source {source} failed:\n{result.stderr[-2000:]}")
+        partial.rename(target)
+        return target
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        built = list(pool.map(compile_one, sources))
+    library = folder / ("libtf_xla_runtime_all.a" if everything else "libtf_xla_runtime.a")
+    if not library.exists():
+        partial = library.with_suffix(".a.partial")
+        partial.unlink(missing_ok=True)
+        subprocess.run(["ar", "rcs", str(partial), *map(str, built)], check=True, capture_output=True)
+        partial.rename(library)
+    return library
+
+
+def build_harness(aot_dir: Path) -> dict:
+    """Compile aot/harness.cc against the AOT object; returns what was run."""
+    chain = _toolchain()
+    (aot_dir / "harness.cc").write_text(HARNESS_SOURCE)
+    start = time.perf_counter()
+
+    def link(library: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+        cmd = [
+            chain["cxx"], "-O2", "-w", *chain["flags"], f"-I{chain['include']}", f"-I{aot_dir}",
+            str(aot_dir / "harness.cc"), *(str(aot_dir / f) for f in ("model.o", "model_metadata.o", "model_constants.o")),
+            str(library), f"-L{chain['framework'].parent}", "-l:libtensorflow_framework.so.2",
+            f"-Wl,-rpath,{chain['framework'].parent}", "-lpthread", "-s", "-o", str(aot_dir / "harness"),
+        ]
+        return subprocess.run(cmd, capture_output=True, text=True), cmd
+
+    result, cmd = link(runtime_library(chain))
+    if result.returncode != 0 and "undefined reference" in result.stderr:
+        result, cmd = link(runtime_library(chain, everything=True))  # a kernel for another dtype is needed
+    if result.returncode != 0:
+        raise ConversionError(f"linking the AOT harness failed:\n{result.stderr[-3000:]}")
+    # Recorded relative to the target folder: the staging folder is renamed after the build.
+    command = " ".join(cmd).replace(str(aot_dir), "aot")
+    return {"command": command, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _relative_makefile(aot_dir: Path) -> None:
+    """tfcompile writes the staging folder's absolute path into LIB; point it at the fragment's own folder."""
+    fragment = aot_dir / "model_makefile.inc"
+    lines = []
+    for line in fragment.read_text().splitlines():
+        if line.startswith("LIB ="):
+            line = "LIB = -L$(dir $(lastword $(MAKEFILE_LIST)))"
+        lines.append(line)
+    fragment.write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- runners
+
+
+class XlaSavedModelRunner:
+    """Loads the SavedModel with TensorFlow and calls its jit-compiled serving signature."""
+
+    output_steps: dict[str, float] = {}
+
+    def __init__(self, path: Path):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self._fn(**{name: self._tf.constant(value) for name, value in inputs.items()})
+        return {name: t.numpy() for name, t in result.items()}
+
+
+class AotHarnessRunner:
+    """Runs the native harness binary, splitting inputs into chunks of the compiled batch."""
+
+    output_steps: dict[str, float] = {}
+
+    def __init__(self, aot_dir: Path, info: dict):
+        self._binary = aot_dir / "harness"
+        if not self._binary.exists():
+            raise ConversionError(f"{self._binary} is missing; rebuild the xla target with `aot: true`")
+        self._batch = int(info["batch"])
+        self._inputs = [(n, tuple(s), d) for n, s, d in info["inputs"]]
+        self._outputs = [(n, tuple(s), d) for n, s, d in info["outputs"]]
+
+    def _run_chunk(self, chunk: dict[str, np.ndarray], scratch: Path) -> dict[str, np.ndarray]:
+        feed, fetch = scratch / "in.bin", scratch / "out.bin"
+        with open(feed, "wb") as f:
+            for name, shape, dtype in self._inputs:
+                f.write(np.ascontiguousarray(chunk[name], dtype=dtype).reshape(shape).tobytes())
+        names_in = ",".join(n for n, _, _ in self._inputs)
+        names_out = ",".join(n for n, _, _ in self._outputs)
+        result = subprocess.run([str(self._binary), str(feed), str(fetch), names_in, names_out], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ConversionError(f"AOT harness {self._binary} failed with exit {result.returncode}: {result.stderr.strip()[-1000:]}")
+        raw, offset, out = fetch.read_bytes(), 0, {}
+        for name, shape, dtype in self._outputs:
+            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            out[name] = np.frombuffer(raw[offset : offset + size], dtype=dtype).reshape(shape).copy()
+            offset += size
+        return out
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(inputs.values())))
+        pieces: dict[str, list] = {name: [] for name, _, _ in self._outputs}
+        with tempfile.TemporaryDirectory(prefix="tfship-aot-") as tmp:
+            for lo in range(0, n, self._batch):
+                rows = min(self._batch, n - lo)
+                chunk = {}
+                for name, _, _ in self._inputs:
+                    part = inputs[name][lo : lo + rows]
+                    if rows < self._batch:  # pad with copies of the first row; the padded rows are dropped
+                        part = np.concatenate([part, np.repeat(part[:1], self._batch - rows, axis=0)], axis=0)
+                    chunk[name] = part
+                for name, value in self._run_chunk(chunk, Path(tmp)).items():
+                    pieces[name].append(value[:rows])
+        return {name: np.concatenate(parts, axis=0) for name, parts in pieces.items()}
+
+
+# --------------------------------------------------------------------------- target
+
+
+class XlaTarget(Target):
+    name = "xla"
+    description = "XLA: jit_compile SavedModel, HLO/StableHLO per shape, determinism check, optional AOT CPU object + native harness"
+    Options = XlaOptions
+
+    def variants(self, options):
+        return ("", "aot") if options.aot and options.harness else ("",)
+
+    def check_options(self, options, model):
+        problems = []
+        if any(b < 1 for b in options.ir_batch_sizes):
+            problems.append(("ir_batch_sizes", "expected positive batch sizes"))
+        if options.aot_batch < 1:
+            problems.append(("aot_batch", "expected a positive batch size"))
+        fixed = {s.fixed_batch for s in model["inputs"] if s.batched} - {None}
+        if fixed and options.aot and options.aot_batch not in fixed:
+            problems.append(("aot_batch", f"the model's batch dimension is fixed at {fixed.pop()}; aot_batch must equal it"))
+        if any(s.dtype == "string" for s in model["inputs"]):
+            problems.append(("", "XLA cannot take string inputs; use the savedmodel target for this model"))
+        return problems
+
+    def build(self, job: BuildInputs) -> list[Artifact]:
+        import tensorflow as tf
+
+        from pipeline.stages.savedmodel import write_saved_model
+        from pipeline.stages.trace import make_function
+        from targets.support import xla as sx
+
+        config, options, out = job.model, job.target.options, job.out_dir
+        batches = sx.ir_batches(config, options.ir_batch_sizes or config.data.batch_sizes)
+        where = f"xla target of model '{config.name}'"
+        ir_files: list[str] = []
+        compile_seconds: dict[str, float] = {}
+        for batch in batches:
+            fn = make_function(config, job.loaded, batch=batch, jit_compile=True)
+            args = [tf.constant(v) for v in sx.static_inputs(config, job.calibration, batch).values()]
+            sx.xla_gate(fn, args, batch, config.name, where)
+            ir_files += sx.write_compiler_ir(fn, args, out / "ir" / f"b{batch}", f"ir/b{batch}")
+            compile_seconds[f"b{batch}"] = round(sx.timed_compile(fn, args)[0], 4)
+        determinism = sx.determinism_check(fn, args, config.name, where)
+
+        serving = make_function(config, job.loaded, jit_compile=True)
+        try:
+            write_saved_model(out / "saved_model", job.loaded, {"serving_default": serving})
+        except Exception as exc:
+            raise ConversionError(f"{where}: writing the jit_compile SavedModel failed: {type(exc).__name__}: {exc}") from exc
+        info = {
+            "jit_compile": True,
+            "ir_batch_sizes": list(batches),
+            "ir_files": ir_files,
+            "compile_seconds": compile_seconds,
+            "determinism": determinism,
+            "runs_on": "CPU",
+        }
+        files = ["saved_model", "ir"]
+        artifacts = []
+        if options.aot:
+            aot_info = self._aot(job, out / "aot", where)
+            info["aot"] = {k: v for k, v in aot_info.items() if k in ("batch", "files", "cpp_class", "aot_compile_seconds")}
+            if options.harness:
+                aot_info.update(harness=build_harness(out / "aot"))
+                aot_info["files"] = aot_info["files"] + ["harness.cc", "harness"]
+                artifacts.append(Artifact(variant="aot", files=("aot",), tolerance=FP32, info=aot_info))
+            else:
+                files.append("aot")
+        return [Artifact(variant="", files=tuple(files), tolerance=FP32, info=info)] + artifacts
+
+    def _aot(self, job: BuildInputs, aot_dir: Path, where: str) -> dict:
+        import tensorflow as tf
+
+        from pipeline.stages.savedmodel import write_saved_model
+        from pipeline.stages.trace import make_function
+
+        config, batch = job.model, job.target.options.aot_batch
+        fn = make_function(config, job.loaded, batch=batch)
+        concrete = fn.get_concrete_function()
+        outputs = [(name, [int(d) for d in t.shape], t.dtype.name) for name, t in sorted(concrete.structured_outputs.items())]
+        inputs = [(spec.name, [batch if d is None else d for d in spec.shape], spec.dtype) for spec in config.inputs]
+        with tempfile.TemporaryDirectory(prefix="tfship-aot-sm-") as tmp:
+            write_saved_model(Path(tmp) / "sm", job.loaded, {"serving_default": fn})
+            aot_dir.mkdir(parents=True, exist_ok=True)
+            cmd = [
+                _saved_model_cli(), "aot_compile_cpu", "--dir", str(Path(tmp) / "sm"), "--tag_set", "serve",
+                "--signature_def_key", "serving_default", "--output_prefix", str(aot_dir / "model"), "--cpp_class", CPP_CLASS,
+            ]
+            start = time.perf_counter()
+            result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            seconds = time.perf_counter() - start
+        produced = ["model.h", "model.o", "model_metadata.o", "model_constants.o", "model_makefile.inc"]
+        if result.returncode != 0 or not all((aot_dir / f).exists() for f in produced):
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise ConversionError(f"{where}: `saved_model_cli aot_compile_cpu` failed (exit {result.returncode}) at static batch {batch}:\n{tail}")
+        _relative_makefile(aot_dir)
+        (aot_dir / "aot_compile.log").write_text(result.stderr)
+        return {
+            "batch": batch,
+            "cpp_class": CPP_CLASS,
+            "files": produced + ["aot_compile.log"],
+            "inputs": inputs,
+            "outputs": outputs,
+            "aot_compile_seconds": round(seconds, 2),
+            "runs_on": "CPU (native binary)",
+        }
+
+    def open(self, target_dir: Path, artifact: Artifact):
+        if artifact.variant == "aot":
+            return AotHarnessRunner(target_dir / "aot", artifact.info)
+        return XlaSavedModelRunner(target_dir / "saved_model")
+
+
+TARGET = XlaTarget()
+
+
+def latency(model: str, config_dir: Path, batches: tuple[int, ...] = (1, 32), runs: int = 50) -> dict:
+    """Median CPU latency of the traced graph vs the XLA-compiled function, and XLA compile time."""
+    import tensorflow as tf
+
+    from pipeline.config import load_config
+    from pipeline.stages.data import make_parity_data
+    from pipeline.stages.load import load_model
+    from pipeline.stages.trace import make_function
+    from targets.support import xla as sx
+
+    config = load_config(config_dir / f"{model}.yaml")
+    loaded = load_model(config)
+    pool = make_parity_data(config).pool
+    result = {}
+    for batch in batches:
+        args = [tf.constant(v) for v in sx.static_inputs(config, pool, batch).values()]
+        row = {}
+        for label, jit in (("graph", False), ("xla", True)):
+            fn = make_function(config, loaded, jit_compile=jit)
+            start = time.perf_counter()
+            fn(*args)
+            first = time.perf_counter() - start
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                outputs = fn(*args)
+                [t.numpy() for t in outputs.values()]
+                times.append(time.perf_counter() - start)
+            row[f"{label}_ms"] = round(1000 * float(np.median(times)), 3)
+            if jit:
+                row["xla_compile_s"] = round(first - float(np.median(times)), 3)
+        result[f"b{batch}"] = row
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m targets.xla build-runtime`: compile the cached XLA AOT runtime ahead of the first export.
+    `python -m targets.xla latency MODEL [CONFIG_DIR]`: graph vs XLA latency on CPU (median of 50 runs)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["build-runtime"]:
+        start = time.perf_counter()
+        library = runtime_library(_toolchain())
+        print(f"{library} ready in {time.perf_counter() - start:.1f} s")
+        return 0
+    if args and args[0] == "latency" and len(args) in (2, 3):
+        config_dir = Path(args[2]) if len(args) == 3 else Path("configs/models")
+        print(json.dumps(latency(args[1], config_dir), indent=2))
+        return 0
+    print("usage: python -m targets.xla build-runtime | latency MODEL [CONFIG_DIR]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
