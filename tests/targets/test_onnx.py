@@ -165,7 +165,7 @@ def test_multi_io_end_to_end_keeps_names_order_dtypes_and_dynamic_batch(project,
     assert entry["status"] == "passed"
     assert set(entry["variants"]) == {"default", "optimized"}
     folder = project.artifacts / "multi_io_like" / "onnx"
-    for variant, file in (("", "model.onnx"), ("optimized", "model.optimized.onnx")):
+    for variant, file in (("default", "model.onnx"), ("optimized", "model.optimized.onnx")):
         record = entry["variants"][variant]
         assert record["status"] == "passed"
         for output in ("score", "category"):
