@@ -14,7 +14,9 @@ FORCE  ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test clean install targets
+.PHONY: export validate test clean install targets release
+
+VERSION ?=
 
 install: $(STAMP)
 
@@ -31,6 +33,9 @@ validate: $(STAMP)
 
 targets: $(STAMP)
 	@$(BIN)/tfship targets
+
+release: $(STAMP)
+	$(BIN)/tfship release $(MODEL_ARGS) --artifacts $(ARTIFACTS) $(if $(VERSION),--version $(VERSION))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -26,9 +26,17 @@ LiteRT with tensors set once and `invoke()` timed, onnxruntime `run` with prebui
 feeds, TensorFlow the serving signature on prebuilt tensors. `driver` in the report
 says which was used.
 
-Harness overhead: at batch 1 every artifact whose runtime is known is also timed by a
-bare loop around that runtime call (no per-call clock, no bookkeeping); the report
-gives both figures and their difference, which should stay within 5%.
+Harness overhead: at batch 1 every artifact whose runtime is known is also run in
+bare `for` loops around that runtime call (one clock read per loop), alternating
+with the harness's own per-call timing of the same number of calls, so load from
+other processes hits both alike. The report gives the bare-loop figure, the
+harness's, their difference (which should stay within 5%), and the bench p50 next
+to the bare loop.
+
+When driving the file directly fails at a batch (e.g. a signature that serves only
+some batch sizes), the target's own runner is timed instead and the report says so.
+A batch the artifact cannot take at all (a static input shape, or `fixed_batch` or
+`batch` in its recorded info) is skipped, with the reason.
 
 Threads: the same count for every runtime (`--threads`, default: the CPUs this
 process may use): TensorFlow intra-op threads (inter-op 1, as onnxruntime runs

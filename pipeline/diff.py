@@ -21,7 +21,9 @@ output it compares:
 
 Exit codes: 0 nothing got worse; 1 something got worse (each finding names the model,
 target and output); 2 bad input (a path that is neither a release nor a report).
-Findings on targets the NEW config marks optional are shown but do not fail the diff.
+Findings on targets the NEW config marks optional are shown but do not fail the diff,
+nor does a model missing from NEW (a release of fewer models); a target or output
+that vanished from a model does.
 """
 from __future__ import annotations
 
@@ -73,6 +75,8 @@ class Finding:
 
     @property
     def fails(self) -> bool:
+        if self.target == "(model)" and self.metric == "model":
+            return False
         return not self.optional and self.verdict in ("worse", "removed", "changed")
 
     def text(self) -> str:
@@ -245,8 +249,8 @@ def compare(old: dict[str, dict], new: dict[str, dict], margins: Margins = Margi
     findings: list[Finding] = []
     compared = 0
     for model in sorted(set(old) | set(new)):
-        if model not in new:
-            findings.append(Finding(model, "(model)", "", "model", "present", None, "removed"))
+        if model not in new:  # a release of fewer models (--model) is a choice, not a regression
+            findings.append(Finding(model, "(model)", "", "model", "present", None, "removed", note="not in the new release"))
             continue
         if model not in old:
             findings.append(Finding(model, "(model)", "", "model", None, "present", "added"))

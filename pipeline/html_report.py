@@ -210,36 +210,6 @@ def scatter(ref: list[float], out: list[float], title: str) -> str:
     return _frame(title, body, "reference (eager)", "artifact")
 
 
-# ------------------------------------------------------------- element sample
-
-SAMPLE_LIMIT = 512
-
-
-def element_sample(reference: list, produced: list, limit: int = SAMPLE_LIMIT) -> dict:
-    """A bounded sample of (reference, artifact) element pairs for one output, for
-    `parity.outputs.<o>.sample`: evenly spaced over every element of the given cases,
-    plus the element with the largest error, so the worst one is always shown.
-    Values keep 9 significant digits (exact for float32); NaN/Inf become null."""
-    import numpy as np
-
-    ref = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in reference]) if reference else np.zeros(0)
-    out = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in produced]) if produced else np.zeros(0)
-    if ref.shape != out.shape:
-        raise ValueError(f"reference has {ref.size} elements, artifact {out.size}")
-    n = ref.size
-    if n <= limit:
-        index = np.arange(n)
-    else:
-        err = np.abs(out - ref)
-        err = np.where(np.isfinite(err), err, np.inf)
-        index = np.unique(np.concatenate([np.linspace(0, n - 1, limit - 1).round().astype(np.int64), [int(np.argmax(err))]]))
-
-    def plain(values):
-        return [float(f"{v:.9g}") if np.isfinite(v) else None for v in values]
-
-    return {"ref": plain(ref[index]), "out": plain(out[index]), "total": int(n)}
-
-
 # ------------------------------------------------------------------ the report
 
 

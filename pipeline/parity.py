@@ -13,6 +13,7 @@ import numpy as np
 from pipeline.tolerance import Tolerance
 
 DEGENERATE_STD = 1e-6
+SAMPLE_LIMIT = 512  # element pairs kept per output for plots and drift checks
 
 
 def _finite(x: float) -> float | None:
@@ -127,6 +128,29 @@ def classifier_metrics(ref_scores: np.ndarray, out_scores: np.ndarray, labels: n
     return result
 
 
+def element_sample(reference: list, produced: list, limit: int = SAMPLE_LIMIT) -> dict:
+    """A bounded sample of (reference, artifact) element pairs for one output, for
+    `parity.outputs.<o>.sample`: evenly spaced over every element of the given cases,
+    plus the element with the largest error, so the worst one is always shown.
+    Values keep 9 significant digits (exact for float32); NaN/Inf become null."""
+    ref = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in reference]) if reference else np.zeros(0)
+    out = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in produced]) if produced else np.zeros(0)
+    if ref.shape != out.shape:
+        raise ValueError(f"reference has {ref.size} elements, artifact {out.size}")
+    n = ref.size
+    if n <= limit:
+        index = np.arange(n)
+    else:
+        err = np.abs(out - ref)
+        err = np.where(np.isfinite(err), err, np.inf)
+        index = np.unique(np.concatenate([np.linspace(0, n - 1, limit - 1).round().astype(np.int64), [int(np.argmax(err))]]))
+
+    def plain(values):
+        return [float(f"{v:.9g}") if np.isfinite(v) else None for v in values]
+
+    return {"ref": plain(ref[index]), "out": plain(out[index]), "total": int(n)}
+
+
 def evaluate(
     case_labels: list[str],
     reference: list[dict[str, np.ndarray]],
@@ -158,6 +182,9 @@ def evaluate(
         worst = _worst(per_output[name], tolerance_for(name))
         if steps.get(name):
             worst["quant_step"] = steps[name]
+        pairs = [(r[name], o[name]) for r, o in zip(reference, produced) if name in o and np.shape(r[name]) == np.shape(o[name])]
+        if pairs and "error" not in worst:
+            worst["sample"] = element_sample([p[0] for p in pairs], [p[1] for p in pairs])
         outputs[name] = worst
     result: dict = {"outputs": outputs, "cases": cases}
     failures = [f"{n}: {_failure_text(m)}" for n, m in outputs.items() if not m["passed"]]

@@ -40,7 +40,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.ci_reports import iter_records, junit_xml, markdown_summary, write_ci_reports
+from pipeline.ci_reports import iter_records, junit_xml, write_ci_reports
 from pipeline.errors import IntegrityError, PipelineError
 from pipeline.fsutil import publish_dir, sha256_file, staging_dir, write_json_atomic, write_text_atomic
 
@@ -334,7 +334,8 @@ def assemble_release(
         if ci_dir is not None:
             write_ci_reports(reports, ci_dir, f"tfship release {version}", summary_info)
         if refused:
-            raise ReleaseRefused(f"release {version} refused, nothing published:\n  - " + "\n  - ".join(refused))
+            where = f"\nCI reports (JUnit, summary, HTML): {ci_dir}" if ci_dir is not None else ""
+            raise ReleaseRefused(f"release {version} refused, nothing published:\n  - " + "\n  - ".join(refused) + where)
         write_ci_reports(reports, staged, f"tfship release {version}", summary_info)
         files += [_file_record(staged, staged / n, "report") for n in ("junit.xml", "summary.md", "report.html")]
         for source in sources:

@@ -32,16 +32,16 @@ import numpy as np
 
 from pipeline.errors import ConversionError
 from pipeline.target import Artifact, BuildInputs, Target
-from pipeline.tolerance import FP32, Tolerance
+from pipeline.tolerance import BF16, FP32
 
 GATE_PASS = "XLA-compilable on CPU; no known TPU-incompatible ops"
 ALIAS = "tpu_func"
 
-# bfloat16 keeps 8 significant bits: each rounding is off by at most 2^-9 (0.2 %)
-# relative. A few layers of rounded weights and MXU operands compound to about 1 %
-# of an output's scale, so the budget is 1 % of the reference range (scale-aware),
-# 2 % relative, and an absolute floor of 1e-2 for outputs near zero.
-BF16_EMULATION = Tolerance(atol=1e-2, rtol=2e-2, range_fraction=1e-2)
+# The project's bfloat16 budget (pipeline.tolerance.BF16): bfloat16 keeps 8
+# significant bits, so each rounding is off by at most 2^-9 (0.2 %) relative; a few
+# layers of rounded tensors compound to about 1 % of an output's scale. Hence 1 % of
+# the reference range (scale-aware), 2 % relative, and an absolute floor of 1e-2.
+BF16_EMULATION = BF16
 # The fp32 variant is XLA on CPU against eager TensorFlow: only fusion and
 # reassociation differ, so the float32 default applies.
 FP32_XLA = FP32

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pipeline.ci_reports import junit_xml, markdown_summary
-from pipeline.html_report import element_sample, error_histogram, render_html
+from pipeline.html_report import error_histogram, render_html
+from pipeline.parity import element_sample
 
 FROZEN = """\
 source:
@@ -161,16 +162,22 @@ def test_html_is_self_contained_and_renders(exported, tmp_path):
     frozen = json.loads(json.dumps(reports["frozen"]))
     sample, errors = _real_sample(artifacts, configs)
     frozen["targets"]["savedmodel"]["parity"]["outputs"]["y"]["sample"] = sample
-    page = render_html([frozen, reports["tiny"]], "tfship test report")
+    assert _cli("bench", "--config-dir", str(configs), "--artifacts", str(artifacts), "--model", "tiny", "--max-seconds", "0.2", "--batch", "8") == 0
+    tiny = json.loads((artifacts / "tiny" / "report.json").read_text())
+    speedups = tiny["targets"]["savedmodel"]["benchmark"]["batches"]
+    page = render_html([frozen, tiny], "tfship test report")
     path = tmp_path / "report.html"
     path.write_text(page)
     lowered = page.lower()
     for forbidden in ("<script", "<link", "@import", "url(", "src=", 'href="http', "https://"):
         assert forbidden not in lowered, forbidden
     assert lowered.count("http://") == lowered.count('xmlns="http://www.w3.org/2000/svg"')  # only the SVG namespace
-    assert page.count("<svg") == 3  # frozen: histogram + scatter; tiny: per-case chart (no sample)
+    assert page.count("<svg") == 5  # frozen and tiny: histogram + scatter each (from the element sample); tiny: speedups
+    assert "tiny: speedup over eager (p50)" in page
+    for batch in ("1", "8"):
+        assert f"savedmodel batch {batch}: {speedups[batch]['speedup_vs_eager']:.3g}× eager" in page
     assert "y: |error| vs tolerance" in page and "y: reference vs artifact" in page
-    assert "probs: max |error| per case vs atol" in page
+    assert "probs: |error| vs tolerance" in page and "probs: reference vs artifact" in page
     assert sample["total"] == 256 and len(sample["ref"]) <= 128 and float(np.max(errors)) > 1e-3  # frozen_random really differs
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

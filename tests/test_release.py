@@ -126,7 +126,11 @@ def test_diff_of_a_release_with_itself_is_clean(released, capsys):
     _, _, release = released
     capsys.readouterr()
     assert _cli("diff", release, release) == 0
-    assert "no change beyond the margins" in capsys.readouterr().out
+    assert "no change beyond the margins (4 output comparisons)" in capsys.readouterr().out
+    report = release / "affine" / "report.json"
+    assert _cli("diff", report, report) == 0  # affine: savedmodel, tflite float32 and float16
+    assert "no change beyond the margins (3 output comparisons)" in capsys.readouterr().out
+    assert _cli("diff", release, release / "nothing") == 2
 
 
 def test_existing_version_and_stale_reports_are_bad_input(released, tmp_path, capsys):

@@ -31,7 +31,7 @@ def static_inputs(config: Any, calibration: dict[str, np.ndarray], batch: int) -
     out = {}
     for spec in config.inputs:
         pool = np.asarray(calibration[spec.name])
-        out[spec.name] = batch_of(pool, batch).astype(spec.dtype, copy=False) if spec.batched else pool
+        out[spec.name] = batch_of(pool, batch).astype(spec.dtype, copy=False) if spec.batched else pool[0]  # an unbatched input holds one value per sample
     return out
 
 
@@ -44,13 +44,6 @@ def ir_batches(config: Any, requested: tuple[int, ...]) -> tuple[int, ...]:
 
 
 # --------------------------------------------------------------------------- compiler IR
-
-
-@dataclass(frozen=True)
-class CompiledShape:
-    batch: int
-    files: tuple[str, ...]  # relative to the target folder
-    compile_seconds: float  # first call minus a steady call: the XLA compile time at this shape
 
 
 def write_compiler_ir(fn: Any, args: list, folder: Path, rel: str) -> list[str]:
@@ -272,20 +265,15 @@ def tpu_gate_error(model_name: str, findings: list[OpFinding]) -> IncompatibleMo
 
 # --------------------------------------------------------------------------- bfloat16 emulation
 
-# Contractions run on the TPU matrix unit: bfloat16 operands, float32 accumulation.
-MXU_OPS = {
-    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D", "Conv3D",
-    "DepthwiseConv2dNative", "Conv2DBackpropInput", "Conv3DBackpropInputV2", "Einsum", "Conv",
-}
-# Which inputs of each op are tensors the MXU multiplies (the rest are shapes/attrs).
-_MXU_INPUTS = {"Conv2DBackpropInput": (1, 2), "Conv3DBackpropInputV2": (1, 2)}
-
 BF16_EMULATION_NOTE = (
-    "bfloat16 emulation on CPU: the graph is frozen, every float32 weight is rounded to bfloat16 "
-    "(what the converter's bfloat16 optimization stores), and every float32 operand of a matrix-unit op "
-    "(MatMul, Conv, Einsum, BatchMatMul) is rounded to bfloat16 before the op, which then multiplies and "
-    "accumulates in float32 (bfloat16 x bfloat16 products are exact in float32). Elementwise ops stay float32."
+    "bfloat16 emulation on CPU of the converter's bfloat16 optimization: the graph is frozen, every float32 "
+    "constant (weights included) is rounded to bfloat16, and the float32 output of every op is rounded to "
+    "bfloat16 (round to nearest even), so every tensor holds a bfloat16 value while each op computes in "
+    "float32 internally. MatMul/Conv therefore multiply bfloat16 operands (exact in float32) and accumulate "
+    "in float32, like the TPU matrix unit, and the model's outputs are bfloat16 values."
 )
+# Ops that only pass a tensor through: rounding their output again changes nothing.
+_PASS_THROUGH = {"Identity", "IdentityN", "Const", "NoOp", "Reshape", "Squeeze", "ExpandDims", "StopGradient"}
 
 
 def frozen_graph_def(concrete: Any) -> Any:
@@ -304,48 +292,59 @@ def round_to_bf16(values: np.ndarray) -> np.ndarray:
     return tf.cast(tf.cast(tf.constant(values, tf.float32), tf.bfloat16), tf.float32).numpy()
 
 
+def _cast(name: str, source: str, src: int, dst: int) -> Any:
+    from tensorflow.core.framework import attr_value_pb2, node_def_pb2
+
+    node = node_def_pb2.NodeDef(name=name, op="Cast", input=[source])
+    node.attr["SrcT"].CopyFrom(attr_value_pb2.AttrValue(type=src))
+    node.attr["DstT"].CopyFrom(attr_value_pb2.AttrValue(type=dst))
+    node.attr["Truncate"].CopyFrom(attr_value_pb2.AttrValue(b=False))
+    return node
+
+
 def bf16_emulation_graph_def(graph_def: Any) -> tuple[Any, dict]:
-    """Rewrite a frozen GraphDef: bfloat16 weights and bfloat16 MXU operands, float32 accumulation."""
+    """Rewrite a frozen GraphDef so every float32 tensor holds a bfloat16 value (see BF16_EMULATION_NOTE)."""
     import tensorflow as tf
-    from tensorflow.core.framework import attr_value_pb2, node_def_pb2, types_pb2
+    from tensorflow.core.framework import types_pb2
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    float_outputs = {op.name: [i for i, t in enumerate(op.outputs) if t.dtype == tf.float32] for op in graph.get_operations()}
 
     out = tf.compat.v1.GraphDef()
     out.CopyFrom(graph_def)
-    weights = 0
+    constants = 0
     for node in out.node:
         if node.op == "Const" and node.attr["dtype"].type == types_pb2.DT_FLOAT:
             values = tf.make_ndarray(node.attr["value"].tensor)
-            if values.size > 1:  # weights; scalar constants are exact hyperparameters (epsilons, scales)
-                node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(round_to_bf16(values)))
-                weights += 1
-    new_nodes = []
-    operands = 0
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(round_to_bf16(values), dtype=tf.float32, shape=values.shape))
+            constants += 1
     names = {n.name for n in out.node}
+    rounded: dict[str, str] = {}  # "node:k" -> name of the node holding its bfloat16 value
+    new_nodes = []
     for node in out.node:
-        if node.op not in MXU_OPS or node.attr["T"].type != types_pb2.DT_FLOAT:
+        if node.op in _PASS_THROUGH:
             continue
-        positions = _MXU_INPUTS.get(node.op, range(len(node.input)))
-        for i in positions:
-            src = node.input[i]
-            if src.startswith("^"):
-                continue
-            base = re.sub(r"[^A-Za-z0-9_.\-/]", "_", f"{node.name}/bf16_operand_{i}")
+        for k in float_outputs.get(node.name, []):
+            base = f"{node.name}/bf16_{k}"
             while base in names:
                 base += "_"
-            to_bf16 = node_def_pb2.NodeDef(name=base + "/to_bf16", op="Cast", input=[src])
-            to_bf16.attr["SrcT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_FLOAT))
-            to_bf16.attr["DstT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_BFLOAT16))
-            to_bf16.attr["Truncate"].CopyFrom(attr_value_pb2.AttrValue(b=False))
-            back = node_def_pb2.NodeDef(name=base + "/to_f32", op="Cast", input=[to_bf16.name])
-            back.attr["SrcT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_BFLOAT16))
-            back.attr["DstT"].CopyFrom(attr_value_pb2.AttrValue(type=types_pb2.DT_FLOAT))
-            back.attr["Truncate"].CopyFrom(attr_value_pb2.AttrValue(b=False))
-            names.update({to_bf16.name, back.name})
-            new_nodes.extend([to_bf16, back])
-            node.input[i] = back.name
-            operands += 1
+            source = node.name if k == 0 else f"{node.name}:{k}"
+            down = _cast(base + "/to_bf16", source, types_pb2.DT_FLOAT, types_pb2.DT_BFLOAT16)
+            up = _cast(base + "/to_f32", down.name, types_pb2.DT_BFLOAT16, types_pb2.DT_FLOAT)
+            names.update({down.name, up.name})
+            new_nodes.extend([down, up])
+            rounded[f"{node.name}:{k}"] = up.name
+    for node in out.node:
+        for i, src in enumerate(node.input):
+            if src.startswith("^"):
+                continue
+            key = src if ":" in src else f"{src}:0"
+            if key in rounded:
+                node.input[i] = rounded[key]
     out.node.extend(new_nodes)
-    return out, {"weights_rounded": weights, "mxu_operands_rounded": operands}
+    return out, {"constants_rounded": constants, "tensors_rounded": len(rounded)}
 
 
 def graph_io(concrete: Any, config: Any) -> dict:

@@ -106,7 +106,7 @@ def test_xla_export_writes_jit_saved_model_ir_and_aot_object(project, cnn_path):
 
 @pytest.mark.skipif(
     not _has_runtime_cached(),
-    reason="the XLA AOT runtime is not built on this machine yet (about 90 s on 2 cores, once): run `python -m targets.xla build-runtime`",
+    reason="the XLA AOT runtime is not built on this machine yet (2-3 minutes on 2 cores, once): run `python -m targets.xla build-runtime`",
 )
 def test_aot_native_harness_is_a_parity_variant(project, cnn_path):
     project.config("cnn", CNN.format(path=cnn_path, extra="    aot: true\n    aot_batch: 2\n"))
