@@ -14,9 +14,12 @@ FORCE  ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test clean install targets release
+.PHONY: export validate test clean install targets release bench
 
 VERSION ?=
+BATCH   ?= 32
+THREADS ?=
+BENCH_SECONDS ?= 2
 
 install: $(STAMP)
 
@@ -33,6 +36,9 @@ validate: $(STAMP)
 
 targets: $(STAMP)
 	@$(BIN)/tfship targets
+
+bench: $(STAMP)
+	$(BIN)/tfship bench $(MODEL_ARGS) $(TARGET_ARGS) --artifacts $(ARTIFACTS) --batch $(BATCH) --max-seconds $(BENCH_SECONDS) $(if $(THREADS),--threads $(THREADS))
 
 release: $(STAMP)
 	$(BIN)/tfship release $(MODEL_ARGS) --artifacts $(ARTIFACTS) $(if $(VERSION),--version $(VERSION))

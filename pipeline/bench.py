@@ -744,10 +744,7 @@ def merge_benchmark(model_dir: Path, results: dict, baselines: dict, run: dict) 
     report["baselines"] = baselines
     report["benchmark"] = run
     write_json_atomic(report_path(model_dir), report)
-    markdown = render_markdown(report)
-    if "## Benchmark" not in markdown:
-        markdown = markdown.rstrip("\n") + "\n\n" + render_benchmark_markdown(report)
-    write_text_atomic(model_dir / "report.md", markdown)
+    write_text_atomic(model_dir / "report.md", render_markdown(report))
     return report
 
 

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--target", action="append", metavar="T", help="target name, repeatable, or 'all' (default: every target in each config)")
     export.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="models exported in parallel worker processes (default: %(default)s)")
     export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
+    export.add_argument("--bench", action="store_true", help="after exporting, time what was exported (as `tfship bench`)")
     validate = sub.add_parser("validate", help="re-check exported artifacts (hashes, then parity) without re-exporting")
     common(validate)
     sub.add_parser("targets", help="list the known targets")
@@ -109,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
             only = _target_filter(args.target, configs)
             code = export(configs, only, args.artifacts, jobs=args.jobs, force=args.force)
             _summary(configs, args.artifacts, only)
+            if args.bench and code == 0:
+                from pipeline.bench import DEFAULT_BATCH, DEFAULT_MAX_SECONDS, run_command
+
+                bench_args = argparse.Namespace(
+                    model=args.model, config_dir=args.config_dir, artifacts=args.artifacts, target=args.target,
+                    batch=DEFAULT_BATCH, threads=None, max_seconds=DEFAULT_MAX_SECONDS,
+                )
+                code = run_command(bench_args)
         else:
             for config in configs:
                 try:

@@ -64,6 +64,9 @@ def merge_report(model_dir: Path, model: str, config_sha256: str, config_file: s
         "run": run,
         "targets": {**previous.get("targets", {}), **targets},
     }
+    for key in ("baselines", "benchmark"):  # figures of reused targets stay valid; rebuilt ones lost theirs
+        if key in previous and previous.get("config_sha256") == config_sha256:
+            report[key] = previous[key]
     report["status"] = overall_status(report["targets"])
     write_json_atomic(report_path(model_dir), report)
     write_text_atomic(model_dir / "report.md", render_markdown(report))
@@ -135,5 +138,10 @@ def render_markdown(report: dict) -> str:
                 extra.append(f"- {label}: FAILED {failure}")
     if extra:
         lines += ["", "## Notes", ""] + extra
-    lines += ["", f"Tool versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    from pipeline.bench import render_benchmark_markdown  # bench imports this module
+
+    benchmark = render_benchmark_markdown(report)
+    if benchmark:
+        lines += ["", benchmark.rstrip("\n")]
+    lines += ["", "Tool versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
     return "\n".join(lines)
