@@ -298,3 +298,35 @@ def _fit_tiny(model, optimizer) -> None:
     inputs, labels = tiny_data(1024, seed=0)
     model.compile(optimizer, "sparse_categorical_crossentropy")
     model.fit(inputs["x"], labels, batch_size=64, epochs=15, verbose=0)
+
+
+# --------------------------------------------------------------------------
+# A compiled-target workload
+# --------------------------------------------------------------------------
+
+
+def train_small_cnn(path) -> float:
+    """A small image_cnn-like Keras 3 CNN trained on the example's generated shapes; returns held-out accuracy."""
+    import keras
+    from keras import layers
+
+    from examples.image_cnn import make_images
+
+    keras.utils.set_random_seed(0)
+    x, y = make_images(1536, seed=11)
+    image = keras.Input(shape=(32, 32, 3), name="image")
+    h = image
+    for i, filters in enumerate((12, 24)):
+        h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
+        h = layers.BatchNormalization(name=f"bn{i}")(h)
+        h = layers.ReLU(name=f"relu{i}")(h)
+        h = layers.MaxPooling2D(2, name=f"pool{i}")(h)
+    h = layers.Conv2D(24, 3, padding="same", activation="relu", name="conv2")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    probs = layers.Dense(4, activation="softmax", name="probs")(h)
+    model = keras.Model(image, probs, name="small_cnn")
+    model.compile(keras.optimizers.Adam(5e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=64, epochs=6, verbose=0)
+    model.save(path)
+    x_held, y_held = make_images(256, seed=99)
+    return float(np.mean(np.argmax(model.predict(x_held, verbose=0), axis=1) == y_held))
