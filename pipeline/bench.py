@@ -892,6 +892,13 @@ def run_command(args) -> int:
         configs = [c for c in configs if (args.artifacts / c.name / "report.json").is_file()]
         if not configs:
             raise BenchError(f"no exported model under {args.artifacts}; run `tfship export` first")
+    from pipeline.cli import native_stderr_to
+
+    with native_stderr_to(args.artifacts / ".logs" / "bench.log"):
+        return _bench_models(configs, args, options, only)
+
+
+def _bench_models(configs, args, options: BenchOptions, only: list[str] | None) -> int:
     # TensorFlow sizes its thread pools once, when it first runs: set them before anything runs.
     configure_tensorflow_threads(options.resolved_threads())
     code = 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -86,6 +87,31 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@contextlib.contextmanager
+def native_stderr_to(log_path: Path):
+    """While active, what native libraries write to fd 2 (absl and CUDA probes print
+    even with TF_CPP_MIN_LOG_LEVEL set) goes to `log_path`; Python's own messages keep
+    the terminal. Both are restored afterwards."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    previous = sys.stderr
+    saved_fd = os.dup(2)
+    terminal = None
+    if previous is sys.__stderr__:  # not captured by a caller: keep writing to the real terminal
+        terminal = os.fdopen(os.dup(2), "w", buffering=1)
+        sys.stderr = terminal
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            sys.stderr = previous
+            if terminal is not None:
+                terminal.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -119,13 +145,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 code = run_command(bench_args)
         else:
-            for config in configs:
-                try:
-                    model_code = validate_model(config, args.artifacts)
-                except PipelineError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    model_code = exc.exit_code
-                code = max(code, model_code) if 2 not in (code, model_code) else 2
+            with native_stderr_to(args.artifacts / ".logs" / "validate.log"):
+                for config in configs:
+                    try:
+                        model_code = validate_model(config, args.artifacts)
+                    except PipelineError as exc:
+                        print(f"error: {exc}", file=sys.stderr)
+                        model_code = exc.exit_code
+                    code = max(code, model_code) if 2 not in (code, model_code) else 2
         return code
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
