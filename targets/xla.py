@@ -10,7 +10,8 @@ Layout of `artifacts/<model>/xla/`:
     aot/model.h, model.o, model_metadata.o, model_constants.o, model_makefile.inc
                                  `saved_model_cli aot_compile_cpu` output (static batch `aot_batch`)
     aot/harness.cc, aot/harness  native program: `harness IN.bin OUT.bin in1,in2 out1,out2`
-                                 reads the inputs (raw, row-major, config order), writes the outputs
+                                 reads records of inputs (raw, row-major, config order),
+                                 writes one record of outputs per input record
 
 The harness links a static XLA CPU runtime compiled once per machine from the
 sources in the TensorFlow wheel (`tensorflow/xla_aot_runtime_src`) into the cache
@@ -49,9 +50,10 @@ class XlaOptions:
 CPP_CLASS = "tfship::CompiledModel"
 HARNESS_SOURCE = r"""// Runs the ahead-of-time compiled model: reads raw inputs, writes raw outputs.
 // usage: harness INPUT.bin OUTPUT.bin in_name1,in_name2 out_name1,out_name2
-// INPUT.bin holds the inputs back to back in the order named, each row-major in
-// its own dtype at the compiled static shape; OUTPUT.bin receives the outputs
-// the same way, in the order named.
+// INPUT.bin holds one or more records back to back; a record is the inputs in the
+// order named, each row-major in its own dtype at the compiled static shape.
+// OUTPUT.bin receives one record of outputs per input record, in the order named.
+// Many records per run: one process start for a whole parity case.
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -74,21 +76,32 @@ int main(int argc, char** argv) {
     return 2;
   }
   tfship::CompiledModel model;
-  std::ifstream in(argv[1], std::ios::binary);
+  std::vector<int> args, results;
   for (const std::string& name : Split(argv[3])) {
     int index = model.LookupArgIndex("feed_" + name);
     if (index < 0) { std::cerr << "no input named " << name << "\n"; return 3; }
-    in.read(static_cast<char*>(model.arg_data(index)), model.arg_size(index));
-    if (!in) { std::cerr << "input file too short at input " << name << "\n"; return 3; }
+    args.push_back(index);
   }
-  if (in.peek() != EOF) { std::cerr << "input file longer than the compiled inputs\n"; return 3; }
-  if (!model.Run()) { std::cerr << "run failed: " << model.error_msg() << "\n"; return 4; }
-  std::ofstream out(argv[2], std::ios::binary);
   for (const std::string& name : Split(argv[4])) {
     int index = model.LookupResultIndex("fetch_" + name);
     if (index < 0) { std::cerr << "no output named " << name << "\n"; return 5; }
-    out.write(static_cast<const char*>(model.result_data(index)), model.result_size(index));
+    results.push_back(index);
   }
+  std::ifstream in(argv[1], std::ios::binary);
+  std::ofstream out(argv[2], std::ios::binary);
+  long records = 0;
+  while (in.peek() != EOF) {
+    for (int index : args) {
+      in.read(static_cast<char*>(model.arg_data(index)), model.arg_size(index));
+      if (!in) { std::cerr << "input file ends inside record " << records << "\n"; return 3; }
+    }
+    if (!model.Run()) { std::cerr << "run failed: " << model.error_msg() << "\n"; return 4; }
+    for (int index : results) {
+      out.write(static_cast<const char*>(model.result_data(index)), model.result_size(index));
+    }
+    ++records;
+  }
+  if (records == 0) { std::cerr << "no input records in " << argv[1] << "\n"; return 3; }
   return out ? 0 : 6;
 }
 """
@@ -236,38 +249,49 @@ class AotHarnessRunner:
         self._inputs = [(n, tuple(s), d) for n, s, d in info["inputs"]]
         self._outputs = [(n, tuple(s), d) for n, s, d in info["outputs"]]
 
-    def _run_chunk(self, chunk: dict[str, np.ndarray], scratch: Path) -> dict[str, np.ndarray]:
+    def _run_records(self, records: list[dict[str, np.ndarray]], scratch: Path) -> list[dict[str, np.ndarray]]:
+        """One harness process for every record (a record = one compiled batch)."""
         feed, fetch = scratch / "in.bin", scratch / "out.bin"
         with open(feed, "wb") as f:
-            for name, shape, dtype in self._inputs:
-                f.write(np.ascontiguousarray(chunk[name], dtype=dtype).reshape(shape).tobytes())
+            for record in records:
+                for name, shape, dtype in self._inputs:
+                    f.write(np.ascontiguousarray(record[name], dtype=dtype).reshape(shape).tobytes())
         names_in = ",".join(n for n, _, _ in self._inputs)
         names_out = ",".join(n for n, _, _ in self._outputs)
         result = subprocess.run([str(self._binary), str(feed), str(fetch), names_in, names_out], capture_output=True, text=True)
         if result.returncode != 0:
             raise ConversionError(f"AOT harness {self._binary} failed with exit {result.returncode}: {result.stderr.strip()[-1000:]}")
-        raw, offset, out = fetch.read_bytes(), 0, {}
-        for name, shape, dtype in self._outputs:
-            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            out[name] = np.frombuffer(raw[offset : offset + size], dtype=dtype).reshape(shape).copy()
-            offset += size
-        return out
+        raw, offset, outputs = fetch.read_bytes(), 0, []
+        for _ in records:
+            out = {}
+            for name, shape, dtype in self._outputs:
+                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                out[name] = np.frombuffer(raw[offset : offset + size], dtype=dtype).reshape(shape).copy()
+                offset += size
+            outputs.append(out)
+        if offset != len(raw):
+            raise ConversionError(f"AOT harness {self._binary} wrote {len(raw)} bytes for {len(records)} records; expected {offset}")
+        return outputs
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(inputs.values())))
-        pieces: dict[str, list] = {name: [] for name, _, _ in self._outputs}
+        records, rows = [], []
+        for lo in range(0, n, self._batch):
+            count = min(self._batch, n - lo)
+            record = {}
+            for name, _, _ in self._inputs:
+                part = inputs[name][lo : lo + count]
+                if count < self._batch:  # pad with copies of the first row; the padded rows are dropped
+                    part = np.concatenate([part, np.repeat(part[:1], self._batch - count, axis=0)], axis=0)
+                record[name] = part
+            records.append(record)
+            rows.append(count)
         with tempfile.TemporaryDirectory(prefix="tfship-aot-") as tmp:
-            for lo in range(0, n, self._batch):
-                rows = min(self._batch, n - lo)
-                chunk = {}
-                for name, _, _ in self._inputs:
-                    part = inputs[name][lo : lo + rows]
-                    if rows < self._batch:  # pad with copies of the first row; the padded rows are dropped
-                        part = np.concatenate([part, np.repeat(part[:1], self._batch - rows, axis=0)], axis=0)
-                    chunk[name] = part
-                for name, value in self._run_chunk(chunk, Path(tmp)).items():
-                    pieces[name].append(value[:rows])
-        return {name: np.concatenate(parts, axis=0) for name, parts in pieces.items()}
+            outputs = self._run_records(records, Path(tmp))
+        return {
+            name: np.concatenate([out[name][:count] for out, count in zip(outputs, rows)], axis=0)
+            for name, _, _ in self._outputs
+        }
 
 
 # --------------------------------------------------------------------------- target
