@@ -281,7 +281,7 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
 
 def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports."""
-    from pipeline.cache import reusable, target_key
+    from pipeline.cache import reusable, source_digest, target_key
     from pipeline.report import tool_versions
     from pipeline.workers import ModelJob, run_jobs
 
@@ -298,7 +298,8 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         if not chosen:
             continue
         model_dir = artifacts_root / config.name
-        previous = (read_report(model_dir) or {}).get("targets", {})
+        previous_report = read_report(model_dir) or {}
+        previous = previous_report.get("targets", {})
         keys = {t.name: target_key(config, t, versions) for t in chosen}
         kept = {t.name: dict(previous[t.name], rebuilt=False) for t in chosen if not force and reusable(previous.get(t.name), keys[t.name], model_dir)}
         reused[config.name] = (kept, keys)
@@ -308,7 +309,9 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         if todo:
             jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log"))
         elif kept:
-            run = {"started": started, "finished": now(), "targets": list(kept), "rebuilt": [], "reused": list(kept)}
+            # Nothing ran: what the last run learned about the model still describes these artifacts.
+            model_facts = dict(previous_report.get("run", {}).get("model", {}), source_sha256=source_digest(config))
+            run = {"started": started, "finished": now(), "targets": list(kept), "rebuilt": [], "reused": list(kept), "model": model_facts}
             merge_report(model_dir, config.name, config.sha256, str(config.file), run, kept)
             codes.append(exit_code_for(kept))
     if not jobs_to_run:
@@ -325,6 +328,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
             entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
             entries[name] = entry
         run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
+        run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model
         merge_report(artifacts_root / job.model, config.name, config.sha256, str(config.file), run, entries)
         codes.append(exit_code_for(entries))
 
