@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 (out / f"{name}_b{batch}.{stage}.txt").write_text(fn.experimental_get_compiler_ir(sample)(stage=stage))
         return functions
 
-    xla = clock("xla", jit_saved_model, "xla", (None, 1), alias=False)
+    clock("xla", jit_saved_model, "xla", (None, 1), alias=False)
     clock("tpu", jit_saved_model, "tpu", (1, 8), alias=True)
 
     def edgetpu() -> bytes:

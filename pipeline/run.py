@@ -7,16 +7,13 @@ failed parity); an error or a crash leaves the previous artifacts as they were.
 """
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -169,7 +166,7 @@ def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> 
     }
 
 
-def _fold_variants(target: Target, target_cfg: TargetConfig, variant_entries: dict[str, dict]) -> dict:
+def _fold_variants(variant_entries: dict[str, dict]) -> dict:
     """One artifact: its fields are the target's. Several: under `variants`."""
     statuses = [v["status"] for v in variant_entries.values()]
     status = next((s for s in ("error", "failed", "passed") if s in statuses), "skipped")
@@ -226,7 +223,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             variant_entries[artifact.variant] = record
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
-        entry = _fold_variants(target, target_cfg, variant_entries)
+        entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         publish_dir(staged, model_dir / target.name)
         return entry
@@ -395,7 +392,7 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
     if changed:
         log(config.name, "artifact files changed since export:\n  " + "\n  ".join(changed))
         raise IntegrityError(f"{config.name}: {len(changed)} file(s) differ from report.json: " + "; ".join(changed))
-    log(config.name, f"all recorded files match their sha256")
+    log(config.name, "all recorded files match their sha256")
     prep = prepare(ctx)
     code = 0
     for name, entry in report.get("targets", {}).items():

@@ -64,7 +64,7 @@ def converter_options_text(options: TpuOptions) -> str:
     sizes = sorted(options.batch_sizes)
     lines = [
         "# Cloud TPU Inference Converter options (ConverterOptionsV2, text format).",
-        f"# Pass with: --converter_options_string=\"$(cat converter_options.txtpb)\"",
+        "# Pass with: --converter_options_string=\"$(cat converter_options.txtpb)\"",
         "tpu_functions {",
         f'  function_alias: "{ALIAS}"',
         "}",

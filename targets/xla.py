@@ -365,8 +365,6 @@ class XlaTarget(Target):
         return [Artifact(variant="", files=tuple(files), tolerance=FP32, info=info)] + artifacts
 
     def _aot(self, job: BuildInputs, aot_dir: Path, where: str) -> dict:
-        import tensorflow as tf
-
         from pipeline.stages.savedmodel import write_saved_model
         from pipeline.stages.trace import make_function
 

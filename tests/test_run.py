@@ -4,9 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
 
 AFFINE = """\
 source:
@@ -205,9 +208,6 @@ def test_unchanged_export_is_reused_without_tensorflow(project):
     assert project.run("export").code == 0
     entry = project.report("affine")["targets"]["savedmodel"]
     assert entry["rebuilt"] is True and entry["files"][0]["path"].startswith("savedmodel/2/")
-
-
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 NPZ_CONFIG = """\

@@ -3,8 +3,6 @@ compatibility gate (float64 and string ops refused with exit 2, naming op and la
 fp32 and bfloat16-emulated parity on a trained CNN, and the converter options."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from fixture_models import train_small_cnn
