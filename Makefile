@@ -14,7 +14,7 @@ FORCE  ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test clean install targets release bench
+.PHONY: export validate test test-heavy clean install targets release bench
 
 VERSION ?=
 BATCH   ?= 32
@@ -46,7 +46,11 @@ release: $(STAMP)
 	$(BIN)/tfship release $(MODEL_ARGS) --artifacts $(ARTIFACTS) $(if $(VERSION),--version $(VERSION))
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not heavy" tests
+
+# The slow corpora and fault runs: real, but too long for every change.
+test-heavy: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy tests
 
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +
