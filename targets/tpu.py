@@ -172,7 +172,8 @@ class TpuTarget(Target):
         # Gate, before anything is written: the op scan first (it names op and layer),
         # then XLA compilation at every static shape.
         layers = sx.keras_layer_names(job.loaded.obj)
-        findings = sx.scan_tpu_ops(make_function(config, job.loaded).get_concrete_function(), layers)
+        concrete = make_function(config, job.loaded).get_concrete_function()
+        findings = sx.scan_tpu_ops(concrete, layers)
         if findings:
             raise sx.tpu_gate_error(config.name, findings)
         static_args = {b: [tf.constant(v) for v in sx.static_inputs(config, job.calibration, b).values()] for b in sizes}
@@ -209,6 +210,7 @@ class TpuTarget(Target):
         common = {
             "gate": GATE_PASS,
             "gate_checked": {"xla_compile_batch_sizes": list(sizes), "op_scan_source": sx.TPU_SCAN_SOURCE},
+            **({"gate_ignored": ignored} if (ignored := sx.ignored_ops(concrete, layers)) else {}),
             "batch_sizes": list(sizes),
             "precision": options.precision,
             "function_alias": ALIAS,

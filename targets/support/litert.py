@@ -48,6 +48,7 @@ class Conversion:
     denylisted_nodes: tuple[str, ...] = ()  # tensors kept in float (int8 only)
     calibration_samples: int = 100
     signature: str = "serving_default"
+    float_fallback: bool = False  # int8/int16x8: ops without an integer kernel stay float
 
 
 # --------------------------------------------------------------------------- calibration
@@ -126,6 +127,8 @@ def _converter(saved_model_dir: Path, conv: Conversion, representative=None):
         builtins = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     elif conv.variant != "float32":
         raise ValueError(f"unknown TFLite variant {conv.variant!r}")
+    if conv.float_fallback and conv.variant in CALIBRATED:
+        builtins = builtins + [tf.lite.OpsSet.TFLITE_BUILTINS]
     select = [tf.lite.OpsSet.SELECT_TF_OPS] if conv.allow_select_tf_ops else []
     converter.target_spec.supported_ops = builtins + select
     return converter
@@ -263,6 +266,77 @@ def explain_converter_error(exc: Exception, conv: Conversion, layer_names: Itera
     error = IncompatibleModel(f"TFLite {conv.variant} conversion refused: " + "; and ".join(parts) + ".")
     error.ops = {"select_tf_ops": select, "custom_ops": custom, "nodes": nodes}
     return error
+
+
+# --------------------------------------------------------------------------- variant failures
+
+_UNSUPPORTED_QUANT = re.compile(r"Quantization to (\S+) not yet supported for op: '(\w+)'")
+_PREPARE = re.compile(r"Node number (\d+) \((\w+)\) failed to prepare")
+
+
+def unsupported_quantized_op(text: str) -> str | None:
+    """The builtin op the quantizer has no kernel for ('PRELU'), from its message."""
+    match = _UNSUPPORTED_QUANT.search(text)
+    return match.group(2) if match else None
+
+
+_UNCALIBRATED = re.compile(r"Failed for tensor (\S+)")
+
+
+def uncalibrated_tensor(text: str) -> str | None:
+    """The tensor the calibrator recorded no range for, from its message."""
+    match = _UNCALIBRATED.search(text)
+    return match.group(1).rstrip(".") if match else None
+
+
+def op_output_names(content: bytes, op_type: str | None = None, index: int | None = None) -> list[str]:
+    """Output tensor names of the main subgraph's ops of one type (or the op at `index`)."""
+    model = read_model(content)
+    names = _builtin_names()
+    graph = model.subgraphs[0]
+    out = []
+    for i, op in enumerate(graph.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if (index is not None and i == index) or (index is None and kind == op_type):
+            for t in op.outputs if op.outputs is not None else []:
+                name = graph.tensors[t].name
+                out.append(name.decode() if isinstance(name, bytes) else str(name))
+    return out
+
+
+def layers_of_tensors(tensor_names: Iterable[str], layer_names: Iterable[str]) -> list[str]:
+    """Keras layers named by TFLite tensor names (`model_1/layer_1/op;...`), first seen first."""
+    found: list[str] = []
+    layer_names = list(layer_names)
+    for tensor in tensor_names:
+        for part in tensor.split(";"):
+            layer = layer_of(part + "/x", layer_names)
+            if layer and layer not in found:
+                found.append(layer)
+                break
+    return found
+
+
+def check_prepares(content: bytes, signature: str = "serving_default") -> None:
+    """Raise RuntimeError when LiteRT cannot prepare (allocate) the model's signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    interpreter.get_signature_runner(signature)
+    interpreter.allocate_tensors()
+
+
+def prepare_failure(exc: Exception, content: bytes, layer_names: Iterable[str]) -> tuple[str, list[str], str]:
+    """(op, layers, LiteRT's own reason) for a model LiteRT failed to prepare."""
+    text = " ".join(str(exc).split())
+    match = _PREPARE.search(text)
+    reason = text.split("Node number")[0].strip().rstrip(".") or text
+    reason = re.sub(r"^\S+\.cc:\d+ ", "", reason)
+    if not match:
+        return "", [], reason
+    layers = layers_of_tensors(op_output_names(content, index=int(match.group(1))), layer_names)
+    return match.group(2), layers, reason
 
 
 # --------------------------------------------------------------------------- inspection
