@@ -116,3 +116,22 @@ def test_every_corpus_cell_is_a_verdict_with_its_reason(project, model):
                 assert record["parity"]["failures"], where
             if status in ("error", "skipped"):
                 assert not record.get("message", "").startswith("unexpected"), (where, record.get("message"))
+
+
+def test_loops_and_conds_keep_their_verdicts_per_variant(project):
+    """A subclassed model with tf.while_loop/tf.cond: the TPU bf16 emulation rounds the
+    frozen loop without breaking its back edge; int16x8 cannot calibrate the loop
+    variables, which is that variant's error alone (int8 is checked and published)."""
+    corpus_config(project, "control_flow", [{"name": "tflite", "variants": ["int8", "int16x8"]}, "tpu"])
+    project.run("export", "--model", "control_flow")
+    targets = project.report("control_flow")["targets"]
+    bf16 = targets["tpu"]["variants"]["bf16"]
+    assert bf16["status"] == "passed", bf16.get("message")
+    assert 0 < bf16["parity"]["outputs"]["value"]["max_abs"] < 0.05
+    tflite = targets["tflite"]["variants"]
+    assert tflite["int8"]["status"] == "passed"
+    message = tflite["int16x8"]["message"]
+    assert tflite["int16x8"]["status"] == "error" and tflite["int16x8"]["error"] == "IncompatibleModel"
+    assert re.search(r"TFLite int16x8: WHILE in tensor \S*while\S* \(the model's own code", message), message
+    assert "Max and min for dynamic tensors should be recorded during calibration" in message
+    assert "drop `int16x8`" in message
