@@ -316,7 +316,7 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
 
 def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports."""
-    from pipeline.cache import reusable, source_digest, target_key
+    from pipeline.cache import checked, reusable, source_digest, target_key
     from pipeline.report import tool_versions
     from pipeline.workers import ModelJob, run_jobs
 
@@ -360,7 +360,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         entries = dict(kept)
         for name, entry in job.entries.items():
             entry["rebuilt"] = True
-            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
+            entry["cache_key"] = keys.get(name) if checked(entry) else None
             entries[name] = entry
         run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
         run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model
@@ -419,6 +419,7 @@ def verify_files(model_dir: Path, report: dict) -> list[str]:
 
 def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
     """Re-check artifacts on disk: hashes first, then parity, without re-exporting."""
+    from pipeline.cache import checked
     from targets import REGISTRY
 
     ctx = RunContext(config, artifacts_root)
@@ -434,7 +435,7 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
     prep = prepare(ctx)
     code = 0
     for name, entry in report.get("targets", {}).items():
-        if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
+        if not checked(entry) or name not in REGISTRY:
             continue
         target = REGISTRY.get(name)
         try:
@@ -443,6 +444,8 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
             continue
         records = entry.get("variants") or {"": entry}
         for variant, record in records.items():
+            if record.get("status") not in ("passed", "failed"):
+                continue  # nothing was published for an errored or skipped variant
             art = record["artifact"]
             artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
             parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)

@@ -78,6 +78,15 @@ def test_an_unsupported_int16x8_op_fails_that_variant_only(project):
     assert entry["status"] == "error" and entry["message"].startswith("int16x8: TFLite int16x8: PRELU")
     assert "int16x8" in (project.artifacts / "prelu" / "report.md").read_text()
 
+    # Nothing changed: the next run reuses the target (the limit is the converter's),
+    # and validate re-checks the published variants.
+    again = project.run("export", "--model", "prelu")
+    assert again.code == 2 and "up to date" in again.err
+    reused = project.report("prelu")["targets"]["tflite"]
+    assert reused["rebuilt"] is False and reused["cache_key"] == entry["cache_key"]
+    validated = project.run("validate", "--model", "prelu")
+    assert validated.code == 0 and "tflite/float32: parity passed" in validated.err and "tflite/int8: parity passed" in validated.err
+
 
 def test_the_float_fallback_the_error_suggests_passes_parity(project):
     corpus_config(project, "prelu", [{"name": "tflite", "variants": ["int16x8"], "float_fallback": ["int16x8"]}])
@@ -135,3 +144,20 @@ def test_loops_and_conds_keep_their_verdicts_per_variant(project):
     assert re.search(r"TFLite int16x8: WHILE in tensor \S*while\S* \(the model's own code", message), message
     assert "Max and min for dynamic tensors should be recorded during calibration" in message
     assert "drop `int16x8`" in message
+
+
+@pytest.mark.heavy
+def test_an_int16x8_depthwise_conv_litert_cannot_prepare_fails_that_variant_only(project):
+    """MobileNetV2: LiteRT cannot prepare an int16x8 DEPTHWISE_CONV_2D
+    (no_integer_overflow_from_quantization); float32 is still checked and published."""
+    corpus_config(project, "mobilenet_v2", [{"name": "tflite", "variants": ["float32", "int16x8"], "calibration_samples": 32}])
+    project.run("export", "--model", "mobilenet_v2")
+    variants = project.report("mobilenet_v2")["targets"]["tflite"]["variants"]
+    assert variants["float32"]["status"] == "passed"
+    failed = variants["int16x8"]
+    assert failed["status"] == "error" and failed["files"] == []
+    message = failed["message"]
+    assert re.search(r"TFLite int16x8: DEPTHWISE_CONV_2D in layer '[^']+': LiteRT cannot prepare it: no_integer_overflow_from_quantization", message), message
+    assert "drop `int16x8`" in message and "float fallback" in message
+    assert sorted(p.name for p in (project.artifacts / "mobilenet_v2" / "tflite").iterdir()) == ["float32.tflite"]
+
