@@ -5,5 +5,5 @@ Keras applications keep their stock layers with `weights=None` and expose
 `include_top=False, pooling="avg"` features (random weights give a flat softmax, but
 pooled features keep their spread); the other models train for a few seconds on
 generated data so their outputs are not degenerate. Input resolutions are reduced
-(64x64 to 96x96) so a full run fits two CPUs.
+(32x32 to 71x71) so a full run fits two CPUs.
 """

@@ -18,11 +18,11 @@ EVAL_SEED = 4242
 
 # name -> (keras.applications constructor, input size, input range)
 APPLICATIONS = {
-    "mobilenet_v2": ("MobileNetV2", 96, (-1.0, 1.0)),
-    "efficientnet_b0": ("EfficientNetB0", 64, (0.0, 255.0)),  # Rescaling + Normalization inside
-    "resnet50": ("ResNet50", 64, (-120.0, 150.0)),  # caffe-style mean-subtracted BGR
-    "densenet121": ("DenseNet121", 64, (-2.0, 2.5)),  # torch-style standardised
-    "convnext_tiny": ("ConvNeXtTiny", 64, (0.0, 255.0)),  # Normalization inside
+    "mobilenet_v2": ("MobileNetV2", 64, (-1.0, 1.0)),
+    "efficientnet_b0": ("EfficientNetB0", 32, (0.0, 255.0)),  # Rescaling + Normalization inside
+    "resnet50": ("ResNet50", 32, (-120.0, 150.0)),  # caffe-style mean-subtracted BGR
+    "densenet121": ("DenseNet121", 32, (-2.0, 2.5)),  # torch-style standardised
+    "convnext_tiny": ("ConvNeXtTiny", 32, (0.0, 255.0)),  # Normalization inside
     "xception": ("Xception", 71, (-1.0, 1.0)),
 }
 

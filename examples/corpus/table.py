@@ -139,8 +139,8 @@ def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: floa
         "(code in examples/corpus/, configs in configs/corpus/). Nothing is downloaded: Keras",
         "applications use `weights=None` with batch-norm statistics from one generated batch",
         "and pooled features; the other models train for seconds on generated data. Input",
-        "resolutions are reduced for two CPUs (MobileNetV2 96x96, Xception 71x71, the other",
-        "applications 64x64).",
+        "resolutions are reduced for two CPUs: MobileNetV2 64x64, Xception 71x71, the other",
+        "applications 32x32 (their minimum).",
         "",
         f"- models: {len(models)}; rows: {len(rows)}; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
     ]
