@@ -247,7 +247,7 @@ class TFLiteTarget(Target):
             return f"float fallback ({option}) was tried and does not help: {detail[:300]}"
         kept = float_op_counts(litert.list_ops(content))
         listed = ", ".join(f"{k} x{v}" for k, v in kept.items()) or "none"
-        return f"float fallback: with {option} the converter keeps the ops it cannot quantize in float ({listed}) and LiteRT prepares the model (parity is checked once the option is set)"
+        return f"float fallback: with {option} the converter keeps the ops it cannot quantize unquantized (float32 ops: {listed}) and LiteRT prepares the model (parity is checked once the option is set)"
 
     def open(self, target_dir: Path, artifact: Artifact):
         from targets.support import litert
