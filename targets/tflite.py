@@ -168,17 +168,17 @@ class TFLiteTarget(Target):
         try:
             content, seconds = litert.convert(job.saved_model_dir, conv, representative, layers, job.model.input_names)
         except ConversionError as exc:
-            if variant not in litert.CALIBRATED or isinstance(exc, IncompatibleModel):
-                raise
-            # The quantizer's own message: an op without a kernel for this type, or a
-            # tensor it could not calibrate (a tf.while_loop's loop variables).
-            reason = str(exc).split(": ", 2)[-1].rstrip(".")
-            op = litert.unsupported_quantized_op(reason)
+            # The converter's own reason, with the op and layers when it names them: an op
+            # without a kernel for this type, a node it cannot lower, or a tensor the
+            # calibrator recorded no range for (loop variables, integer inputs).
+            reason = getattr(exc, "reason", None) or str(exc)
+            op = getattr(exc, "op", None) or litert.unsupported_quantized_op(reason) or ""
+            where = list(getattr(exc, "layers", None) or []) or None
             tensor = litert.uncalibrated_tensor(reason)
-            where = litert.layers_of_tensors([tensor], layers) if tensor else None
             if tensor and not where:
-                where = [f"tensor {tensor} (the model's own code, no Keras layer)"]
-            raise self._variant_failure(job, conv, representative, layers, op or ("WHILE" if "while" in (tensor or "") else ""), where, reason) from exc
+                where = [_describe_tensor(tensor, job.model.input_names, layers)]
+                op = op or ("WHILE" if "while" in tensor else "")
+            raise self._variant_failure(job, conv, representative, layers, op, where, reason) from exc
         ops = litert.list_ops(content)
         flex = litert.flex_ops(ops)
         if not flex:  # a Flex model cannot be prepared here at all (no Flex delegate): parity says so
@@ -215,18 +215,19 @@ class TFLiteTarget(Target):
 
         from targets.support import litert
 
-        if where is None:  # the quantizer names the op only: find its layers in a float conversion
+        if where is None and op:  # the quantizer names the op only: find its layers in a float conversion
             try:
                 float_model, _ = litert.convert(job.saved_model_dir, replace(conv, variant="float32", float_fallback=False), None, layers)
                 where = litert.layers_of_tensors(litert.op_output_names(float_model, op), layers)
             except ConversionError:
                 where = []
+        where = where or []
         layer_places = [f"'{w}'" for w in where if not w.startswith("tensor ")]
         if len(layer_places) > 4:
             layer_places = layer_places[:4] + [f"and {len(layer_places) - 4} more"]
         places = ([f"layer{'s' if len(layer_places) > 1 else ''} {', '.join(layer_places)}"] if layer_places else []) + [w for w in where if w.startswith("tensor ")]
         located = " in ".join(p for p in (op, ", ".join(places)) if p) or "an op"
-        fixes = [f"drop `{conv.variant}` from the tflite `variants` (the other variants were built and checked without it)"]
+        fixes = [f"drop `{conv.variant}` from the tflite `variants` (each variant is converted and checked on its own: the others do not depend on it)"]
         if conv.variant in litert.CALIBRATED and not conv.float_fallback:
             fixes.append(self._try_float_fallback(job, conv, representative, layers))
         return IncompatibleModel(
@@ -243,7 +244,7 @@ class TFLiteTarget(Target):
             content, _ = litert.convert(job.saved_model_dir, replace(conv, float_fallback=True), representative, layers, job.model.input_names)
             litert.check_prepares(content)
         except (ConversionError, RuntimeError) as exc:
-            detail = " ".join(str(exc).split())
+            detail = " ".join((getattr(exc, "reason", None) or str(exc)).split())
             return f"float fallback ({option}) was tried and does not help: {detail[:300]}"
         kept = float_op_counts(litert.list_ops(content))
         listed = ", ".join(f"{k} x{v}" for k, v in kept.items()) or "none"
@@ -284,6 +285,17 @@ class TFLiteTarget(Target):
             table["note"] = "the table measures int8 quantization of the same calibration; int16x8 errors are smaller but sit in the same layers"
             table["suggested_fix"] = "keep the worst layers in float (use the int8 variant with `denylisted_nodes`), or ship float16"
         return {"quantization_debugger": table}
+
+
+def _describe_tensor(tensor: str, input_names, layers: list[str]) -> str:
+    """Where an uncalibrated tensor lives: a model input, a Keras layer, or the model's own code."""
+    from targets.support import litert
+
+    for name in input_names:
+        if tensor in (f"serving_default_{name}:0", name):
+            return f"tensor {tensor} (model input '{name}')"
+    found = litert.layers_of_tensors([tensor], layers)
+    return found[0] if found else f"tensor {tensor} (the model's own code, no Keras layer)"
 
 
 def float_op_counts(ops: list[dict]) -> dict[str, int]:

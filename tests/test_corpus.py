@@ -161,3 +161,17 @@ def test_an_int16x8_depthwise_conv_litert_cannot_prepare_fails_that_variant_only
     assert "drop `int16x8`" in message and "float fallback" in message
     assert sorted(p.name for p in (project.artifacts / "mobilenet_v2" / "tflite").iterdir()) == ["float32.tflite"]
 
+
+
+def test_a_gru_compiles_for_tpu_and_its_tflite_limit_names_op_and_layer(project):
+    """Keras 3 GRU: its TensorList buffers compile with XLA, so the TPU gate passes it;
+    the TFLite converter cannot lower them with a dynamic batch, which every variant
+    reports with the op and the layer."""
+    corpus_config(project, "gru", [{"name": "tflite", "variants": ["float32"]}, {"name": "tpu", "precision": "float32"}])
+    project.run("export", "--model", "gru")
+    targets = project.report("gru")["targets"]
+    assert targets["tpu"]["status"] == "passed", targets["tpu"].get("message")
+    assert targets["tpu"]["parity"]["outputs"]["value"]["max_abs"] < 1e-5
+    failed = targets["tflite"]["variants"]["float32"]
+    assert failed["status"] == "error" and failed["error"] == "IncompatibleModel"
+    assert re.search(r"TFLite float32: TensorListReserve in layer 'gru' \(node \S+\): 'tf.TensorListReserve' op requires element_shape to be static", failed["message"]), failed["message"]

@@ -156,7 +156,9 @@ def convert(saved_model_dir: Path, conv: Conversion, representative=None, layer_
         raise explain_converter_error(exc, conv, layer_names) from exc
     except Exception as exc:  # the converter raises RuntimeError/ValueError too
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"TFLite {conv.variant} conversion of {saved_model_dir} failed: {type(exc).__name__}: {first}") from exc
+        error = ConversionError(f"TFLite {conv.variant} conversion of {saved_model_dir} failed: {type(exc).__name__}: {first}")
+        error.reason = first.rstrip(".")
+        raise error from exc
     return content, time.perf_counter() - start
 
 
@@ -230,6 +232,22 @@ def _first_error(text: str) -> str:
     return lines[0] if lines else ""
 
 
+_LOCATED = re.compile(r"loc\(callsite\(fused\[\"(\w+):\", \"([^\"@]+)(?:@[^\"]*)?\"\].*?\)\): (?:error: )?(.+)")
+
+
+def located_conversion_error(text: str, conv: Conversion, layer_names: Iterable[str]) -> ConversionError | None:
+    """A converter error on one graph node: its op, its Keras layer and the converter's reason."""
+    match = _LOCATED.search(text)
+    if not match:
+        return None
+    op, node, reason = match.group(1), match.group(2), match.group(3).strip().rstrip(".")
+    layer = layer_of(node, layer_names)
+    where = f"layer '{layer}' (node {node})" if layer else f"node {node}"
+    error = ConversionError(f"TFLite {conv.variant} conversion failed: {op} in {where}: {reason}")
+    error.op, error.layers, error.reason = op, [layer] if layer else [], reason
+    return error
+
+
 def explain_converter_error(exc: Exception, conv: Conversion, layer_names: Iterable[str]) -> Exception:
     text = str(exc)
     layer_names = list(layer_names)
@@ -237,7 +255,7 @@ def explain_converter_error(exc: Exception, conv: Conversion, layer_names: Itera
     select = sorted({o.strip() for m in _SELECT_LINE.findall(text) for o in m.split(",")})
     custom = sorted({o.strip() for m in _CUSTOM_LINE.findall(text) for o in m.split(",")})
     if not select and not custom:
-        return ConversionError(f"TFLite {conv.variant} conversion failed: {_first_error(text) or type(exc).__name__}")
+        return located_conversion_error(text, conv, layer_names) or ConversionError(f"TFLite {conv.variant} conversion failed: {_first_error(text) or type(exc).__name__}")
 
     def describe(op: str) -> str:
         where = []

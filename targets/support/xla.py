@@ -126,7 +126,7 @@ TPU_INCOMPATIBLE_DTYPES = {
     "float64": "float64 tensors: the TPU has no float64 arithmetic units",
     "complex128": "complex128 tensors: not a TPU type (tpu_defs.h kTpuAllTypes)",
     "string": "string tensors: not a TPU type (tpu_defs.h kTpuAllTypes); string ops run on the host only",
-    "variant": "variant tensors (tf.data, TensorList of unknown size): host-only",
+    "variant": "variant tensors of tf.data: the input pipeline runs on the host",
 }
 TPU_DTYPE_FIX = {
     "float64": "compute in float32 (remove the cast to float64, or give the layer dtype='float32')",
@@ -160,6 +160,8 @@ XLA_NO_OPS = {
     "Assert": "tf2xla compiles Assert as a no-op, so the model compiles for the TPU and this check does not run there",
 }
 _STRING_FORMATTING_OPS = {"AsString", "StringFormat"}
+_VARIANT_CONTROL_FLOW = {"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase",
+                         "PartitionedCall", "StatefulPartitionedCall", "Enter", "Exit", "Merge", "Switch", "NextIteration"}
 TPU_OP_FIX = "replace it with TensorFlow math ops (or move it out of the model, before or after the TPU function)"
 # Graph plumbing that carries any dtype without computing on it.
 _PLUMBING = {"Placeholder", "NoOp", "Identity", "IdentityN", "Const", "ReadVariableOp", "VarHandleOp", "_Arg", "_Retval"}
@@ -257,11 +259,20 @@ def scan_tpu_ops(concrete: Any, layer_names: set[str]) -> list[OpFinding]:
         if op_type in _PLUMBING and op_type != "Placeholder":
             continue
         for dtype in dtypes:
+            if dtype == "variant" and _compiles_variant(op_type):
+                continue
             if dtype in TPU_INCOMPATIBLE_DTYPES:
                 seen.add(key)
                 findings.append(OpFinding(name, op_type, layer_of(name, layer_names), TPU_INCOMPATIBLE_DTYPES[dtype], dtype_fix(dtype, op_type)))
                 break
     return findings
+
+
+def _compiles_variant(op_type: str) -> bool:
+    """TensorLists (an RNN's per-step buffers) and the control flow carrying them are
+    variant tensors that tf2xla compiles when their sizes are static, which the XLA
+    compile at every batch size then proves; only tf.data's variants are host-only."""
+    return op_type.startswith("TensorList") or op_type in _VARIANT_CONTROL_FLOW
 
 
 def ignored_ops(concrete: Any, layer_names: set[str]) -> list[str]:
