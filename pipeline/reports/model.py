@@ -1,4 +1,4 @@
-"""report.json and report.md for one model.
+"""report.json for one model: read, merge, verify against the files on disk.
 
 Exporting targets one at a time merges into the same report: each run replaces
 the entries of the targets it ran and keeps the others.
@@ -11,10 +11,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.fsutil import write_json_atomic, write_text_atomic
+from pipeline.fsutil import expand_files, sha256_file, write_json_atomic, write_text_atomic
 
 SCHEMA_VERSION = 1
-STATUSES = ("passed", "failed", "skipped", "error")
 
 _PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert")
 
@@ -68,9 +67,16 @@ def merge_report(model_dir: Path, model: str, config_sha256: str, config_file: s
         if key in previous and previous.get("config_sha256") == config_sha256:
             report[key] = previous[key]
     report["status"] = overall_status(report["targets"])
+    write_report(model_dir, report)
+    return report
+
+
+def write_report(model_dir: Path, report: dict) -> None:
+    """report.json and its report.md, each written atomically."""
+    from pipeline.reports.markdown import render_markdown
+
     write_json_atomic(report_path(model_dir), report)
     write_text_atomic(model_dir / "report.md", render_markdown(report))
-    return report
 
 
 def overall_status(targets: dict[str, dict]) -> str:
@@ -81,67 +87,21 @@ def overall_status(targets: dict[str, dict]) -> str:
     return "passed" if "passed" in statuses else "skipped"
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def _parity_rows(prefix: str, entry: dict) -> list[str]:
-    rows = []
-    parity = entry.get("parity") or {}
-    for name, m in (parity.get("outputs") or {}).items():
-        mark = "pass" if m.get("passed") else "FAIL"
-        rows.append(
-            f"| {prefix} | {name} | {mark} | {_fmt(m.get('max_abs'))} | {_fmt(m.get('max_rel'))} | {_fmt(m.get('rmse'))} | "
-            f"{_fmt(m.get('cosine'))} | {_fmt(m.get('mismatch_fraction'))} | {_fmt(m.get('atol'))} |"
-        )
-    return rows
-
-
-def render_markdown(report: dict) -> str:
-    lines = [f"# tfship report: {report['model']}", ""]
-    lines.append(f"Status: **{report['status']}** · updated {report['updated']} · config sha256 `{report['config_sha256'][:12]}`")
-    lines.append("")
-    lines.append("| target | status | files | bytes | build s | parity s | note |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for name, entry in sorted(report["targets"].items()):
-        files = entry.get("files", [])
-        timings = entry.get("timings", {})
-        note = entry.get("message", "").splitlines()[0][:120] if entry.get("message") else ""
-        lines.append(
-            f"| {name} | {entry.get('status')} | {len(files)} | {sum(f['bytes'] for f in files)} | "
-            f"{_fmt(timings.get('build_s'))} | {_fmt(timings.get('parity_s'))} | {note} |"
-        )
-    lines += ["", "## Parity (worst over cases)", ""]
-    lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for name, entry in sorted(report["targets"].items()):
-        lines += _parity_rows(name, entry)
-        for variant, sub in sorted((entry.get("variants") or {}).items()):
-            lines += _parity_rows(f"{name}/{variant}", sub)
-    extra = []
-    for name, entry in sorted(report["targets"].items()):
-        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]:
-            parity = sub.get("parity") or {}
-            cls = parity.get("classifier")
-            if cls:
-                extra.append(
-                    f"- {label}: top-1 agreement {_fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
-                    + (f", accuracy {_fmt(cls.get('accuracy'))} vs reference {_fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
-                )
-            for out, why in (parity.get("weak_evidence") or {}).items():
-                extra.append(f"- {label}: weak evidence for `{out}`: {why}")
-            for failure in parity.get("failures") or []:
-                extra.append(f"- {label}: FAILED {failure}")
-    if extra:
-        lines += ["", "## Notes", ""] + extra
-    from pipeline.bench import render_benchmark_markdown  # bench imports this module
-
-    benchmark = render_benchmark_markdown(report)
-    if benchmark:
-        lines += ["", benchmark.rstrip("\n")]
-    lines += ["", "Tool versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
-    return "\n".join(lines)
+def verify_files(model_dir: Path, report: dict) -> list[str]:
+    """Files whose bytes differ from the report (or that are gone)."""
+    changed = []
+    for name, entry in report.get("targets", {}).items():
+        for f in entry.get("files", []):
+            path = model_dir / f["path"]
+            if not path.is_file():
+                changed.append(f"{f['path']} (missing)")
+            elif sha256_file(path) != f["sha256"]:
+                changed.append(f"{f['path']} (sha256 {sha256_file(path)[:12]}, recorded {f['sha256'][:12]})")
+        target_dir = model_dir / name
+        if target_dir.is_dir() and entry.get("files"):
+            recorded = {f["path"] for f in entry["files"]}
+            for path in expand_files(model_dir, [name]):
+                rel = path.relative_to(model_dir).as_posix()
+                if rel not in recorded:
+                    changed.append(f"{rel} (not in the report)")
+    return changed
