@@ -32,7 +32,7 @@ import numpy as np
 from pipeline.errors import ConversionError, IncompatibleModel, IntegrityError, TargetUnavailable
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import FP32
-from targets.support import onnx_lift
+from targets.support import onnx_lift, sizes
 
 # tf2onnx 1.17 tests opsets 14..18 and has no handlers above 18.
 MIN_OPSET = 14
@@ -325,14 +325,6 @@ def _verify_interface(path: Path, config) -> tuple[list[dict], list[dict], dict[
     return inputs, outputs, ops
 
 
-def _weight_bytes(traced) -> int:
-    try:
-        concrete = traced.get_concrete_function()
-        return sum(v.shape.num_elements() * v.dtype.size for v in concrete.variables if v.shape.is_fully_defined())
-    except Exception:  # a function without variables or with unknown shapes: nothing to count
-        return 0
-
-
 def _optimize(source: Path, target: Path, external: bool) -> list[str]:
     """Run onnxruntime's offline optimizer (extended level, CPU) and save the result."""
     import onnxruntime as ort
@@ -400,7 +392,7 @@ class OnnxTarget(Target):
         function = tf.function(serve, input_signature=signature)
         # tf2onnx's outputs follow the traced function's flattened outputs: dict keys, sorted.
         converted_order = sorted(output_names)
-        weight_bytes = _weight_bytes(traced)
+        weight_bytes = sizes.weight_bytes(traced)
         external = options.large_model or weight_bytes > EXTERNAL_DATA_BYTES
 
         # Large weights are lifted out of the graph tf2onnx converts and attached by name
