@@ -280,11 +280,12 @@ def _check(path: Path, model_name: str) -> None:
         ) from exc
 
 
-def _interface(path: Path) -> tuple[list[dict], list[dict], dict[str, int]]:
-    """Inputs and outputs (name, dtype, shape) and op counts, read back from the saved file."""
+def _interface(source) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """Inputs and outputs (name, dtype, shape) and op counts, of a saved file or of the
+    ModelProto just written (whose weights may have gone to the file only)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(source), load_external_data=False) if isinstance(source, Path) else source
 
     def describe(values):
         out = []
@@ -302,8 +303,8 @@ def _interface(path: Path) -> tuple[list[dict], list[dict], dict[str, int]]:
     return describe([v for v in model.graph.input if v.name not in initializers]), describe(model.graph.output), dict(sorted(ops.items()))
 
 
-def _verify_interface(path: Path, config) -> tuple[list[dict], list[dict], dict[str, int]]:
-    inputs, outputs, ops = _interface(path)
+def _verify_interface(path: Path, config, model=None) -> tuple[list[dict], list[dict], dict[str, int]]:
+    inputs, outputs, ops = _interface(model if model is not None else path)
     problems = []
     if [i["name"] for i in inputs] != list(config.input_names):
         problems.append(f"inputs {[i['name'] for i in inputs]} != config {list(config.input_names)}")
@@ -420,9 +421,9 @@ class OnnxTarget(Target):
         _fix_interface(converted.model, input_names, output_names, converted_order, set(converted.lifted))
         path = job.out_dir / MODEL_FILE
         files = onnx_lift.attach(converted, path, external, MODEL_FILE + DATA_SUFFIX)
-        del converted
         _check(path, config.name)
-        inputs, outputs, ops = _verify_interface(path, config)
+        inputs, outputs, ops = _verify_interface(path, config, converted.model)
+        del converted
         info = {
             "opset": options.opset,
             "inputs": inputs,

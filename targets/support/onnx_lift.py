@@ -19,7 +19,7 @@ so the file holds the kernels in the layout the ops read, as from tf2onnx alone.
 """
 from __future__ import annotations
 
-import contextlib
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,27 @@ def _frozen_graph_def(concrete, lift_min_bytes: float) -> tuple[Any, dict[str, L
     return graph_def, lifted
 
 
+def _hide_shapes(graph_def, names: set[str]) -> dict:
+    shapes = {}
+    for node in graph_def.node:
+        if node.name in names:
+            shapes[node.name] = node.attr["shape"].shape.SerializeToString()
+            node.attr["shape"].shape.Clear()
+            node.attr["shape"].shape.unknown_rank = True
+    return shapes
+
+
+def _restore_shapes(graph_def, shapes: dict) -> None:
+    found = set()
+    for node in graph_def.node:
+        if node.name in shapes:
+            node.attr["shape"].shape.ParseFromString(shapes[node.name])
+            found.add(node.name)
+    missing = set(shapes) - found
+    if missing:  # grappler keeps fed placeholders; anything else is a converter change
+        raise RuntimeError(f"grappler dropped the lifted placeholders {sorted(missing)[:3]}")
+
+
 def convert_function(function, signature, opset: int, lift_min_bytes: float = LIFT_MIN_BYTES) -> Converted:
     """tf2onnx on `function` (a tf.function with `signature`): graph inputs are the
     signature's inputs, then one per lifted value (named `<placeholder>:0`)."""
@@ -121,7 +142,11 @@ def convert_function(function, signature, opset: int, lift_min_bytes: float = LI
         with tf.Graph().as_default() as tf_graph:
             with tf_loader.tf_session(graph=tf_graph):
                 tf.import_graph_def(graph_def, name="")
+            # Grappler allocates memory for placeholders of known shape (measured: +1x
+            # the lifted bytes); their shapes are hidden from it and restored after.
+            shapes = _hide_shapes(graph_def, set(lifted))
             graph_def = tf_loader.tf_optimize(input_names + lifted_names, output_names, graph_def)
+            _restore_shapes(graph_def, shapes)
         model, _ = _convert_common(
             graph_def,
             name=concrete.name,
@@ -232,7 +257,10 @@ def attach(converted: Converted, path: Path, external: bool, data_name: str) -> 
 
     files = [path.name]
     offset = 0
-    with (open(path.parent / data_name, "wb") if external else contextlib.nullcontext()) as sink:
+    # Inline initializers are serialized one at a time into a side file, appended to
+    # the graph once every chain is folded (folding changes the graph's nodes).
+    tail = path.parent / (path.name + ".initializers")
+    with open(path.parent / data_name if external else tail, "wb") as sink:
         for name, chain in chains.values():
             value, current = lifted[name].value(), name
             for node in chain:  # a node that cannot be folded stays, fed by the folded value
@@ -256,9 +284,22 @@ def attach(converted: Converted, path: Path, external: bool, data_name: str) -> 
                     entry.key, entry.value = key, val
                 offset += len(raw)
                 del raw
-            graph.initializer.append(tensor)
+                graph.initializer.append(tensor)
+            else:
+                # Protobuf merges repeated occurrences of a message field: a ModelProto
+                # followed by ModelProtos holding only `graph.initializer` entries parses
+                # as one model with all of them; so the whole model is never in memory.
+                sink.write(onnx.ModelProto(graph=onnx.GraphProto(initializer=[tensor])).SerializeToString())
             del tensor
-    if external:
+    with open(path, "wb") as out:
+        out.write(model.SerializeToString())
+        if not external:
+            with open(tail, "rb") as fragments:
+                shutil.copyfileobj(fragments, out, 16 * 1024 * 1024)
+    if not external:
+        tail.unlink()
+    elif offset:
         files.append(data_name)
-    path.write_bytes(model.SerializeToString())
+    else:  # nothing was large enough to move out
+        (path.parent / data_name).unlink()
     return files
