@@ -26,9 +26,11 @@ def efficientnet_b0():
     model(images(64, seed=1)["image"], training=True)
     for layer in norms:
         layer.momentum = 0.99
-        # Channels that were constant over the pass (1x1 maps) got a variance near 0;
-        # a floor keeps the network well-conditioned, as a trained one is.
-        layer.moving_variance.assign(np.maximum(layer.moving_variance.numpy(), 1e-2))
+        # Channels that were constant over the pass (1x1 maps) got a variance near 0; a
+        # floor keeps the network well-conditioned, as a trained one is (with 1e-2 the
+        # features move by 1e-4 of their range when the batch is reordered; with 0.1,
+        # by 1e-6, and they still vary across images).
+        layer.moving_variance.assign(np.maximum(layer.moving_variance.numpy(), 0.1))
     return model
 
 
