@@ -40,6 +40,10 @@ quantized variants (a value near a rounding boundary); the fraction is judged ov
 every element of every parity case. Top-1 agreement and accuracy bound the
 classifier as a whole.
 
+A .tflite file is one FlatBuffer, at most 2 GiB: a variant whose weights alone would
+not fit (float32 weights; half for float16; a quarter for the int8-weight variants)
+is refused before the converter runs, naming the limit and the variants that fit.
+
 Select TF ops (Flex) are refused, naming the op and the layer, unless
 `allow_select_tf_ops: true`; such an artifact needs the Flex delegate at run time,
 which the Python LiteRT runtime does not link, so its parity cannot run here:
@@ -135,12 +139,14 @@ class TFLiteTarget(Target):
         return problems
 
     def build(self, job: BuildInputs) -> list[Artifact]:
-        from targets.support import litert
+        from targets.support import litert, sizes
 
         options: TFLiteOptions = job.target.options
         layers = litert.keras_layer_names(job.loaded.obj)
+        weights = sizes.weight_bytes(job.traced)
         artifacts = []
         for variant in options.variants:
+            sizes.check_flatbuffer_fits(job.model.name, variant, weights)
             conv = variant_conversion(options, variant)
             representative = None
             if variant in litert.CALIBRATED:
