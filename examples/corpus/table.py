@@ -73,8 +73,6 @@ def _sort_key(item: tuple[str, dict]) -> tuple[int, str]:
 
 def _probe_refusal(config_file: Path, target: str) -> str:
     """What the config loader says when `target` is added to this config."""
-    import inspect
-
     from pipeline.config import load_configs
     from pipeline.errors import ConfigError
     from targets import REGISTRY
@@ -85,10 +83,7 @@ def _probe_refusal(config_file: Path, target: str) -> str:
     try:
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(raw, f, sort_keys=False)
-        if "registry" in inspect.signature(load_configs).parameters:
-            load_configs([Path(probe)], REGISTRY)
-        else:
-            load_configs([Path(probe)])
+        load_configs([Path(probe)], REGISTRY)
     except ConfigError as exc:
         return "; ".join(p.message for p in exc.problems)
     finally:
