@@ -271,6 +271,19 @@ def _fix_interface(model, input_names: list[str], output_names: list[str], conve
             dims[0].dim_param = BATCH_DIM
 
 
+def _name_dynamic_dims(model, config) -> None:
+    """Every dynamic input axis gets the config's symbolic name (`seq` shared by ids and
+    mask, `image_1` for an unnamed one), so runtimes and readers see which agree."""
+    by_name = {v.name: v for v in model.graph.input}
+    for spec in config.inputs:
+        value = by_name.get(spec.name)
+        if value is None:
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if axis < len(spec.shape) and spec.shape[axis] is None and not dim.HasField("dim_value"):
+                dim.dim_param = spec.axis_name(axis)
+
+
 def _write_external(model, storage, path: Path) -> list[str]:
     """Save a model whose large tensors tf2onnx moved into `storage` as ONNX external data:
     every such tensor is appended to one `<path>.data` file and pointed at by offset."""
@@ -457,6 +470,7 @@ class OnnxTarget(Target):
             raise IncompatibleModel(_unsupported_message(config.name, options.opset, log))
 
         _fix_interface(model, input_names, output_names, converted_order)
+        _name_dynamic_dims(model, config)
         path = job.out_dir / MODEL_FILE
         if external:
             files = _write_external(model, storage, path)
