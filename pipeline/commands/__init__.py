@@ -12,4 +12,5 @@ MODULES: tuple[str, ...] = (
     "pipeline.commands.diff",
     "pipeline.commands.matrix",
     "pipeline.commands.merge",
+    "pipeline.commands.repair",
 )

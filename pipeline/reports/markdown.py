@@ -62,6 +62,11 @@ def render_markdown(report: dict) -> str:
                 extra.append(f"- {label}: FAILED {failure}")
     if extra:
         lines += ["", "## Notes", ""] + extra
+    from pipeline.reports.repairs import render_repairs_markdown
+
+    repairs = render_repairs_markdown(report)
+    if repairs:
+        lines += ["", repairs.rstrip("\n")]
     benchmark = render_benchmark_markdown(report)
     if benchmark:
         lines += ["", benchmark.rstrip("\n")]
