@@ -93,7 +93,8 @@ def test_a_failed_variant_never_prints_an_unverified_suggestion(project):
     assert "suggested_fix" not in text and "int8_repaired" not in text
     assert not re.search(r"\btry (the )?`?(float16|int16x8)", text)
 
-    project.config("outlier", OUTLIER.format(extra="    repair: [int8]\n    repair_conversions: 2\n"))
+    with_edgetpu = OUTLIER.replace("targets:\n", "targets:\n  - {{name: edgetpu, repair: true}}\n")
+    project.config("outlier", with_edgetpu.format(extra="    repair: [int8]\n    repair_conversions: 2\n"))
     result = project.run("export")
     assert result.code == 1
     variants = _variants(project)
@@ -104,6 +105,14 @@ def test_a_failed_variant_never_prints_an_unverified_suggestion(project):
     assert "no recipe found within 2 tries" in result.err
     assert search["best_candidate"]["status"] == "failed" and search["best_candidate"]["failures"]
     assert "recipes:" not in result.err and "config_snippet" not in search  # nothing unverified is offered
+
+    # The Edge TPU takes integer inputs and has no 16-bit activations: only recipes it can run are
+    # tried, and the reason none passes is measured: every layer float, the int8 input alone fails.
+    edge = project.report("outlier")["targets"]["edgetpu"]["repair"]
+    assert edge["found"] is False and edge["conversions"] <= 8
+    assert all(not c["recipe"]["int16_layers"] and not c["recipe"]["float_inputs"] for c in edge["tried"])
+    assert "with every blamed layer and its weights in float the file still fails" in edge["reason"]
+    assert "the model's inputs" in edge["reason"]
 
 
 def test_repair_command_refuses_what_it_cannot_repair(project):
@@ -126,7 +135,8 @@ def test_recipes_are_validated_with_the_config(tmp_path):
         int16_layers: [hidden]
       - {name: r2, base: dynamic_range, int16_layers: [a], calibration_samples: 10, colour: red}
 """
-    path.write_text(OUTLIER.format(extra=bad))
+    edge = "  - {name: edgetpu, recipes: [{name: repaired, base: int8, int16_layers: [hidden], float_inputs: true}]}\n"
+    path.write_text(OUTLIER.replace("targets:\n", "targets:\n" + edge.replace("{", "{{").replace("}", "}}")).format(extra=bad))
     with pytest.raises(ConfigError) as info:
         load_config(path)
     text = str(info.value)
@@ -134,6 +144,7 @@ def test_recipes_are_validated_with_the_config(tmp_path):
     assert re.search(r"recipes\[0\]\.name.*'int8' is already a variant name", text)
     assert re.search(r"recipes\[0\]\.float_weights.*must be in float_layers too", text)
     assert re.search(r"recipes\[1\]\.colour.*unknown key 'colour'", text)
+    assert "the Edge TPU has no 16-bit activations" in text and "the Edge TPU takes integer inputs" in text
 
 
 def test_coverage_reports_the_share_of_parity_values_outside_the_calibrated_range():
