@@ -465,7 +465,14 @@ def search(
     def passing() -> list[Candidate]:
         return sorted((c for c in tried if c.status == "passed"), key=_rank)
 
+    def passing_without_float_layers() -> bool:
+        return any(c.status == "passed" and not c.recipe.float_layers for c in tried)
+
     samples = 0
+    # 0. The variant did not convert (no parity to start from): the quantizer's own plain
+    #    recipe first, which leaves ops it cannot quantize this way in float.
+    if not baseline.get("outputs"):
+        attempt(Recipe(name, variant))
     # 1. Calibration that covers the parity data.
     short = [n for n, c in cover.items() if c["outside_share"] > 0]
     if variant in CALIBRATED_BASES and short and pool_samples > calibrated:
@@ -474,6 +481,7 @@ def search(
             samples = pool_samples  # the wider ranges helped (or did no harm): later candidates calibrate on them too
     # 2. 16-bit activations for the blamed layers only.
     if not passing() and allow_int16 and variant == "int8" and blame:
+        cand = None
         for k in sorted({min(2, len(blame)), len(blame)}):
             cand = attempt(Recipe(name, "int8", int16_layers=tuple(blame[:k]), calibration_samples=samples))
             if cand is None or cand.status == "passed":
@@ -484,7 +492,7 @@ def search(
     #    (1, 2, 4, ... all), then bisected to the fewest and pruned. When all of them
     #    still fail, the inputs' own rounding is tried off, then the layers' weights
     #    go float too, worst first.
-    if blame and not any(c.status == "passed" and not c.recipe.float_layers for c in tried):
+    if blame and not passing_without_float_layers():
         passed = None
         for float_inputs in ((False, True) if allow_float_inputs and variant in CALIBRATED_BASES else (False,)):
 

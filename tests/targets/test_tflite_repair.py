@@ -195,3 +195,43 @@ def test_a_log_mel_front_end_that_fails_quantization_is_repaired_at_the_log(proj
         assert repaired["info"]["size_bytes"] < 0.6 * variants["float32"]["info"]["size_bytes"]
     assert variants["dynamic_range"]["repair"]["float_layers"] == ["log_mel"]
     assert variants["int8"]["repair"]["float_layers"] == [] and variants["int8"]["repair"]["int16_layers"] == ["log_mel"]
+
+
+def _fake_search(passes, blame, conversions=8, **kwargs):
+    """The search over stand-ins for the quantizer and parity: every candidate it reports
+    was built and verified, and the budget holds."""
+    from targets.support.repair import Budget, search
+
+    built, verified = [], []
+
+    def build(recipe):
+        built.append(recipe)
+        return b"x" * (100 + 10 * len(recipe.float_layers) + 5 * len(recipe.float_weights) + 3 * len(recipe.int16_layers))
+
+    def verify(recipe, content):
+        verified.append(recipe)
+        ok = passes(recipe)
+        return {"passed": ok, "failures": [] if ok else ["y: max_abs 1 > atol 0.1"], "outputs": {"y": {"max_abs": 0.01 if ok else 1.0}}}
+
+    result = search("int8", "int8_repaired", build, verify, blame, "test", {}, 64, 96, Budget(conversions, 60), {"failures": ["y"], "outputs": {"y": {"max_abs": 2.0}}}, **kwargs)
+    assert [c.recipe for c in result.tried] == built == verified
+    assert len(result.tried) <= conversions
+    return result
+
+
+def test_search_finds_the_fewest_float_layers_and_stops_at_its_budget():
+    blame = ["a", "b", "c", "d", "e"]
+    result = _fake_search(lambda r: {"a", "c"} <= set(r.float_layers), blame)
+    assert result.chosen is not None and set(result.chosen.recipe.float_layers) == {"a", "c"}  # b pruned away
+    assert result.chosen.status == "passed"
+
+    result = _fake_search(lambda r: {"a", "b"} <= set(r.int16_layers), blame)
+    assert result.chosen.recipe.int16_layers == ("a", "b") and not result.chosen.recipe.float_layers
+
+    result = _fake_search(lambda r: False, blame, conversions=3)
+    assert result.chosen is None and len(result.tried) == 3 and result.stopped == "conversion budget spent (3)"
+
+    # An integer-only deployment is never offered 16-bit activations or float inputs.
+    result = _fake_search(lambda r: r.float_inputs or r.int16_layers, blame, allow_int16=False, allow_float_inputs=False)
+    assert result.chosen is None
+    assert all(not c.recipe.int16_layers and not c.recipe.float_inputs for c in result.tried)
