@@ -270,6 +270,30 @@ def blame_from_debugger(rows: list[dict]) -> list[str]:
     return layers
 
 
+def weight_damage(model, layers: Iterable[str]) -> dict[str, float]:
+    """{layer: share of its kernel's non-zero weights that per-channel symmetric int8
+    rounds to zero}: a layer whose channels mix large and tiny weights loses the tiny
+    ones (e.g. weights scaled down to compensate an activation outlier)."""
+    wanted = set(layers)
+    out: dict[str, float] = {}
+    stack = [model]
+    while stack:
+        item = stack.pop()
+        for layer in getattr(item, "layers", None) or []:
+            stack.append(layer)
+            if layer.name not in wanted:
+                continue
+            kernels = [np.asarray(w) for w in layer.get_weights() if np.ndim(w) >= 2]
+            if not kernels:
+                continue
+            w = kernels[0].reshape(-1, kernels[0].shape[-1])
+            scale = np.abs(w).max(axis=0) / 127.0
+            nonzero = w != 0
+            zeroed = nonzero & (np.abs(w) < scale / 2)
+            out[layer.name] = float(zeroed.sum() / max(nonzero.sum(), 1))
+    return out
+
+
 def blame_from_localization(localization: dict) -> list[str]:
     """Layers ordered worst first from a per-layer localization table: where the
     relative error grows most over its predecessor leads."""
@@ -407,6 +431,7 @@ def search(
     log: Callable[[str], None] = lambda line: None,
     allow_int16: bool = True,
     allow_float_inputs: bool = True,
+    weight_damage: dict[str, float] | None = None,
 ) -> SearchResult:
     """Try recipes for `variant` until one passes and cannot be made smaller, or the budget ends.
 
@@ -414,7 +439,8 @@ def search(
     `verify(recipe, content)` returns the parity record, computed exactly as for the variant;
     `baseline` is the variant's own parity record. `allow_int16` / `allow_float_inputs`
     say whether the deployment can take 16-bit activations and float inputs (an Edge TPU
-    cannot).
+    cannot). `weight_damage` ({layer: share of its weights int8 rounds to zero}) orders
+    which blamed layers get float weights first.
     """
     start = time.perf_counter()
     tried: list[Candidate] = []
@@ -503,7 +529,8 @@ def search(
             if passed is not None:
                 break
         if passed is None and not stopped:
-            passed = _grow(blame, lambda k: make(blame, blame[:k]), attempt, start=1)
+            by_weights = sorted(blame, key=lambda layer: -(weight_damage or {}).get(layer, 0.0))
+            passed = _grow(by_weights, lambda k: make(blame, by_weights[:k]), attempt, start=1)
         if passed is not None:  # drop layers the passing set does not need, least blamed first
             best = passed
             for layer in reversed(list(best.float_layers)):
@@ -664,6 +691,7 @@ def repair_variant(job, artifact, entry: dict, verify, log, *, base: str, name: 
         result = search(
             base, name, build, check, blame, source, cover, calibrated, pool_samples, budget, entry.get("parity") or {},
             log=lambda line: log(line.replace(f"repair {base} ", f"repair {label} ", 1)), allow_int16=not edge, allow_float_inputs=not edge,
+            weight_damage=weight_damage(job.loaded.obj, blame),
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -46,7 +46,7 @@ def test_outlier_repair_finds_a_verified_recipe_that_the_config_reproduces(proje
     search = variants["int8"]["repair"]
     assert search["found"] is True
     assert 1 <= search["conversions"] <= 8
-    assert search["blame"][:2] == ["probs", "hidden"]  # the debugger blames the outlier's layers
+    assert set(search["blame"][:2]) == {"probs", "hidden"}  # the per-layer errors blame the outlier's layers
     # The outlier unit lives in `hidden`'s output and `probs`'s tiny weights: both stay float.
     assert set(search["float_layers"]) == {"hidden", "probs"}
     assert search["recipe"]["float_weights"] == ["probs"]
