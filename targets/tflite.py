@@ -171,8 +171,8 @@ class TFLiteTarget(Target):
         if options.recipes:
             from targets.support import repair
 
-            built = {a.variant: a for a in artifacts if a.error is None}
-            artifacts += repair.build_recipe_variants(job, options, built, DEFAULT_TOLERANCES)
+            float_content = repair.float_flatbuffer(job, {a.variant: a for a in artifacts if a.error is None})
+            artifacts += repair.build_recipe_variants(job, options.recipes, options.calibration_samples, float_content, DEFAULT_TOLERANCES)
         file_sizes = {a.variant: a.info["size_bytes"] for a in artifacts if a.error is None}
         if "float32" in file_sizes:
             for a in artifacts:
@@ -225,6 +225,9 @@ class TFLiteTarget(Target):
             info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
         runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
         info["quantization"] = litert.io_quantization(runner, job.model.input_names)
+        fixed = litert.fixed_dims(runner, job.model.inputs)
+        if fixed:  # the converter pinned a dimension the config declares dynamic: say which
+            info["fixed_dims"] = fixed
         if variant in litert.CALIBRATED:
             info["calibration_samples"] = options.calibration_samples
         if conv.denylisted_nodes:
