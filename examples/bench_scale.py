@@ -1,6 +1,6 @@
 """How export cost grows with model size: `make bench-scale` (a benchmark, not a test).
 
-Builds dense and conv Keras 3 models of about 5, 50 and 500 MB of float32 weights
+Builds dense and conv Keras 3 models of about 5, 50 and 553 MB of float32 weights
 (and 2.5 GB when the machine has the memory free at run time), then for each one
 measures, in this same run and one process tree at a time:
 
@@ -97,13 +97,13 @@ def measure(argv: list[str], limit_bytes: int, log: Path) -> Measured:
 def dense_width(megabytes: float) -> int:
     """Width of nine Dense layers on a 1024-wide input (1024w + 8w^2 weights) for a size."""
     target = megabytes * 1e6 / 4
-    width = int((-1024 + (1024**2 + 32 * target) ** 0.5) / 16)
-    return max(32, width // 32 * 32)
+    width = (-1024 + (1024**2 + 32 * target) ** 0.5) / 16
+    return max(32, round(width / 32) * 32)
 
 
 def conv_channels(megabytes: float) -> int:
-    """Channels of six 3x3 convolutions (about 54 C^2 weights) for a size."""
-    return max(16, int((megabytes * 1e6 / 4 / 54) ** 0.5) // 8 * 8)
+    """Channels of six 3x3 convolutions (five C->C: about 45 C^2 weights) for a size."""
+    return max(16, round((megabytes * 1e6 / 4 / 45) ** 0.5 / 8) * 8)
 
 
 BUILD = textwrap.dedent(
@@ -245,7 +245,7 @@ def row(name: str, weights: int, target: str, ours: Measured, raw: Measured | No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50, 500, 2500], help="weight megabytes per model")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50, 553, 2500], help="weight megabytes per model (553: nine 4096-wide Dense layers)")
     parser.add_argument("--kinds", nargs="+", default=["dense", "conv"], choices=["dense", "conv"])
     parser.add_argument("--limit-gb", type=float, default=8.0, help="stop a run whose process tree passes this resident size")
     args = parser.parse_args(argv)
