@@ -261,7 +261,8 @@ class EdgeTPUTarget(Target):
         record["ops_on_cpu"] = repaired.info["ops_on_cpu"]
         record["first_cpu_op"] = repaired.info["first_cpu_op"]
         on, total = repaired.info["ops_on_edgetpu"], len(repaired.info["placement"])
-        record["summary"] += f"; {on} of {total} ops would run on the Edge TPU" + (f" (from {repaired.info['first_cpu_op']} on, the CPU)" if on < total else "")
+        first = repaired.info["first_cpu_op"] or {}
+        record["summary"] += f"; {on} of {total} ops would run on the Edge TPU" + (f" (from op {first.get('index')} {first.get('op')} on, the CPU)" if on < total else "")
         log(f"repair edgetpu: {on} of {total} ops of {repaired.files[0]} would run on the Edge TPU")
         return [repaired], record
 
