@@ -251,9 +251,12 @@ class EdgeTPUTarget(Target):
         a layer kept in float and every op after it run on the CPU, as `placement` says."""
         from targets.support import repair
 
+        options: EdgeTPUOptions = job.target.options
         if artifact.variant:
             return None
-        options: EdgeTPUOptions = job.target.options
+        if "repaired" in {r.name for r in options.recipes}:
+            log("repair skipped: the recipe `repaired` is configured and checked on its own")
+            return None
         repaired, record = repair.repair_variant(
             job, artifact, entry, verify, log, base="int8", name="repaired", float_content=_batch1_float(job),
             calibrated=options.calibration_samples, budget=repair.Budget(options.repair_conversions, options.repair_seconds),

@@ -227,6 +227,9 @@ class TFLiteTarget(Target):
 
         if artifact.variant not in repair.BASES:
             return None
+        if f"{artifact.variant}_repaired" in {r.name for r in job.target.options.recipes}:
+            log(f"{artifact.variant}: repair skipped: the recipe {artifact.variant}_repaired is configured and checked on its own")
+            return None
         return repair.repair_tflite(job, job.target.options, artifact, entry, verify, log, DEFAULT_TOLERANCES)
 
 
