@@ -53,18 +53,12 @@ from typing import Literal
 
 from pipeline.errors import TargetUnavailable
 from pipeline.target import Artifact, BuildInputs, Target
-from pipeline.tolerance import Tolerance
-from targets.support.litert import INT8_TOLERANCE
+from pipeline.tolerance import PRECISION_CLASSES
 
 Variant = Literal["float32", "float16", "dynamic_range", "int8", "int16x8"]
 
-DEFAULT_TOLERANCES = {
-    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=1e-5, min_top1=0.99, max_accuracy_drop=0.01),
-    "float16": Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3, min_top1=0.99, max_accuracy_drop=0.01),
-    "dynamic_range": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02),
-    "int8": INT8_TOLERANCE,
-    "int16x8": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02),
-}
+# Each variant computes in one precision class; the class's default budget applies.
+DEFAULT_TOLERANCES = {variant: PRECISION_CLASSES[variant] for variant in ("float32", "float16", "dynamic_range", "int8", "int16x8")}
 
 
 @dataclass(frozen=True)
