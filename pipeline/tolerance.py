@@ -48,13 +48,13 @@ TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 # and seeded breakages (examples/calibrate_budgets.py; figures in the README). Targets
 # pick the class their artifact computes in; YAML `tolerances:` override per output.
 PRECISION_CLASSES: dict[str, Tolerance] = {
-    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=1e-5, mismatch_fraction=0.0, min_sqnr_db=60.0, max_mean_error=1e-5,
+    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=1e-5, mismatch_fraction=0.0, min_sqnr_db=60.0, max_mean_error=1e-4,
                          min_top1=0.99, max_accuracy_drop=0.01),
-    "float16": Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3, mismatch_fraction=0.001, min_sqnr_db=45.0, max_mean_error=1e-3,
+    "float16": Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3, mismatch_fraction=0.01, min_sqnr_db=45.0, max_mean_error=1e-3,
                          min_top1=0.99, max_accuracy_drop=0.01),
-    "bf16": Tolerance(atol=1e-2, rtol=2e-2, range_fraction=1e-2, mismatch_fraction=0.005, min_sqnr_db=30.0, max_mean_error=5e-3,
-                      min_top1=0.98, max_accuracy_drop=0.01),
-    "dynamic_range": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.03, min_sqnr_db=20.0, max_mean_error=0.01,
+    "bf16": Tolerance(atol=1e-2, rtol=2e-2, range_fraction=1e-2, mismatch_fraction=0.05, min_sqnr_db=23.0, max_mean_error=5e-3,
+                      min_top1=0.97, max_accuracy_drop=0.02),
+    "dynamic_range": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.03, min_sqnr_db=25.0, max_mean_error=0.01,
                                min_top1=0.95, min_topk=0.99, max_accuracy_drop=0.02),
     "int8": Tolerance(atol=1e-3, rtol=0.0, steps=3.0, range_fraction=0.05, mismatch_fraction=0.05, min_sqnr_db=15.0, max_mean_error=0.02,
                       min_top1=0.95, min_topk=0.99, max_accuracy_drop=0.02),
