@@ -88,12 +88,13 @@ class _Model:
 
     def __init__(self, arch: str, edit: str | None, work: Path, root: Path = bc.BUILD):
         from pipeline.config import load_config
-        from pipeline.run import RunContext, prepare
+        from pipeline.execute.build import RunContext, prepare
+        from targets import REGISTRY
 
         self.arch, self.work = arch, work
         cfg_file = work / f"{arch}_{edit or 'base'}.yaml"
         cfg_file.write_text(config_text(arch, edit, root))
-        self.config = load_config(cfg_file)
+        self.config = load_config(cfg_file, REGISTRY)
         self.prep = prepare(RunContext(self.config, work / "artifacts"))
         self.refused: dict[str, str] = {}
 

@@ -64,8 +64,5 @@ PRECISION_CLASSES: dict[str, Tolerance] = {
 
 # Shorthands used by the targets.
 FP32 = PRECISION_CLASSES["float32"]
-FP16 = PRECISION_CLASSES["float16"]
 BF16 = PRECISION_CLASSES["bf16"]
-DYNAMIC_RANGE = PRECISION_CLASSES["dynamic_range"]
 INT8 = PRECISION_CLASSES["int8"]
-INT16X8 = PRECISION_CLASSES["int16x8"]

@@ -149,7 +149,8 @@ class TFLiteTarget(Target):
         if options.recipes:
             from targets.support import repair
 
-            artifacts += repair.build_recipe_variants(job, options, {a.variant: a for a in artifacts}, DEFAULT_TOLERANCES)
+            float_content = repair.float_flatbuffer(job, {a.variant: a for a in artifacts})
+            artifacts += repair.build_recipe_variants(job, options.recipes, options.calibration_samples, float_content, DEFAULT_TOLERANCES)
         sizes = {a.variant: a.info["size_bytes"] for a in artifacts}
         if "float32" in sizes:
             for a in artifacts:
