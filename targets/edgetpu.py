@@ -162,6 +162,11 @@ class EdgeTPUTarget(Target):
         problems = []
         if options.calibration_samples < 1:
             problems.append(("calibration_samples", "expected a positive number of samples"))
+        for spec in model.get("inputs", ()):
+            if spec.dynamic_dims:
+                names = ", ".join(f"'{name}' (axis {axis})" for axis, name in spec.dynamic_dims)
+                problems.append(("", f"input '{spec.name}' has dynamic dimension(s) {names}; the Edge TPU runs static shapes only. "
+                                 f"Export a fixed shape for this target: a config whose input '{spec.name}' gives every dimension but the batch as a number"))
         data = model.get("data")
         if data is not None and data.samples < options.calibration_samples:
             problems.append(

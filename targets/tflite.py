@@ -141,6 +141,9 @@ class TFLiteTarget(Target):
                 info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
             runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
             info["quantization"] = litert.io_quantization(runner, job.model.input_names)
+            fixed = litert.fixed_dims(runner, job.model.inputs)
+            if fixed:  # the converter pinned a dimension the config declares dynamic: say which
+                info["fixed_dims"] = fixed
             if variant in litert.CALIBRATED:
                 info["calibration_samples"] = options.calibration_samples
             if conv.denylisted_nodes:

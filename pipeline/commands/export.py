@@ -15,6 +15,7 @@ def register(subparsers, common) -> None:
     export.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="models exported in parallel worker processes (default: %(default)s)")
     export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     export.add_argument("--bench", action="store_true", help="after exporting, time what was exported (as `tfship bench`)")
+    export.add_argument("--dry-run", action="store_true", help="print what would be built or reused, and why; build and write nothing")
     export.set_defaults(handler=run)
 
 
@@ -27,6 +28,15 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError([Problem("", None, "--jobs", f"expected at least 1 worker, got {args.jobs}")])
     only = target_filter(args.target, configs)
+    if args.dry_run:
+        from pipeline.plan import make_plan
+        from pipeline.reports.model import tool_versions
+
+        plan = make_plan(configs, only, args.artifacts, tool_versions(), force=args.force)
+        print("\n".join(plan.lines()))
+        building = sum(j.action == "build" for j in plan.jobs)
+        print(f"\n{building} to build, {len(plan.jobs) - building} up to date (dry run: nothing built or written)")
+        return 0
     code = export(configs, only, args.artifacts, jobs=args.jobs, force=args.force)
     _summary(configs, args.artifacts, only)
     if args.bench and code == 0:
