@@ -96,6 +96,9 @@ class TFLiteTarget(Target):
     def variants(self, options: TFLiteOptions) -> tuple[str, ...]:
         return tuple(options.variants)
 
+    def default_tolerance(self, variant: str) -> Tolerance:
+        return DEFAULT_TOLERANCES.get(variant, DEFAULT_TOLERANCES["float32"])
+
     def check_options(self, options: TFLiteOptions, model: dict) -> list[tuple[str, str]]:
         problems = []
         if not options.variants:
