@@ -30,6 +30,11 @@ from pipeline.tolerance import Tolerance
 _log_sink = None  # a worker sends its progress lines to the parent through this
 
 
+def set_log_sink(sink) -> None:
+    global _log_sink
+    _log_sink = sink
+
+
 def log(model: str, message: str) -> None:
     line = f"[{model}] {message}"
     if _log_sink is not None:
@@ -276,8 +281,9 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
         on_event("target", target_cfg.name, entry)
 
 
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False) -> int:
-    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports."""
+def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, in_process: bool = False) -> int:
+    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports.
+    `in_process` runs the workers' half here instead (a live model exists only in this process)."""
     from pipeline.cache import reusable, source_digest, target_key
     from pipeline.report import tool_versions
     from pipeline.workers import ModelJob, run_jobs
@@ -336,7 +342,12 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         (artifacts_root / job.model).mkdir(parents=True, exist_ok=True)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         job.log_path.write_text("")
-    run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done)
+    if in_process:
+        from pipeline.inprocess import run_jobs_in_process
+
+        run_jobs_in_process(jobs_to_run, artifacts_root, echo, on_model_done, by_name)
+    else:
+        run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done)
     return max(codes, default=0) if 2 not in codes else 2
 
 

@@ -9,6 +9,7 @@ remaining targets.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -38,6 +39,22 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     run_targets(config, targets, Path(artifacts_root), on_event)
     conn.send(("done", "", {}))
     conn.close()
+
+
+@contextlib.contextmanager
+def _caller_script_hidden():
+    """Spawn re-runs the parent's `__main__` script in the child unless it has no path;
+    a worker needs nothing from it, and a script that calls the Python API at top
+    level (no `if __name__ == "__main__":` guard) would export again inside its worker."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    for key in saved:
+        setattr(main, key, None) if key == "__spec__" else delattr(main, key)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
 
 
 @dataclass
@@ -82,7 +99,8 @@ class _Running:
             args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child),
             daemon=True,
         )
-        self.process.start()
+        with _caller_script_hidden():
+            self.process.start()
         child.close()
         self.done = False
 
