@@ -83,6 +83,9 @@ class Comparison:
             "results": [dataclasses.asdict(r) for r in self.results],
         }
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self) -> str:
         lines = [f"reference: {self.reference} ({self.reference_kind}); {self.samples} samples in {len(self.cases)} cases"]
         rows = []

@@ -73,6 +73,9 @@ class ArtifactInfo:
         data["path"] = str(self.path)
         return data
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self) -> str:
         lines = [f"{self.path}", f"  kind: {self.kind}", f"  size: {_human_bytes(self.size_bytes)} ({self.size_bytes} bytes)"]
         for key, value in self.details.items():
