@@ -320,3 +320,20 @@ def inspect(path):
     from pipeline.inspection import inspect_artifact
 
     return inspect_artifact(path)
+
+
+def validate(model: Any, artifacts: str | Path = "artifacts") -> int:
+    """Re-check exported artifacts on disk: file hashes, then parity, without re-exporting.
+    `model` is a config path, a loaded config, or the folder an export wrote (its .source
+    config is used). Returns the exit code: 0 passed, 1 failed or changed."""
+    from pipeline.run import validate_model
+
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.is_dir() and (path / SOURCE_DIR / "model.yaml").is_file():
+            config, root = load_config(path / SOURCE_DIR / "model.yaml"), path.parent
+        else:
+            config, root = load_config(path), Path(artifacts)
+    else:
+        config, root = model, Path(artifacts)
+    return validate_model(config, root)

@@ -70,6 +70,9 @@ def merge_report(model_dir: Path, model: str, config_sha256: str, config_file: s
     report["status"] = overall_status(report["targets"])
     write_json_atomic(report_path(model_dir), report)
     write_text_atomic(model_dir / "report.md", render_markdown(report))
+    from pipeline.html_report import render_html  # html_report reads ci_reports, which reads this module
+
+    write_text_atomic(model_dir / "report.html", render_html([report], title=f"tfship report: {model}"))
     return report
 
 
