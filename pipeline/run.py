@@ -71,6 +71,7 @@ class Prepared:
     stats: dict[str, dict]
     pool_mask: tuple[bool, ...]
     timings: dict[str, dict] = field(default_factory=dict)
+    reference_check: dict = field(default_factory=dict)
 
 
 class _Stopwatch:
@@ -95,6 +96,7 @@ def prepare(ctx: RunContext) -> Prepared:
     """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced."""
     from pipeline.stages.data import is_pool_case, make_parity_data
     from pipeline.stages.load import load_model
+    from pipeline.stages.reference import check_reference
     from pipeline.stages.savedmodel import export_saved_model
     from pipeline.stages.trace import trace_model
 
@@ -103,6 +105,11 @@ def prepare(ctx: RunContext) -> Prepared:
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
     traced = watch.run("trace", trace_model, config, loaded)
+    reference = watch.run("reference", lambda: tuple(run_eager(loaded, inputs) for _, inputs in data.cases))
+    pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
+    stats = reference_stats(list(reference), list(pool_mask))
+    # Before anything is exported or judged: the reference must agree with itself (else exit 2).
+    self_check = watch.run("reference_check", check_reference, config, loaded, data, reference, stats, run_eager)
     stage_root = ctx.model_dir / ".stages"
     staged = staging_dir(stage_root, "savedmodel")
     saved_model_dir = stage_root / "savedmodel"
@@ -111,10 +118,7 @@ def prepare(ctx: RunContext) -> Prepared:
         publish_dir(staged / "model", saved_model_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    reference = watch.run("reference", lambda: tuple(run_eager(loaded, inputs) for _, inputs in data.cases))
-    pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
-    stats = reference_stats(list(reference), list(pool_mask))
-    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings)
+    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check)
 
 
 def _tolerance_for(target_cfg: TargetConfig, artifact: Artifact):
@@ -268,6 +272,7 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
                 "tracing_count": prep.traced.tracing_count,
                 "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
                 "reference": prep.stats,
+                "reference_check": prep.reference_check,
                 "cases": [label for label, _ in prep.data.cases],
             },
             "timings": timings,
