@@ -34,7 +34,7 @@ def set_sink(sink: Callable[[dict], None] | None) -> Callable[[dict], None] | No
 def emit(event: dict) -> None:
     if _sink is not None:
         _sink(event)
-    elif event.get("kind") in ("note", "finish"):  # no view: keep the old behaviour of plain lines on stderr
+    elif event.get("kind") == "note":  # no view: plain lines on stderr, as before views existed
         print(_plain_text(event), file=sys.stderr, flush=True)
 
 
@@ -55,14 +55,23 @@ def note(model: str, message: str, level: int = NORMAL) -> None:
     emit({"kind": "note", "model": model, "message": message, "level": level, "time": time.time()})
 
 
+def note_line(line: str, level: int = NORMAL) -> None:
+    """A pre-formatted `[model] message` line (a worker's log) as a note."""
+    model, sep, message = line.partition("] ")
+    if line.startswith("[") and sep:
+        note(model[1:], message, level)
+    else:
+        note("", line, level)
+
+
 def _plain_text(event: dict) -> str:
-    who = f"[{event['model']}]" + (f" {event['target']}:" if event.get("target") else "")
+    who = (f"[{event['model']}]" if event.get("model") else "") + (f" {event['target']}:" if event.get("target") else "")
     kind = event["kind"]
     if kind == "stage":
         return f"{who} {event['stage']}" + (f" ({event['total']})" if event.get("total") else "")
     if kind == "finish":
         return f"{who} {event['status']}" + (f": {event['detail']}" if event.get("detail") else "")
-    return f"{who} {event.get('message', '')}"
+    return f"{who} {event.get('message', '')}".strip()
 
 
 def _clean(text: str) -> str:
@@ -94,28 +103,27 @@ class PlainView:
         self._rows: dict[tuple[str, str], _Row] = {}
 
     def __call__(self, event: dict) -> None:
+        """Stages at NORMAL; notes at their level. Results arrive as notes (the
+        runner's own result lines), so `finish` events only update the rows."""
         kind = event["kind"]
         key = (event.get("model", ""), event.get("target", ""))
+        row = self._rows.setdefault(key, _Row(first=event["time"]))
         if kind == "advance":
-            row = self._rows.get(key)
-            if row:
-                row.done += event["steps"]
-            return
-        if kind == "stage":
-            row = self._rows.setdefault(key, _Row())
-            if row.stage != "waiting" and self.level >= VERBOSE:
-                self._write(event["time"], f"[{key[0]}]" + (f" {key[1]}:" if key[1] else "") + f" {row.stage} took {event['time'] - row.started:.1f} s")
-            row.stage, row.started, row.total, row.done = event["stage"], event["time"], event.get("total"), 0
-            if self.level < NORMAL:
-                return
+            row.done += event["steps"]
         elif kind == "finish":
-            row = self._rows.setdefault(key, _Row())
-            row.status = event["status"]
-        elif kind == "note" and event.get("level", NORMAL) > self.level:
-            return
-        if kind == "note" and self.level < NORMAL:
-            return
-        self._write(event["time"], _plain_text(event))
+            self._stage_time(key, row, event["time"])
+            row.status, row.ended = event["status"], event["time"]
+        elif kind == "stage":
+            self._stage_time(key, row, event["time"])
+            row.stage, row.started, row.total, row.done = event["stage"], event["time"], event.get("total"), 0
+            if self.level >= NORMAL:
+                self._write(event["time"], _plain_text(event))
+        elif kind == "note" and event.get("level", NORMAL) <= self.level:
+            self._write(event["time"], _plain_text(event))
+
+    def _stage_time(self, key: tuple[str, str], row: _Row, when: float) -> None:
+        if row.stage != "waiting" and not row.status and self.level >= VERBOSE:
+            self._write(when, _plain_text({"kind": "note", "model": key[0], "target": key[1], "message": f"{row.stage} took {when - row.started:.1f} s"}))
 
     def _write(self, when: float, text: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(when))

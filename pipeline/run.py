@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import ModelConfig, TargetConfig
+from pipeline import progress
 from pipeline.errors import IntegrityError, PipelineError, TargetUnavailable
 from pipeline.fsutil import expand_files, file_records, publish_dir, sha256_file, staging_dir
 from pipeline.parity import evaluate, reference_stats
@@ -36,11 +37,10 @@ def set_log_sink(sink) -> None:
 
 
 def log(model: str, message: str) -> None:
-    line = f"[{model}] {message}"
     if _log_sink is not None:
-        _log_sink(line)
+        _log_sink(f"[{model}] {message}")
     else:
-        print(line, file=sys.stderr, flush=True)
+        progress.note(model, message)
 
 
 def peak_rss_mb() -> float:
@@ -75,10 +75,12 @@ class Prepared:
 
 
 class _Stopwatch:
-    def __init__(self) -> None:
+    def __init__(self, model: str = "") -> None:
         self.timings: dict[str, dict] = {}
+        self.model = model
 
     def run(self, name: str, fn, *args):
+        progress.stage(self.model, "", name)
         start = time.perf_counter()
         result = fn(*args)
         self.timings[name] = {"seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
@@ -100,7 +102,7 @@ def prepare(ctx: RunContext) -> Prepared:
     from pipeline.stages.savedmodel import export_saved_model
     from pipeline.stages.trace import trace_model
 
-    watch = _Stopwatch()
+    watch = _Stopwatch(ctx.config.name)
     config = ctx.config
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
@@ -132,9 +134,11 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
     """Run the artifact from disk on every case and compare with the eager reference."""
     runner = target.open(target_dir, artifact)
     produced = []
+    progress.stage(ctx.config.name, target.name, f"parity {artifact.variant}".strip(), total=len(prep.data.cases))
     for _, inputs in prep.data.cases:
         out = runner(inputs)
         produced.append({k: np.asarray(v) for k, v in out.items()})
+        progress.advance(ctx.config.name, target.name)
     labels = [label for label, _ in prep.data.cases]
     return evaluate(
         labels,
@@ -206,6 +210,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             labels=prep.data.labels,
         )
         t0 = time.perf_counter()
+        progress.stage(ctx.config.name, target.name, "convert")
         artifacts = target.build(job)
         build_s = time.perf_counter() - t0
         variant_entries: dict[str, dict] = {}
@@ -226,6 +231,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             record["parity"] = parity
             record["status"] = "passed" if parity["passed"] else "failed"
             if not parity["passed"]:
+                progress.stage(ctx.config.name, target.name, f"diagnose {artifact.variant}".strip())
                 diagnosis = target.diagnose(job, artifact, parity)
                 if diagnosis:
                     record["diagnosis"] = diagnosis
@@ -235,6 +241,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         publish_dir(staged, model_dir / target.name)
+        progress.finish(ctx.config.name, target.name, entry["status"])
         return entry
     except BaseException as exc:  # one target failing never stops the others
         shutil.rmtree(staged, ignore_errors=True)
@@ -242,6 +249,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             raise
         entry = _error_entry(exc, started)
         log(ctx.config.name, f"{target.name}: error: {entry['message']}")
+        progress.finish(ctx.config.name, target.name, "error")
         return entry
 
 
@@ -250,7 +258,7 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     global _log_sink
     from targets import REGISTRY
 
-    _log_sink = lambda line: on_event("log", "", {"line": line})
+    _log_sink = lambda line: on_event("log", "", {"line": line})  # noqa: E731
     ctx = RunContext(config, artifacts_root)
     chosen = [config.target(name) for name in target_names]
     ctx.model_dir.mkdir(parents=True, exist_ok=True)
@@ -260,8 +268,10 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     except Exception as exc:  # the model itself is unusable: every chosen target errors
         entry = _error_entry(exc, now())
         log(config.name, f"error: {entry['message']}")
+        progress.finish(config.name, "", "error")
         on_event("model_error", "", entry)
         return
+    progress.finish(config.name, "", "ready")
     timings = dict(prep.timings)
     on_event(
         "run",
@@ -341,7 +351,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         codes.append(exit_code_for(entries))
 
     def echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        progress.note_line(line)
 
     for job in jobs_to_run:
         (artifacts_root / job.model).mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,11 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     sys.stderr = log
     sys.path[:0] = [p for p in sys_path if p not in sys.path]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipeline import progress
     from pipeline.config import load_config
     from pipeline.run import run_targets
+
+    progress.set_sink(lambda event: conn.send(("progress", "", event)))
 
     config = load_config(Path(config_file))
 
@@ -120,6 +123,10 @@ class _Running:
                     self.remaining = []
                 elif kind == "log":
                     echo(payload["line"])
+                elif kind == "progress":
+                    from pipeline import progress
+
+                    progress.emit(payload)
                 elif kind == "done":
                     self.done = True
         except (EOFError, OSError):

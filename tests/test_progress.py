@@ -34,18 +34,17 @@ def test_plain_lines_are_timestamped_and_free_of_control_characters():
         "[cnn] load",
         "[cnn] tflite: calibrate int8 (4)",
         "[cnn] keras says redtext",
-        "[cnn] tflite: passed: max_abs 0.001",
     ]
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d", line[:8]) for line in lines)
     assert not CONTROL.search(stream.getvalue().replace("\n", ""))
 
 
-def test_quiet_keeps_results_only_and_verbose_adds_stage_times():
+def test_quiet_prints_nothing_and_verbose_adds_stage_times():
     quiet, verbose = io.StringIO(), io.StringIO()
     _drive(progress.PlainView(quiet, progress.QUIET))
     _drive(progress.PlainView(verbose, progress.VERBOSE))
-    assert [line[9:] for line in quiet.getvalue().splitlines()] == ["[cnn] tflite: passed: max_abs 0.001"]
-    assert re.search(r"\[cnn\] tflite: calibrate int8 \(4\)", verbose.getvalue())
+    assert quiet.getvalue() == ""
+    assert re.search(r"\[cnn\] tflite: calibrate int8 took \d+\.\d s", verbose.getvalue())
 
 
 def test_a_pipe_gets_the_plain_view_and_a_terminal_the_live_one(tmp_path):
