@@ -33,18 +33,13 @@ PATH_SUFFIXES = (".keras", ".h5", ".hdf5")
 def load_config(path: str | Path):
     """A model config from YAML, every problem collected (ConfigError, exit 2)."""
     from pipeline.config import load_config as load
+    from targets import REGISTRY
 
-    return load(Path(path))
-
-
-def _export_configs(configs, only, root: Path, force: bool, in_process: bool) -> int:
-    from pipeline.run import export as run_export
-
-    return run_export(configs, only, root, jobs=1, force=force, in_process=in_process)
+    return load(Path(path), REGISTRY)
 
 
 def _read_report(model_dir: Path) -> dict | None:
-    from pipeline.report import read_report
+    from pipeline.reports.model import read_report
 
     return read_report(model_dir)
 
@@ -272,10 +267,6 @@ def export(
     progress: progress.QUIET / NORMAL / VERBOSE (default NORMAL) on stderr.
     Returns an ExportResult; raises PipelineError (exit_code 2) on bad input.
     """
-    from pipeline import progress as progress_mod
-    from pipeline.results import from_report
-    from pipeline.verdicts import run_fails_on_weak_evidence
-
     config, out = _model_config(
         model, inputs=inputs, outputs=outputs, targets=targets, data=data, out=out, tolerances=tolerances,
         isolate=isolate, name=name, samples=samples, classifier=classifier,
@@ -283,16 +274,17 @@ def export(
     return run_configs([config], out.parent, None, force=force, in_process=not isolate, strict=strict, level=progress)[0]
 
 
-def run_configs(configs, root: Path, only, *, force=False, in_process=False, strict=False, level=None):
+def run_configs(configs, root: Path, only, *, force=False, in_process=False, strict=False, level=None, jobs=1):
     """Export loaded configs; one ExportResult per config (the CLI's `export` calls this)."""
     from pipeline import progress
+    from pipeline.execute.export import export as run_export, exit_code_for
     from pipeline.results import from_report
     from pipeline.verdicts import run_fails_on_weak_evidence
 
     view = progress.make_view(level=progress.NORMAL if level is None else level)
     previous = progress.set_sink(view)
     try:
-        code = _export_configs(configs, only, Path(root), force, in_process)
+        code = run_export(configs, only, Path(root), jobs=jobs, force=force, in_process=in_process)
     finally:
         progress.set_sink(previous)
         view.close()
@@ -301,8 +293,10 @@ def run_configs(configs, root: Path, only, *, force=False, in_process=False, str
         model_dir = Path(root) / config.name
         report = _read_report(model_dir) or {"model": config.name, "targets": {}}
         selected = [t.name for t in config.targets if only is None or t.name in only]
-        result = from_report(report, model_dir, selected, code, strict)
-        if strict and result.exit_code == 0 and run_fails_on_weak_evidence(result.verdicts):
+        entries = {n: e for n, e in (report.get("targets") or {}).items() if n in selected}
+        model_code = exit_code_for(entries) if entries else code
+        result = from_report(report, model_dir, selected, model_code, strict)
+        if strict and model_code == 0 and run_fails_on_weak_evidence(result.verdicts):
             result = from_report(report, model_dir, selected, 1, strict)
         results.append(result)
     return results
@@ -326,7 +320,7 @@ def validate(model: Any, artifacts: str | Path = "artifacts") -> int:
     """Re-check exported artifacts on disk: file hashes, then parity, without re-exporting.
     `model` is a config path, a loaded config, or the folder an export wrote (its .source
     config is used). Returns the exit code: 0 passed, 1 failed or changed."""
-    from pipeline.run import validate_model
+    from pipeline.execute.validate import validate_model
 
     if isinstance(model, (str, Path)):
         path = Path(model)

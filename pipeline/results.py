@@ -70,6 +70,21 @@ class ExportResult:
     def verdicts(self) -> list[Verdict]:
         return [v.verdict for t in self.targets.values() for v in t.variants.values()]
 
+    def to_dict(self) -> dict:
+        """For `--json`: where the reports are and every verdict in one line each."""
+        return {
+            "model": self.model,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "status": self.report.get("status"),
+            "report": str(self.report_path),
+            "report_html": str(self.html_path),
+            "verdicts": [
+                {"target": v.target, "status": v.status, "max_abs": v.max_abs, "reason": v.line_reason(self.strict), "weak_evidence": list(v.weak), "diagnosis": v.diagnosis}
+                for v in self.verdicts
+            ],
+        }
+
     def __getitem__(self, target: str) -> TargetResult:
         return self.targets[target]
 
@@ -81,7 +96,7 @@ class ExportResult:
         return head + "\n" + self.summary()
 
     def _repr_html_(self) -> str:
-        from pipeline.html_report import render_fragment
+        from pipeline.reports.html import render_fragment
 
         return render_fragment([self.report], title=f"tfship export of {self.model}")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs: dict) -> None:
     """Same contract as `workers.run_jobs`; `configs` maps model name -> ModelConfig."""
     from pipeline import progress
-    from pipeline.run import run_targets, set_log_sink
+    from pipeline.execute.build import run_targets
+    from pipeline.execute.console import set_log_sink
 
     for job in jobs:
         remaining = list(job.targets)

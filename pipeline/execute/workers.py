@@ -30,11 +30,11 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipeline import progress
     from pipeline.config import load_config
-    from pipeline.run import run_targets
+    from pipeline.execute.build import run_targets
+    from targets import REGISTRY
 
     progress.set_sink(lambda event: conn.send(("progress", "", event)))
-
-    config = load_config(Path(config_file))
+    config = load_config(Path(config_file), REGISTRY)
 
     def on_event(kind: str, name: str, payload: dict) -> None:
         conn.send((kind, name, payload))
