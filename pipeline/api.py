@@ -230,7 +230,9 @@ def _model_config(model: Any, *, inputs, outputs, targets, data, out, tolerances
     with tempfile.TemporaryDirectory(prefix="tfship-check-") as scratch:
         # Checked where nothing matters first: bad input writes nothing under `out`.
         check_raw = dict(raw, source=raw["source"] if not isolate or obj is None else {"factory": source["factory"]})
-        load_config(_stage_config(check_raw, arrays, Path(scratch), None, facts, False))
+        from pipeline.config import require_selected
+
+        require_selected([load_config(_stage_config(check_raw, arrays, Path(scratch), None, facts, False))], None)
     final = _stage_config(raw, arrays, out / SOURCE_DIR, obj, facts, isolate)
     return load_config(final), out
 

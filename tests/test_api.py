@@ -107,3 +107,5 @@ def test_a_failing_variant_reports_numbers_and_the_debugger(trained, tmp_path):
     line = int8.verdict.line_reason()
     assert "max_abs" in line and "quantization debugger: worst layer" in line
     assert "quantization debugger: worst layer" in result.summary()
+    md = (result.out / "report.md").read_text()
+    assert int8.parity["failures"][0] in md and "### tflite/int8: quantization debugger" in md

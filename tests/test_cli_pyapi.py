@@ -165,3 +165,32 @@ def test_export_piped_prints_plain_timestamped_lines(tmp_path):
     quiet = subprocess.run([sys.executable, "-m", "pipeline", "export", "-c", str(config), "--artifacts", str(artifacts), "-q", "--force"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr
     assert re.search(r"affine\s+savedmodel\s+passed", quiet.stdout)
+
+
+TWO_TARGETS = """\
+source:
+  factory: examples.affine:build
+inputs:
+  - {name: x, shape: [null, 4], dtype: float32}
+outputs: [y]
+data:
+  samples: 16
+targets:
+  - savedmodel
+  - name: tflite
+    variants: [float32, int8]
+    calibration_samples: 64
+"""
+
+
+def test_only_the_selected_targets_needs_are_checked(project):
+    path = project.config("affine", TWO_TARGETS)
+    saved = project.run("export", "--target", "savedmodel")
+    assert saved.code == 0, saved.err  # int8 calibration is not this run's business
+    assert project.report("affine")["targets"]["savedmodel"]["status"] == "passed"
+    tflite = project.run("export", "--target", "tflite")
+    assert tflite.code == 2
+    line = path.read_text().splitlines().index("    calibration_samples: 64") + 1
+    assert f"{path}:{line}: targets[1].calibration_samples: int8 calibrate on 64 samples but `data.samples` is 16" in tflite.err
+    assert not (project.artifacts / "affine" / "tflite").exists()
+    assert project.run("export").code == 2  # every target selected

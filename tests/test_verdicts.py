@@ -49,3 +49,17 @@ def test_summary_columns_line_up():
             if len(line) > start:  # a pass has no reason: its line ends after max_abs
                 assert line[start - 2 : start] == "  " and line[start] != " ", line  # each column starts at its header
     assert all("\n" not in line for line in lines) and len(lines) == 5
+
+
+def test_report_md_keeps_whole_reasons_and_the_diagnosis():
+    from pipeline.reports.markdown import render_markdown
+
+    report = dict(REPORT, status="failed", updated="now", config_sha256="0" * 64, versions={"python": "3"})
+    report["targets"] = dict(REPORT["targets"], onnx={"status": "error", "message": "tf2onnx failed: " + "y" * 200 + "\nsecond line"})
+    md = render_markdown(report)
+    assert "tf2onnx failed: " + "y" * 200 in md  # not cut at 120 characters
+    assert LONG.replace("|", "\\|") in md  # the failure, whole, in the verdict table
+    assert "## Diagnosis" in md and "### tflite/int8: quantization debugger" in md
+    assert "| log_mel |" in md and "Fix: keep the damaged layers in float" in md
+    assert "weak evidence: y near-constant" in md
+    assert md.index("| target | status | max_abs | reason |") < md.index("## Parity")

@@ -17,8 +17,10 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.reports.model import tool_versions
 
+    from pipeline.config import require_selected
     from pipeline.stages.data import make_parity_data
 
+    require_selected(configs, only)  # what the selected targets need: checked before anything runs
     for config in configs:
         if config.data.kind == "npz":
             make_parity_data(config)  # NumPy only: bad data is a config error before anything is written
