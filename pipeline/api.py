@@ -168,7 +168,7 @@ def _model_config(model: Any, *, inputs, outputs, targets, data, out, tolerances
     if isinstance(model, (str, Path)):
         path = Path(model)
         if path.suffix in (".yaml", ".yml"):
-            raise ModelError(f"{path} is a config: use tfship.load_config({str(path)!r}) and tfship.export_config, or `tfship export -c {path}`")
+            raise ModelError(f"{path} is a config")  # handled by export() before this point
         if not path.exists():
             raise ModelError(f"model: {path} does not exist; expected a .keras or .h5 file, a SavedModel folder, or a live model")
         source = {"path": str(path.resolve())}
@@ -269,6 +269,17 @@ def export(
     progress: progress.QUIET / NORMAL / VERBOSE (default NORMAL) on stderr.
     Returns an ExportResult; raises PipelineError (exit_code 2) on bad input.
     """
+    if isinstance(model, (str, Path)) and Path(model).suffix in (".yaml", ".yml") or hasattr(model, "targets") and hasattr(model, "source"):
+        # A YAML config (or one loaded with load_config): the run `tfship export -c` makes.
+        from pipeline.config import require_selected
+
+        config = load_config(model) if isinstance(model, (str, Path)) else model
+        out = Path(out) if out is not None else Path("artifacts") / config.name
+        if out.name != config.name:
+            raise ModelError(f"out: a config's artifacts go to <root>/{config.name}; got {out}")
+        only = None if targets == ("savedmodel",) else ([targets] if isinstance(targets, str) else list(targets))
+        require_selected([config], only)
+        return run_configs([config], out.parent, only, force=force, in_process=not isolate, strict=strict, level=progress)[0]
     config, out = _model_config(
         model, inputs=inputs, outputs=outputs, targets=targets, data=data, out=out, tolerances=tolerances,
         isolate=isolate, name=name, samples=samples, classifier=classifier,
