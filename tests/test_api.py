@@ -47,6 +47,10 @@ def test_keras3_model_exports_in_process_without_yaml(trained, tmp_path):
     assert not list(tmp_path.glob("**/configs"))  # nothing asked of the user on disk
     html = result._repr_html_()
     assert html.index("<table>") < html.index("<svg") and "tflite/float32" in html
+    assert tfship.validate(out) == 0  # hashes, then parity again, from the config the run wrote
+    # The config the run wrote repeats it from the shell or from Python.
+    config = tfship.load_config(out / ".source" / "model.yaml")
+    assert [t.name for t in config.targets] == ["savedmodel", "tflite", "onnx"]
     # Same weights, same code: the second call reuses every artifact.
     again = tfship.export(model, targets=["savedmodel", "tflite", "onnx"], data={"features": x[:64]}, out=out)
     assert again.passed and all(entry.get("rebuilt") is False for entry in again.report["targets"].values())
