@@ -12,6 +12,7 @@ MODULES: tuple[str, ...] = (
     "pipeline.commands.diff",
     "pipeline.commands.matrix",
     "pipeline.commands.merge",
+    "pipeline.commands.repair",
     "pipeline.commands.inspect",
     "pipeline.commands.compare",
 )

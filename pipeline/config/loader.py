@@ -103,6 +103,12 @@ def check_value(col: _Collector, value: Any, hint: Any, path: KeyPath) -> tuple[
             ok_all &= ok
             out.append(converted)
         return ok_all, tuple(out)
+    if dataclasses.is_dataclass(hint):  # a nested options record, e.g. one item of a list
+        if not isinstance(value, dict):
+            col.add(path, f"expected a mapping with keys: {', '.join(f.name for f in dataclasses.fields(hint))}; got {_describe(value)}")
+            return False, None
+        parsed = parse_dataclass(col, hint, value, path)
+        return parsed is not None, parsed
     if hint is bool:
         if isinstance(value, bool):
             return True, value
@@ -406,7 +412,7 @@ def _parse_targets(col: _Collector, raw: Any, model: dict, registry, deferred: l
         before = len(col.problems)
         options = parse_dataclass(col, target.Options, opts, p)
         for key, message in (target.check_options(options, model) if options is not None else []):
-            key_path = p + ((key,) if key else ())
+            key_path = p + (key if isinstance(key, tuple) else (key,) if key else ())  # a tuple key: a nested path
             if deferred is None:
                 col.add(key_path, message)
             else:

@@ -174,8 +174,11 @@ def _fold_variants(variant_entries: dict[str, dict]) -> dict:
     return {"status": status, "files": unique, "variants": {(v or "default"): e for v, e in variant_entries.items()}}
 
 
-def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig) -> dict:
-    """Build, check and publish one target; returns its report entry (never raises PipelineError)."""
+def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, repair: tuple[str, ...] = ()) -> dict:
+    """Build, check and publish one target; returns its report entry (never raises PipelineError).
+
+    A failed variant named by the target's options (or by `repair`) starts the target's
+    repair search; what it finds is published beside it as a variant of its own."""
     model_dir = ctx.model_dir
     started = now()
     staged = staging_dir(model_dir, target.name)
@@ -196,7 +199,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         build_s = time.perf_counter() - t0
         variant_entries: dict[str, dict] = {}
         parity_s = 0.0
-        for artifact in artifacts:
+        to_repair = set(repair) | set(target.repair_variants(target_cfg.options))
+        for artifact in artifacts:  # grows while it runs: repaired variants are checked like the others
             t1 = time.perf_counter()
             record = _artifact_record(artifact, staged, target.name)
             label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
@@ -219,6 +223,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             variant_entries[artifact.variant] = record
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
+            if not parity["passed"] and artifact.variant in to_repair:
+                artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         publish_dir(staged, model_dir / target.name)
@@ -234,8 +240,24 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         return entry
 
 
-def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event) -> None:
-    """Worker side: shared stages once, then each target; every result goes to `on_event`."""
+def _repair_variant(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, job: BuildInputs, artifact: Artifact, record: dict) -> list[Artifact]:
+    """Run the target's repair search on a failed variant; its record goes in the variant's entry."""
+
+    def verify(candidate: Artifact) -> dict:
+        return check_parity(ctx, prep, target, target_cfg, job.out_dir, candidate)
+
+    outcome = target.repair(job, artifact, record, verify, lambda line: log(ctx.config.name, f"{target.name}/{line}"))
+    if outcome is None:
+        return []
+    repaired, search = outcome
+    record["repair"] = search
+    return list(repaired)
+
+
+def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event, repair: dict[str, list[str]] | None = None) -> None:
+    """Worker side: shared stages once, then each target; every result goes to `on_event`.
+
+    `repair` ({target: [variant]}) asks for a repair search on those variants when they fail."""
     from targets import REGISTRY
 
     set_log_sink(lambda line: on_event("log", "", {"line": line}))
@@ -270,7 +292,7 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     )
     for target_cfg in chosen:
         t0 = time.perf_counter()
-        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg)
+        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple((repair or {}).get(target_cfg.name, ())))
         entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
         entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
         on_event("target", target_cfg.name, entry)

@@ -10,9 +10,16 @@ from pipeline.reports.model import merge_report, now, read_report
 from pipeline.spec import ModelConfig
 
 
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, in_process: bool = False) -> int:
+def export(
+    configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False,
+    repair: dict[str, list[str]] | None = None, in_process: bool = False,
+) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports.
-    `in_process` runs the workers' half here instead (a live model exists only in this process)."""
+
+    `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
+    search on the named variants; their entries get no cache key (the config alone would
+    not rebuild the repaired variant). `in_process` runs the workers' half here instead
+    (a live model exists only in this process)."""
     from pipeline.cache import reusable, source_digest, target_key
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.reports.model import tool_versions
@@ -35,13 +42,17 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         previous_report = read_report(model_dir) or {}
         previous = previous_report.get("targets", {})
         keys = {t.name: target_key(config, t, versions) for t in chosen}
-        kept = {t.name: dict(previous[t.name], rebuilt=False) for t in chosen if not force and reusable(previous.get(t.name), keys[t.name], model_dir)}
+        kept = {
+            t.name: dict(previous[t.name], rebuilt=False)
+            for t in chosen
+            if not force and t.name not in (repair or {}) and reusable(previous.get(t.name), keys[t.name], model_dir)
+        }
         reused[config.name] = (kept, keys)
         todo = [t.name for t in chosen if t.name not in kept]
         for name, entry in kept.items():
             log(config.name, f"{name}: up to date ({entry['status']}), reused")
         if todo:
-            jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log"))
+            jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log", repair=dict(repair or {})))
         elif kept:
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(previous_report.get("run", {}).get("model", {}), source_sha256=source_digest(config))
@@ -59,7 +70,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         entries = dict(kept)
         for name, entry in job.entries.items():
             entry["rebuilt"] = True
-            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
+            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") and name not in (repair or {}) else None
             entries[name] = entry
         run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
         run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model

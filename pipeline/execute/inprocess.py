@@ -37,7 +37,7 @@ def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs
                 progress.emit(payload)
 
         try:
-            run_targets(configs[job.model], list(job.targets), artifacts_root, on_event)
+            run_targets(configs[job.model], list(job.targets), artifacts_root, on_event, getattr(job, "repair", None) or None)
         finally:
             set_log_sink(None)
         on_model_done(job)

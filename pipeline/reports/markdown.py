@@ -104,6 +104,11 @@ def render_markdown(report: dict) -> str:
     diagnosis = _diagnosis_lines(report)
     if diagnosis:
         lines += ["", "## Diagnosis"] + diagnosis
+    from pipeline.reports.repairs import render_repairs_markdown
+
+    repairs = render_repairs_markdown(report)
+    if repairs:
+        lines += ["", repairs.rstrip("\n")]
     benchmark = render_benchmark_markdown(report)
     if benchmark:
         lines += ["", benchmark.rstrip("\n")]

@@ -15,7 +15,7 @@ from pipeline.fsutil import expand_files, sha256_file, write_json_atomic, write_
 
 SCHEMA_VERSION = 1
 
-_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert")
+_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer")
 
 
 def tool_versions() -> dict[str, str]:
