@@ -474,6 +474,8 @@ def search(
             cand = attempt(Recipe(name, "int8", int16_layers=tuple(blame[:k]), calibration_samples=samples))
             if cand is None or cand.status == "passed":
                 break
+        if cand is not None and cand.status == "passed" and len(cand.recipe.int16_layers) == 2:
+            attempt(Recipe(name, "int8", int16_layers=tuple(blame[:1]), calibration_samples=samples))  # is one enough?
     # 3. Blamed layers with float activations (int8 weights), growing worst first
     #    (1, 2, 4, ... all), then bisected to the fewest and pruned. When all of them
     #    still fail, the inputs' own rounding is tried off, then the layers' weights

@@ -145,3 +145,43 @@ def test_coverage_reports_the_share_of_parity_values_outside_the_calibrated_rang
     assert set(cover) == {"x"}  # integer inputs are not calibrated
     assert cover["x"]["calibrated_min"] == pytest.approx(-1) and cover["x"]["calibrated_max"] == pytest.approx(1)
     assert cover["x"]["outside_share"] == pytest.approx(0.2)
+
+
+TONES = """\
+name: tones
+source:
+  factory: fixture_audio:logmel_tones
+inputs:
+  - {name: waveform, shape: [null, 4000], dtype: float32}
+outputs: [probs]
+data:
+  generator: fixture_audio:logmel_tones_data
+  samples: 64
+  seed: 7
+  classifier: probs
+targets:
+  - {name: tflite, variants: [float32, dynamic_range, int8], repair: true}
+"""
+
+
+@pytest.mark.heavy
+def test_a_log_mel_front_end_that_fails_quantization_is_repaired_at_the_log(project):
+    """log(mel + 1e-6) spans about -14..+5: per-batch int8 activations (dynamic_range)
+    and a calibrated int8 step both wreck the quiet bands. The search keeps the front-end
+    in float (dynamic_range) or gives it 16-bit activations (int8), and nothing else."""
+    project.config("tones", TONES)
+    result = project.run("export")
+    variants = _variants(project, "tones")
+    assert variants["float32"]["status"] == "passed"
+    for variant in ("dynamic_range", "int8"):
+        assert variants[variant]["status"] == "failed", result.err
+        assert variants[variant]["parity"]["classifier"]["top1_agreement"] < 0.98
+        search = variants[variant]["repair"]
+        assert search["found"] is True and search["conversions"] <= 8
+        assert search["blame"][0] == "log_mel"
+        repaired = variants[f"{variant}_repaired"]
+        assert repaired["status"] == "passed"
+        assert repaired["parity"]["classifier"]["top1_agreement"] == 1.0
+        assert repaired["info"]["size_bytes"] < 0.6 * variants["float32"]["info"]["size_bytes"]
+    assert variants["dynamic_range"]["repair"]["float_layers"] == ["log_mel"]
+    assert variants["int8"]["repair"]["float_layers"] == [] and variants["int8"]["repair"]["int16_layers"] == ["log_mel"]
