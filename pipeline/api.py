@@ -13,14 +13,13 @@ Bad input raises a `PipelineError` with exit_code 2 and writes nothing.
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from pipeline.errors import ConfigError, ModelError, PipelineError, Problem
+from pipeline.errors import ModelError
 
 SOURCE_DIR = ".source"
 DEFAULT_SAMPLES = 64
@@ -177,10 +176,10 @@ def _model_config(model: Any, *, inputs, outputs, targets, data, out, tolerances
 
             sig = inspect_artifact(path, run=False).serving
             facts_inputs = inputs or {t.name: (t.shape, t.dtype) for t in sig.inputs}
-            from pipeline.describe import ModelFacts, _check_shapes, _from_user
+            from pipeline.describe import ModelFacts, check_only_batch_dynamic, specs_from_user
 
-            specs = _from_user(facts_inputs)
-            _check_shapes(specs)
+            specs = specs_from_user(facts_inputs)
+            check_only_batch_dynamic(specs)
             out_names = list(outputs) if outputs else [t.name for t in sig.outputs]
             facts = ModelFacts(name or path.name.lower().replace(".", "_"), "saved_model", tuple(specs), tuple(out_names))
         elif path.suffix in PATH_SUFFIXES:
@@ -227,12 +226,11 @@ def _model_config(model: Any, *, inputs, outputs, targets, data, out, tolerances
         "targets": _target_entries(targets, tolerances, output_names),
     }
     raw = _plain(raw)
+    from pipeline.config import require_selected
+
     with tempfile.TemporaryDirectory(prefix="tfship-check-") as scratch:
         # Checked where nothing matters first: bad input writes nothing under `out`.
-        check_raw = dict(raw, source=raw["source"] if not isolate or obj is None else {"factory": source["factory"]})
-        from pipeline.config import require_selected
-
-        require_selected([load_config(_stage_config(check_raw, arrays, Path(scratch), None, facts, False))], None)
+        require_selected([load_config(_stage_config(raw, arrays, Path(scratch), None, facts, False))], None)
     final = _stage_config(raw, arrays, out / SOURCE_DIR, obj, facts, isolate)
     return load_config(final), out
 

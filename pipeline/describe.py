@@ -58,7 +58,7 @@ def _spec_dict(name: str, shape: Any, dtype: Any) -> dict:
     return {"name": name, "shape": [None if d is None else int(d) for d in dims], "dtype": _dtype_name(dtype)}
 
 
-def _from_user(inputs: Any) -> list[dict]:
+def specs_from_user(inputs: Any) -> list[dict]:
     if isinstance(inputs, Mapping):
         out = []
         for name, spec in inputs.items():
@@ -112,7 +112,7 @@ def _declared_inputs(obj: Any, flavour: str) -> list[dict] | None:
     return _signature_specs(obj)
 
 
-def _check_shapes(inputs: list[dict]) -> None:
+def check_only_batch_dynamic(inputs: list[dict]) -> None:
     for spec in inputs:
         if None in spec["shape"][1:]:
             raise ModelError(
@@ -186,10 +186,10 @@ def _default_name(obj: Any, flavour: str) -> str:
 def describe(obj: Any, inputs: Any = None, outputs: Any = None, name: str | None = None) -> ModelFacts:
     """Name, inputs and outputs of a live model, ready for a config."""
     flavour = flavour_of(obj)
-    specs = _from_user(inputs) if inputs is not None else _declared_inputs(obj, flavour)
+    specs = specs_from_user(inputs) if inputs is not None else _declared_inputs(obj, flavour)
     if not specs:
         what = {"module": "its __call__ is not a tf.function with an input_signature", "function": "it has no input_signature"}.get(flavour, "the model was never built on an input")
         raise ModelError(f"cannot tell the model's inputs: {what}. {INPUTS_HELP[0].upper() + INPUTS_HELP[1:]}")
-    _check_shapes(specs)
+    check_only_batch_dynamic(specs)
     result = _call_once(obj, flavour, specs)
     return ModelFacts(name or _default_name(obj, flavour), flavour, tuple(specs), _output_names(obj, flavour, result, outputs))
