@@ -176,10 +176,9 @@ def _model_config(model: Any, *, inputs, outputs, targets, data, out, tolerances
 
             sig = inspect_artifact(path, run=False).serving
             facts_inputs = inputs or {t.name: (t.shape, t.dtype) for t in sig.inputs}
-            from pipeline.describe import ModelFacts, check_only_batch_dynamic, specs_from_user
+            from pipeline.describe import ModelFacts, specs_from_user
 
             specs = specs_from_user(facts_inputs)
-            check_only_batch_dynamic(specs)
             out_names = list(outputs) if outputs else [t.name for t in sig.outputs]
             facts = ModelFacts(name or path.name.lower().replace(".", "_"), "saved_model", tuple(specs), tuple(out_names))
         elif path.suffix in PATH_SUFFIXES:

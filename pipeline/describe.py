@@ -112,15 +112,6 @@ def _declared_inputs(obj: Any, flavour: str) -> list[dict] | None:
     return _signature_specs(obj)
 
 
-def check_only_batch_dynamic(inputs: list[dict]) -> None:
-    for spec in inputs:
-        if None in spec["shape"][1:]:
-            raise ModelError(
-                f"input '{spec['name']}' has shape {spec['shape']}: only the leading (batch) dimension may be dynamic. "
-                f"Fix the other dimensions with inputs=, e.g. inputs={{'{spec['name']}': ({[None] + [d or 16 for d in spec['shape'][1:]]}, '{spec['dtype']}')}}"
-            )
-
-
 def _zeros(inputs: list[dict]) -> list:
     import numpy as np
 
@@ -190,6 +181,5 @@ def describe(obj: Any, inputs: Any = None, outputs: Any = None, name: str | None
     if not specs:
         what = {"module": "its __call__ is not a tf.function with an input_signature", "function": "it has no input_signature"}.get(flavour, "the model was never built on an input")
         raise ModelError(f"cannot tell the model's inputs: {what}. {INPUTS_HELP[0].upper() + INPUTS_HELP[1:]}")
-    check_only_batch_dynamic(specs)
     result = _call_once(obj, flavour, specs)
     return ModelFacts(name or _default_name(obj, flavour), flavour, tuple(specs), _output_names(obj, flavour, result, outputs))

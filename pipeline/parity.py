@@ -151,6 +151,29 @@ def element_sample(reference: list, produced: list, limit: int = SAMPLE_LIMIT) -
     return {"ref": plain(ref[index]), "out": plain(out[index]), "total": int(n)}
 
 
+SHAPE_SEPARATOR = "/"  # a case label `seq=7/batch1`: the shape set, then the batch case
+
+
+def case_shape(label: str) -> str:
+    """The shape set a case belongs to ('' for a model without dynamic dimensions)."""
+    return label.rsplit(SHAPE_SEPARATOR, 1)[0] if SHAPE_SEPARATOR in label else ""
+
+
+def _by_shape(case_labels: list[str], per_output: dict[str, list[dict]], tolerance_for: Callable[[str], Tolerance]) -> dict:
+    """Per shape set (a model with dynamic dimensions): each output's worst figures there."""
+    shapes = list(dict.fromkeys(case_shape(label) for label in case_labels))
+    if shapes == [""]:
+        return {}
+    table = {}
+    for shape in shapes:
+        rows = {}
+        for name, metrics in per_output.items():
+            worst = _worst([m for m, label in zip(metrics, case_labels) if case_shape(label) == shape], tolerance_for(name))
+            rows[name] = {k: worst[k] for k in ("passed", "max_abs", "mismatch_fraction", "error") if k in worst}
+        table[shape] = {"passed": all(r["passed"] for r in rows.values()), "outputs": rows}
+    return table
+
+
 def evaluate(
     case_labels: list[str],
     reference: list[dict[str, np.ndarray]],
@@ -187,6 +210,9 @@ def evaluate(
             worst["sample"] = element_sample([p[0] for p in pairs], [p[1] for p in pairs])
         outputs[name] = worst
     result: dict = {"outputs": outputs, "cases": cases}
+    by_shape = _by_shape(case_labels, per_output, tolerance_for)
+    if by_shape:
+        result["by_shape"] = by_shape
     failures = [f"{n}: {_failure_text(m)}" for n, m in outputs.items() if not m["passed"]]
     if classifier and classifier in names:
         pooled = [i for i, p in enumerate(pool_mask) if p]

@@ -179,6 +179,9 @@ class TFLiteTarget(Target):
                 info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
             runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
             info["quantization"] = litert.io_quantization(runner, job.model.input_names)
+            fixed = litert.fixed_dims(runner, job.model.inputs)
+            if fixed:  # the converter pinned a dimension the config declares dynamic: say which
+                info["fixed_dims"] = fixed
             if variant in litert.CALIBRATED:
                 info["calibration_samples"] = options.calibration_samples
             if conv.denylisted_nodes:
@@ -187,7 +190,8 @@ class TFLiteTarget(Target):
         if options.recipes:
             from targets.support import repair
 
-            artifacts += repair.build_recipe_variants(job, options, {a.variant: a for a in artifacts}, DEFAULT_TOLERANCES)
+            float_content = repair.float_flatbuffer(job, {a.variant: a for a in artifacts})
+            artifacts += repair.build_recipe_variants(job, options.recipes, options.calibration_samples, float_content, DEFAULT_TOLERANCES)
         sizes = {a.variant: a.info["size_bytes"] for a in artifacts}
         if "float32" in sizes:
             for a in artifacts:

@@ -20,7 +20,7 @@ import yaml
 from pipeline.errors import ConfigError, Problem
 from pipeline.tolerance import TOLERANCE_KEYS, Tolerance
 from pipeline.config.yamlsrc import KeyPath, Located, format_key, load_located
-from pipeline.spec import DataConfig, InputSpec, ModelConfig, OutputSpec, SourceConfig, SyntheticInput, TargetConfig, config_as_dict
+from pipeline.spec import BATCH_DIM, DEFAULT_DIM_VALUES, DataConfig, InputSpec, ModelConfig, OutputSpec, SourceConfig, SyntheticInput, TargetConfig, config_as_dict
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool", "string")
 DISTRIBUTIONS = ("uniform", "normal", "integers")
@@ -91,6 +91,16 @@ def check_value(col: _Collector, value: Any, hint: Any, path: KeyPath) -> tuple[
         hint_text = _closest(str(value), [str(a) for a in args])
         col.add(path, f"invalid value {value!r}{hint_text}; expected one of: {', '.join(map(str, args))}")
         return False, None
+    if origin is dict:  # {name: value}: keys are names, values checked against the value type
+        if not isinstance(value, dict):
+            col.add(path, f"expected a mapping, got {_describe(value)}")
+            return False, None
+        out, ok_all = {}, True
+        for key, item in value.items():
+            ok, converted = check_value(col, item, args[1], path + (key,))
+            ok_all &= ok and isinstance(key, str)
+            out[key] = converted
+        return ok_all, out
     if origin is tuple:
         items = value if isinstance(value, list) else None
         if items is None:
@@ -222,19 +232,30 @@ def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
         elif name in seen:
             col.add(p + ("name",), f"duplicate input name '{name}'")
             ok = False
-        if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape):
-            col.add(p + ("shape",), f"expected a list of positive integers or null (dynamic), got {_describe(shape)}")
+        dims: tuple = ()
+        if not isinstance(shape, list) or not all(_is_dim(d) for d in shape):
+            col.add(p + ("shape",), f"expected a list of positive integers, null (dynamic) or a dimension name (dynamic, shared by inputs), got {_describe(shape)}")
             ok = False
-        elif None in shape[1:]:
-            col.add(p + ("shape",), "only the leading (batch) dimension may be null; give the other dimensions as integers")
+        elif shape and isinstance(shape[0], str):
+            col.add(p + ("shape", 0), f"the leading dimension is the batch: write null (dynamic) or a number, not the name {shape[0]!r}")
             ok = False
+        elif BATCH_DIM in shape[1:]:
+            col.add(p + ("shape",), f"'{BATCH_DIM}' names the leading dimension; give the other dynamic dimensions another name")
+            ok = False
+        else:
+            dims = tuple(d if isinstance(d, str) else None for d in shape)
+            shape = [None if isinstance(d, str) else d for d in shape]
         if dtype not in DTYPES:
             col.add(p + ("dtype",), f"unknown dtype {dtype!r}{_closest(str(dtype), DTYPES)}; expected one of: {', '.join(DTYPES)}")
             ok = False
         if ok:
             seen.add(name)
-            specs.append(InputSpec(name, tuple(shape), dtype))
+            specs.append(InputSpec(name, tuple(shape), dtype, dims if any(dims) else ()))
     return tuple(specs)
+
+
+def _is_dim(d: Any) -> bool:
+    return d is None or (isinstance(d, str) and d.isidentifier()) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
 
 
 def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
@@ -272,7 +293,7 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
     raw = {} if raw is None else col.mapping(raw, path, "parity data")
     if raw is None:
         return None
-    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier"))
+    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier", "shapes"))
     kinds = [k for k in ("npz", "generator") if k in raw]
     if len(kinds) > 1 or (kinds and "inputs" in raw):
         col.add(path, "give at most one data source: 'inputs' (synthetic), 'npz' or 'generator'")
@@ -337,6 +358,7 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
             col.add(path + ("classifier",), f"expected the name of the output holding class scores, one of: {', '.join(out_names)}")
         else:
             values["classifier"] = raw["classifier"]
+    values["shapes"] = _parse_shapes(col, raw.get("shapes"), path + ("shapes",), inputs, kind)
     fixed = {i.fixed_batch for i in inputs if i.batched}
     if "batch_sizes" in raw:
         ok, sizes = check_value(col, raw["batch_sizes"], tuple[int, ...], path + ("batch_sizes",))
@@ -381,6 +403,33 @@ def _parse_tolerances(col: _Collector, raw: Any, path: KeyPath, outputs: set[str
             choices = sorted(outputs) + [v for v in variants if v]
             col.add(path + (key,), f"'{key}' is neither an output nor a variant of this target; expected one of: {', '.join(choices)}")
     return tuple(flat)
+
+
+def _parse_shapes(col: _Collector, raw: Any, path: tuple, inputs: tuple[InputSpec, ...], kind: str) -> tuple:
+    """`data.shapes`: the concrete values parity tests each dynamic non-batch dimension at.
+    Every dynamic dimension gets DEFAULT_DIM_VALUES unless listed; npz data has the one
+    shape its arrays have."""
+    names = list(dict.fromkeys(name for spec in inputs for _, name in spec.dynamic_dims))
+    if raw is None:
+        return tuple((name, DEFAULT_DIM_VALUES) for name in names) if kind != "npz" else ()
+    if kind == "npz":
+        col.add(path, "npz data has the one shape its arrays have; 'shapes' applies to synthetic and generator data")
+        return ()
+    if col.mapping(raw, path, "dimension name -> list of sizes") is None:
+        return ()
+    out = dict((name, DEFAULT_DIM_VALUES) for name in names)
+    for name, sizes in raw.items():
+        p = path + (name,)
+        if name not in names:
+            known = ", ".join(names) if names else "none (give an input a dimension as null or a name)"
+            col.add(p, f"no dynamic dimension named {name!r}{_closest(str(name), names)}; dynamic dimensions: {known}")
+            continue
+        ok, sizes = check_value(col, sizes, tuple[int, ...], p)
+        if ok and (not sizes or any(v < 1 for v in sizes)):
+            col.add(p, "expected a non-empty list of positive sizes, e.g. [7, 32, 128]")
+        elif ok:
+            out[name] = sizes
+    return tuple(out.items())
 
 
 def _parse_targets(col: _Collector, raw: Any, model: dict, registry, deferred: list | None = None) -> tuple[TargetConfig, ...]:

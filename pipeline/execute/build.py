@@ -104,6 +104,20 @@ def prepare(ctx: RunContext) -> Prepared:
     return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check)
 
 
+def dynamic_dims_view(config) -> dict:
+    """Every dynamic non-batch dimension: the inputs and axes that carry it and the
+    sizes parity tested (for report.json)."""
+    view: dict[str, dict] = {}
+    tested = dict(config.data.shapes)
+    for spec in config.inputs:
+        for axis, name in spec.dynamic_dims:
+            entry = view.setdefault(name, {"axes": [], "tested": sorted({d[name] for d in config.shape_sets})})
+            entry["axes"].append({"input": spec.name, "axis": axis})
+            if name not in tested:
+                entry["default_sizes"] = True
+    return view
+
+
 def _tolerance_for(target_cfg: TargetConfig, artifact: Artifact):
     def lookup(output: str) -> Tolerance:
         return artifact.tolerance.override(target_cfg.tolerance_overrides(artifact.variant, output))
@@ -222,7 +236,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
                     record["diagnosis"] = diagnosis
             variant_entries[artifact.variant] = record
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
-            log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
+            reason = (record.get("diagnosis") or {}).get("reason")
+            log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}") + (f". {reason}" if reason else ""))
             if not parity["passed"] and artifact.variant in to_repair:
                 artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
         entry = _fold_variants(variant_entries)
@@ -283,6 +298,11 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
                 "flavour": prep.loaded.flavour,
                 "tracing_count": prep.traced.tracing_count,
                 "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
+                **(
+                    {"dynamic_dims": dynamic_dims_view(config), "retrace_checked_at_shapes": [dict(d) for d in config.shape_sets]}
+                    if config.dynamic_dims
+                    else {}
+                ),
                 "reference": prep.stats,
                 "reference_check": prep.reference_check,
                 "cases": [label for label, _ in prep.data.cases],
