@@ -16,6 +16,7 @@ def register(subparsers, common) -> None:
     export.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="models exported in parallel worker processes (default: %(default)s)")
     export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     export.add_argument("--bench", action="store_true", help="after exporting, time what was exported (as `tfship bench`)")
+    export.add_argument("--dry-run", action="store_true", help="print what would be built or reused, and why; build and write nothing")
     export.add_argument("--strict", action="store_true", help="weak evidence (a near-constant reference output) fails the run (exit 1)")
     add_output_arguments(export)
     export.set_defaults(handler=run)
@@ -30,6 +31,18 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError([Problem("", None, "--jobs", f"expected at least 1 worker, got {args.jobs}")])
     only = target_filter(args.target, configs)
+    if args.dry_run:
+        from pipeline.config import require_selected
+        from pipeline.plan import make_plan
+
+        require_selected(configs, only)
+        from pipeline.reports.model import tool_versions
+
+        plan = make_plan(configs, only, args.artifacts, tool_versions(), force=args.force)
+        print("\n".join(plan.lines()))
+        building = sum(j.action == "build" for j in plan.jobs)
+        print(f"\n{building} to build, {len(plan.jobs) - building} up to date (dry run: nothing built or written)")
+        return 0
     results = run_configs(configs, args.artifacts, only, force=args.force, strict=args.strict, level=output_level(args), jobs=args.jobs)
     codes = [r.exit_code for r in results]
     code = 2 if 2 in codes else max(codes, default=0)

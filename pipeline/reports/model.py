@@ -47,11 +47,17 @@ def read_report(model_dir: Path) -> dict | None:
         return None
 
 
-def merge_report(model_dir: Path, model: str, config_sha256: str, config_file: str, run: dict, targets: dict[str, dict]) -> dict:
-    """Fold this run's targets into the existing report and write both files atomically."""
+def merge_report(
+    model_dir: Path, model: str, config_sha256: str, config_file: str, run: dict, targets: dict[str, dict], still_valid: frozenset[str] | None = None
+) -> dict:
+    """Fold this run's targets into the existing report and write both files atomically.
+
+    When the config changed since the report was written, only the older entries named in
+    `still_valid` (their stage cache key still holds and their files are intact) are kept."""
     previous = read_report(model_dir) or {}
     if previous.get("config_sha256") not in (None, config_sha256):
-        previous["targets"] = {}  # the config changed: older entries describe another plan
+        kept = set(still_valid or ())
+        previous["targets"] = {k: v for k, v in (previous.get("targets") or {}).items() if k in kept}
     report = {
         "schema_version": SCHEMA_VERSION,
         "model": model,
