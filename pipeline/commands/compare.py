@@ -33,7 +33,7 @@ def _tolerances(items: list[str]) -> dict:
         output, _, rest = item.partition(":")
         key, _, value = rest.partition("=")
         try:
-            number = float(value)
+            number = int(value) if key == "top_k" else float(value)
         except ValueError:
             number = None
         if not output or key not in TOLERANCE_KEYS or number is None:
