@@ -73,17 +73,17 @@ def _sort_key(item: tuple[str, dict]) -> tuple[int, str]:
 
 def _probe_refusal(config_file: Path, target: str) -> str:
     """What the config loader says when `target` is added to this config."""
-    from pipeline.config import load_configs
+    from pipeline.config import load_configs, require_selected
     from pipeline.errors import ConfigError
     from targets import REGISTRY
 
     raw = yaml.safe_load(config_file.read_text())
     raw["targets"] = list(raw.get("targets") or []) + [target]
-    fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".yaml", dir=config_file.parent)
+    fd, probe = tempfile.mkstemp(prefix="probe_", suffix=".yaml", dir=config_file.parent)
     try:
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(raw, f, sort_keys=False)
-        load_configs([Path(probe)], REGISTRY)
+        require_selected(load_configs([Path(probe)], REGISTRY), [target])
     except ConfigError as exc:
         return "; ".join(p.message for p in exc.problems)
     finally:
