@@ -134,7 +134,7 @@ def test_recipes_are_validated_with_the_config(tmp_path):
         base: int8
         float_weights: [probs]
         int16_layers: [hidden]
-      - {name: r2, base: dynamic_range, int16_layers: [a], calibration_samples: 10, colour: red}
+      - {name: r2, base: dynamic_range, int16_layers: [a], calibration_samples: 10}
 """
     edge = "  - {name: edgetpu, recipes: [{name: repaired, base: int8, int16_layers: [hidden], float_inputs: true}]}\n"
     path.write_text(OUTLIER.replace("targets:\n", "targets:\n" + edge.replace("{", "{{").replace("}", "}}")).format(extra=bad))
@@ -144,8 +144,12 @@ def test_recipes_are_validated_with_the_config(tmp_path):
     assert "repair: 'float16' cannot be repaired" in text
     assert re.search(r"recipes\[0\]\.name.*'int8' is already a variant name", text)
     assert re.search(r"recipes\[0\]\.float_weights.*must be in float_layers too", text)
-    assert re.search(r"recipes\[1\]\.colour.*unknown key 'colour'", text)
+    assert re.search(r"recipes\[1\]\.int16_layers.*apply to the int8 base, not dynamic_range", text)
+    assert re.search(r"recipes\[1\]\.calibration_samples.*dynamic_range is not calibrated", text)
     assert "the Edge TPU has no 16-bit activations" in text and "the Edge TPU takes integer inputs" in text
+    path.write_text(OUTLIER.format(extra="    recipes:\n      - {name: r2, colour: red}\n"))
+    with pytest.raises(ConfigError, match=r"recipes\[0\]\.colour.*unknown key 'colour'; allowed here: name, base, float_layers"):
+        load_config(path)
 
 
 def test_coverage_reports_the_share_of_parity_values_outside_the_calibrated_range():
