@@ -60,7 +60,7 @@ test-heavy: $(STAMP)
 
 # Every corpus model (configs/corpus/) on every target, then docs/corpus.md; MODEL=... for a subset.
 corpus: $(STAMP)
-	$(BIN)/python -m examples.corpus --artifacts $(ARTIFACTS)/corpus $(MODEL_ARGS) $(if $(FORCE),--force)
+	$(BIN)/python -m examples.corpus --artifacts $(ARTIFACTS)/corpus -j $(JOBS) $(MODEL_ARGS) $(if $(FORCE),--force)
 
 # The default parity budgets measured on the calibration corpus: per precision class,
 # acceptable artifacts vs seeded breakages x pass / fail (examples/calibrate_budgets.py).

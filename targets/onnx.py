@@ -75,6 +75,7 @@ class OnnxRunner:
             raise TargetUnavailable("onnxruntime is not installed; install it with `pip install onnxruntime`") from exc
         if not path.exists():
             raise IntegrityError(f"ONNX model {path} does not exist; re-export the onnx target")
+        self.path = Path(path)
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         declared = {i.name: i for i in self.session.get_inputs()}
         self.input_names = list(input_names or declared)
@@ -94,7 +95,11 @@ class OnnxRunner:
             value = np.asarray(inputs[name])
             dtype = self._dtypes[name]
             feeds[name] = value if dtype is None or value.dtype == dtype else value.astype(dtype)
-        results = self.session.run(self.output_names, feeds)
+        try:
+            results = self.session.run(self.output_names, feeds)
+        except Exception as exc:  # onnxruntime's own failure on this graph: name the node, not a traceback
+            text = " ".join(str(exc).split())
+            raise ConversionError(f"onnxruntime cannot run {self.path.name}: {text}") from exc
         return dict(zip(self.output_names, results))
 
 
@@ -228,6 +233,24 @@ def _rename_values(model, pairs: list[tuple[str, str]]) -> None:
         _rename_value(model, old, f"__tfship_rename_{i}__")
     for i, (_, new) in enumerate(pairs):
         _rename_value(model, f"__tfship_rename_{i}__", new)
+
+
+def _fix_loop_bodies(model) -> None:
+    """Give every Loop body's iteration count and condition inputs a scalar shape.
+
+    tf2onnx leaves them without a shape for a tf.while_loop, and onnxruntime then refuses
+    to run the Loop ("Initialize Loop subgraph input 0 has unknown shape"); both are
+    scalars by the ONNX Loop specification."""
+    for graph in _walk_graphs(model.graph):
+        for node in graph.node:
+            if node.op_type != "Loop":
+                continue
+            for attr in node.attribute:
+                if attr.name == "body":
+                    for value in attr.g.input[:2]:
+                        tensor_type = value.type.tensor_type
+                        if not tensor_type.HasField("shape"):
+                            tensor_type.shape.SetInParent()
 
 
 def _fix_interface(model, input_names: list[str], output_names: list[str], converted_output_order: list[str], lifted: set[str] = frozenset()) -> None:
@@ -432,6 +455,7 @@ class OnnxTarget(Target):
             raise IncompatibleModel(_unsupported_message(config.name, options.opset, log))
 
         _fix_interface(converted.model, input_names, output_names, converted_order, set(converted.lifted))
+        _fix_loop_bodies(converted.model)
         _name_dynamic_dims(converted.model, config)
         path = job.out_dir / MODEL_FILE
         files = onnx_lift.attach(converted, path, external, MODEL_FILE + DATA_SUFFIX)

@@ -177,3 +177,27 @@ def test_a_gru_compiles_for_tpu_and_its_tflite_limit_names_op_and_layer(project)
     failed = targets["tflite"]["variants"]["float32"]
     assert failed["status"] == "error" and failed["error"] == "IncompatibleModel"
     assert re.search(r"TFLite float32: TensorListReserve in layer 'gru': 'tf.TensorListReserve' op requires element_shape to be static", failed["message"]), failed["message"]
+
+
+def test_a_while_loop_runs_in_onnxruntime(project):
+    """tf2onnx leaves a Loop body's iteration count without a shape and onnxruntime
+    refused to run it; with the shape given, the subclassed tf.while_loop/tf.cond model
+    passes parity."""
+    corpus_config(project, "control_flow", [{"name": "onnx", "opset": 17}])
+    result = project.run("export", "--model", "control_flow")
+    entry = project.report("control_flow")["targets"]["onnx"]
+    assert result.code == 0, entry.get("message")
+    assert entry["parity"]["outputs"]["value"]["max_abs"] < 1e-5
+
+
+def test_a_string_input_model_exports_and_the_tpu_names_its_text_ops(project):
+    """TextVectorization inside the model: string parity data reaches the SavedModel; the
+    TPU refuses the text ops by name (a TPU has no string type)."""
+    corpus_config(project, "text_classifier", ["savedmodel", "tpu"])
+    result = project.run("export", "--model", "text_classifier")
+    targets = project.report("text_classifier")["targets"]
+    assert targets["savedmodel"]["status"] == "passed", targets["savedmodel"].get("message")
+    assert targets["savedmodel"]["parity"]["outputs"]["probs"]["max_abs"] < 1e-6
+    tpu = targets["tpu"]
+    assert result.code == 2 and tpu["status"] == "error" and tpu["error"] == "IncompatibleModel"
+    assert "layer 'vectorize'" in tpu["message"] and "string tensors" in tpu["message"]

@@ -35,13 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/corpus.md"))
     parser.add_argument("--model", action="append", help="only these corpus models (default: all)")
     parser.add_argument("--force", action="store_true", help="rebuild what is up to date")
+    parser.add_argument("-j", "--jobs", type=int, default=1, help="models exported in parallel (each worker needs up to ~3 GB)")
     parser.add_argument("--table-only", action="store_true", help="write the table from the reports on disk")
     args = parser.parse_args(argv)
 
     wall = None
     code = None
     if not args.table_only:
-        command = [sys.executable, "-m", "pipeline", "export", "--config-dir", str(args.config_dir), "--artifacts", str(args.artifacts)]
+        command = [sys.executable, "-m", "pipeline", "export", "--config-dir", str(args.config_dir), "--artifacts", str(args.artifacts), "-j", str(args.jobs)]
         command += [a for m in args.model or run_order(args.config_dir) for a in ("--model", m)] + (["--force"] if args.force else [])
         start = time.perf_counter()
         code = subprocess.run(command).returncode

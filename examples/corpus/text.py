@@ -31,6 +31,7 @@ def make_sentences(n: int, seed: int):
 
 def build():
     import keras
+    import tensorflow as tf
     from keras import layers
 
     keras.utils.set_random_seed(0)
@@ -44,7 +45,8 @@ def build():
     h = layers.Dense(16, activation="relu", name="hidden")(h)
     probs = layers.Dense(2, activation="softmax", name="probs")(h)
     model = keras.Model(text, probs, name="text_classifier")
-    fit(model, x.astype(str), y, "sparse_categorical_crossentropy", epochs=6)
+    # Keras trains on string tensors, not NumPy unicode arrays.
+    fit(model, tf.constant(x.astype(str).astype(bytes)), y, "sparse_categorical_crossentropy", epochs=6)
     return model
 
 

@@ -55,6 +55,8 @@ def _synthetic(config: ModelConfig, dims: dict[str, int], index: int = 0) -> dic
 
 
 def _numpy_dtype(dtype: str) -> Any:
+    if dtype == "string":  # TensorFlow strings arrive as bytes/str objects
+        return object
     return np.float32 if dtype == "bfloat16" else np.dtype(dtype)
 
 

@@ -19,9 +19,25 @@ def tracking_module(loaded: LoadedModel) -> Any:
     module = tf.Module()
     if loaded.flavour == "keras3":
         module.keras_variables = [v.value for v in loaded.obj.weights]
+        # Lookup tables (TextVectorization, StringLookup) are TensorFlow resources held by
+        # the layers, not weights: untracked, the export refuses the function using them.
+        module.keras_resources = keras_resources(loaded.obj)
     elif loaded.flavour in ("tf_keras", "module", "saved_model"):
         module.model = loaded.obj
     return module
+
+
+def keras_resources(model: Any) -> list:
+    """Every TensorFlow resource (a lookup table) a Keras 3 layer of `model` holds."""
+    import tensorflow as tf
+
+    layers = model._flatten_layers() if hasattr(model, "_flatten_layers") else [model]
+    found: dict[int, Any] = {}
+    for layer in layers:
+        for value in vars(layer).values():
+            if isinstance(value, tf.saved_model.experimental.TrackableResource):
+                found.setdefault(id(value), value)
+    return list(found.values())
 
 
 def write_saved_model(path: Path, loaded: LoadedModel, signatures: dict[str, Any], functions: dict[str, Any] | None = None, options: Any = None) -> Path:

@@ -58,8 +58,10 @@ def sample_inputs(specs: tuple[InputSpec, ...], batch: int, dims: dict[str, int]
     out = {}
     for spec in specs:
         shape = (batch if spec.shape[0] is None else spec.shape[0], *spec.sample_shape(dims or {})) if spec.batched else ()
-        dtype = object if spec.dtype == "string" else spec.dtype
-        out[spec.name] = np.zeros(shape, dtype=dtype) if spec.dtype not in ("bfloat16",) else np.zeros(shape, np.float32)
+        if spec.dtype == "string":  # empty strings: zeros of dtype object would be Python ints
+            out[spec.name] = np.full(shape, b"", dtype=object)
+        else:
+            out[spec.name] = np.zeros(shape, dtype=spec.dtype) if spec.dtype not in ("bfloat16",) else np.zeros(shape, np.float32)
     return out
 
 
