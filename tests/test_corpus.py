@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+import yaml
 from corpus_helpers import CORPUS_CONFIGS, corpus_config
 
 from pipeline.config import load_configs
@@ -150,9 +151,14 @@ def test_loops_and_conds_keep_their_verdicts_per_variant(project):
 
 @pytest.mark.heavy
 def test_an_int16x8_depthwise_conv_litert_cannot_prepare_fails_that_variant_only(project):
-    """MobileNetV2: LiteRT cannot prepare an int16x8 DEPTHWISE_CONV_2D
+    """Stock MobileNetV2 at 96x96: LiteRT cannot prepare an int16x8 DEPTHWISE_CONV_2D
     (no_integer_overflow_from_quantization); float32 is still checked and published."""
-    corpus_config(project, "mobilenet_v2", [{"name": "tflite", "variants": ["float32", "int16x8"], "calibration_samples": 32}])
+    path = corpus_config(project, "mobilenet_v2", [{"name": "tflite", "variants": ["float32", "int16x8"], "calibration_samples": 32}])
+    raw = yaml.safe_load(path.read_text())
+    raw["source"]["factory"] = "examples.corpus.applications:mobilenet_v2_stock_96"
+    raw["data"]["generator"] = "examples.corpus.applications:mobilenet_v2_stock_96_data"
+    raw["inputs"][0]["shape"] = [None, 96, 96, 3]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     project.run("export", "--model", "mobilenet_v2")
     variants = project.report("mobilenet_v2")["targets"]["tflite"]["variants"]
     assert variants["float32"]["status"] == "passed"

@@ -106,3 +106,16 @@ def convnext_tiny_data(n: int = 64, seed: int = EVAL_SEED):
 
 def xception_data(n: int = 64, seed: int = EVAL_SEED):
     return _data("xception", n, seed)
+
+
+def mobilenet_v2_stock_96():
+    """MobileNetV2 at 96x96 exactly as constructed (no batch-norm statistics set): LiteRT
+    cannot prepare its int16x8 depthwise convolutions (the tflite test uses it)."""
+    import keras
+
+    keras.utils.set_random_seed(SEED)
+    return keras.applications.MobileNetV2(weights=None, include_top=False, pooling="avg", input_shape=(96, 96, 3), name="mobilenet_v2")
+
+
+def mobilenet_v2_stock_96_data(n: int = 32, seed: int = EVAL_SEED):
+    return {"image": smooth_images(n, seed, 96, -1.0, 1.0)}
