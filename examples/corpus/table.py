@@ -91,6 +91,16 @@ def _probe_refusal(config_file: Path, target: str) -> str:
     return ""
 
 
+def _exported_before_edit(report: dict, config_file: Path) -> bool:
+    """The config file changed after this report's run finished (its rows are stale)."""
+    import datetime as dt
+
+    finished = (report.get("run") or {}).get("finished")
+    if not finished:
+        return True
+    return dt.datetime.fromisoformat(finished).timestamp() < config_file.stat().st_mtime
+
+
 def collect(config_dir: Path, artifacts: Path) -> list[dict]:
     rows = []
     for config_file in sorted(config_dir.glob("*.yaml")):
@@ -99,6 +109,8 @@ def collect(config_dir: Path, artifacts: Path) -> list[dict]:
         report_file = artifacts / model / "report.json"
         report = json.loads(report_file.read_text()) if report_file.is_file() else {}
         targets = report.get("targets") or {}
+        stale = bool(report) and _exported_before_edit(report, config_file)
+        mark = f"[stale: exported {(report.get('run') or {}).get('finished', '?')} from an earlier version of this config] " if stale else ""
         for target in TARGET_ORDER:
             if target not in configured:
                 refusal = _probe_refusal(config_file, target)
@@ -116,7 +128,7 @@ def collect(config_dir: Path, artifacts: Path) -> list[dict]:
                 rows.append({
                     "model": model, "target": target, "variant": variant, "status": record.get("status", "?"),
                     "max_abs": _max_abs(record), "size": _size(record.get("bytes")),
-                    "seconds": _seconds(record, entry, single=not variants), "reason": _reason(record, entry),
+                    "seconds": _seconds(record, entry, single=not variants), "reason": mark + _reason(record, entry),
                 })
     return rows
 
@@ -153,6 +165,13 @@ def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: floa
     ]
     for r in rows:
         lines.append(f"| {r['model']} | {r['target']} | {r['variant'] or '-'} | {r['status']} | {r['max_abs']} | {r['size']} | {r['seconds']} | {r['reason']} |")
+    lines += ["", "Each model's last export (UTC), from its report:", ""]
+    for model in models:
+        report_file = artifacts / model / "report.json"
+        finished = ""
+        if report_file.is_file():
+            finished = (json.loads(report_file.read_text()).get("run") or {}).get("finished", "")
+        lines.append(f"- {model}: {finished or 'not exported'}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text("\n".join(lines) + "\n")
