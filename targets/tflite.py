@@ -143,6 +143,8 @@ class TFLiteTarget(Target):
                 artifacts.append(self._build_variant(job, options, variant, layers))
             except PipelineError as exc:
                 artifacts.append(Artifact.failed(variant, exc))
+            except Exception as exc:  # a bug here must not cost the other variants either; it says "unexpected"
+                artifacts.append(Artifact.failed(variant, ConversionError(f"unexpected {type(exc).__name__}: {exc}")))
         if options.recipes:
             from targets.support import repair
 

@@ -75,7 +75,13 @@ def check_calibration(inputs: Iterable[Any], calibration: dict[str, np.ndarray],
                 f"{where}: calibration data for input '{spec.name}' has shape {list(array.shape)}, expected {expected}. "
                 "Fix the `data:` section of the model's config so its arrays match `inputs:`."
             )
-        if np.dtype(array.dtype) != np.dtype(spec.dtype):
+        if spec.dtype == "string":  # bytes/str objects: any NumPy text or object array
+            if array.dtype.kind not in "OSU":
+                raise IncompatibleModel(
+                    f"{where}: calibration data for input '{spec.name}' is {array.dtype}, expected strings. "
+                    "Fix the `data:` section of the model's config so its dtypes match `inputs:`."
+                )
+        elif np.dtype(array.dtype) != np.dtype(spec.dtype):
             same_kind = np.issubdtype(array.dtype, np.floating) == np.issubdtype(np.dtype(spec.dtype), np.floating)
             if not same_kind:
                 raise IncompatibleModel(
@@ -96,7 +102,7 @@ def representative_dataset(calibration: dict[str, np.ndarray], inputs: Iterable[
 
     def generate():
         for i in range(samples):
-            yield {spec.name: np.asarray(calibration[spec.name][i : i + 1]).astype(spec.dtype) for spec in specs}
+            yield {spec.name: np.asarray(calibration[spec.name][i : i + 1]).astype(object if spec.dtype == "string" else spec.dtype) for spec in specs}
             if on_sample is not None:
                 on_sample()
 
