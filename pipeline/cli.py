@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="models exported in parallel worker processes (default: %(default)s)")
     export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     export.add_argument("--bench", action="store_true", help="after exporting, time what was exported (as `tfship bench`)")
+    export.add_argument("--strict", action="store_true", help="a budget more than 1000x looser than the artifact needed fails it (default: a warning)")
     validate = sub.add_parser("validate", help="re-check exported artifacts (hashes, then parity) without re-exporting")
     common(validate)
     sub.add_parser("targets", help="list the known targets")
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise ConfigError([Problem("", None, "--jobs", f"expected at least 1 worker, got {args.jobs}")])
             only = _target_filter(args.target, configs)
-            code = export(configs, only, args.artifacts, jobs=args.jobs, force=args.force)
+            code = export(configs, only, args.artifacts, jobs=args.jobs, force=args.force, strict=args.strict)
             _summary(configs, args.artifacts, only)
             if args.bench and code == 0:
                 from pipeline.bench import DEFAULT_BATCH, DEFAULT_MAX_SECONDS, run_command

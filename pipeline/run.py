@@ -144,6 +144,23 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
     )
 
 
+def localize(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, target_dir: Path, artifact: Artifact, parity: dict):
+    """The first layer where a failed artifact diverges (None when it cannot be said).
+
+    Localization explains a failure; it never changes the verdict, so its own
+    failure is recorded and the run goes on."""
+    from pipeline.localize import Localization, localize_failure, pick_inputs
+
+    try:
+        return localize_failure(
+            ctx.model_dir, ctx.config, prep.loaded, target, target_cfg, target_dir, artifact, parity, prep.stats,
+            _tolerance_for(target_cfg, artifact), pick_inputs(prep.data.cases, prep.pool_mask), prep.data.pool,
+        )
+    except Exception as exc:  # the parity verdict stands; say why there is no layer table
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return Localization(target=target.name, variant=artifact.variant, method="none", note=f"localization failed: {type(exc).__name__}: {first}")
+
+
 def _error_entry(exc: BaseException, started: str) -> dict:
     if isinstance(exc, PipelineError):
         return {"status": "error", "error": type(exc).__name__, "exit_code": exc.exit_code, "message": str(exc), "started": started, "finished": now()}
@@ -227,6 +244,11 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             variant_entries[artifact.variant] = record
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
+            if not parity["passed"]:
+                localization = localize(ctx, prep, target, target_cfg, staged, artifact, parity)
+                if localization is not None:
+                    record["localization"] = localization.to_json()
+                    log(ctx.config.name, "  where: " + localization.summary())
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         publish_dir(staged, model_dir / target.name)
@@ -281,8 +303,9 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
         on_event("target", target_cfg.name, entry)
 
 
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False) -> int:
+def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, strict: bool = False) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports."""
+    from pipeline.audit import apply_strict
     from pipeline.cache import reusable, source_digest, target_key
     from pipeline.report import tool_versions
     from pipeline.workers import ModelJob, run_jobs
@@ -314,7 +337,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(previous_report.get("run", {}).get("model", {}), source_sha256=source_digest(config))
             run = {"started": started, "finished": now(), "targets": list(kept), "rebuilt": [], "reused": list(kept), "model": model_facts}
-            merge_report(model_dir, config.name, config.sha256, str(config.file), run, kept)
+            merge_report(model_dir, config.name, config.sha256, str(config.file), run, apply_strict(kept) if strict else kept)
             codes.append(exit_code_for(kept))
     if not jobs_to_run:
         log("tfship", "nothing changed: every selected target is up to date")
@@ -331,6 +354,8 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
             entries[name] = entry
         run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
         run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model
+        if strict:
+            apply_strict(entries)
         merge_report(artifacts_root / job.model, config.name, config.sha256, str(config.file), run, entries)
         codes.append(exit_code_for(entries))
 

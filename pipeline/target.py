@@ -94,3 +94,13 @@ class Target:
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         """Called when an artifact fails parity: extra report fields that explain why."""
         return None
+
+    def tensor_probe(self, target_dir: Path, artifact: Artifact, model: ModelConfig, debug_dir: Path):
+        """The artifact's intermediate tensors in its own runtime (a `pipeline.localize.probes.TensorProbe`),
+        for layer localization; None when the runtime cannot expose them (then localization bisects).
+        Debug copies go to `debug_dir`, never into `target_dir`."""
+        return None
+
+    def options_for_variant(self, options: Any, variant: str) -> Any:
+        """Options that build only `variant` (bisection rebuilds one variant of truncated models)."""
+        return options
