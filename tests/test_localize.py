@@ -31,7 +31,9 @@ def _entries(report: dict) -> dict[str, dict]:
     return out
 
 
-@pytest.mark.parametrize("depth", [3, 7, 12])
+# Depth 7 is the hard case (the TFLite converter folds that layer into the next one) and runs
+# in every `make test`; depths 3 and 12 add a minute and run with `make test-heavy`.
+@pytest.mark.parametrize("depth", [pytest.param(3, marks=pytest.mark.heavy), 7, pytest.param(12, marks=pytest.mark.heavy)])
 def test_a_layer_that_computes_differently_when_traced_is_named_on_every_graph_target(project, depth):
     project.config("fault", FAULT.format(factory=f"traced_fault_{depth}", targets=GRAPH_TARGETS))
     result = project.run("export")
@@ -96,3 +98,46 @@ def test_layer_metrics_on_known_arrays():
     assert rows[1].budget_atol == pytest.approx(0.03)
     first, growth = summarize(rows)
     assert first == "b" and growth == "c"
+
+
+def test_explain_reads_artifacts_on_disk_and_writes_model_explorer_node_data(project):
+    from model_explorer import node_data_builder as ndb
+
+    from pipeline.html_report import render_html
+
+    project.config("fault", FAULT.format(factory="traced_fault_3", targets="  - {name: tflite, variants: [float32]}\n"))
+    assert project.run("export").code == 1
+    report = project.report("fault")
+    del report["targets"]["tflite"]["variants"]["float32"]["localization"]
+    (project.artifacts / "fault" / "report.json").write_text(__import__("json").dumps(report))
+
+    result = project.run("explain", "--model", "fault", "--target", "tflite")
+    assert result.code == 0, result.err
+    assert "tflite/float32: first layer over budget: 'l3'" in result.out and "(parity FAILED)" in result.out
+    loc = project.report("fault")["targets"]["tflite"]["variants"]["float32"]["localization"]
+    assert loc["first_over_budget"] == "l3"
+    assert "### tflite/float32: where it diverges" in (project.artifacts / "fault" / "report.md").read_text()
+    assert "error by layer depth" in render_html([project.report("fault")])
+
+    # Node data for Model Explorer, read back through the package's own classes, keyed by
+    # tensor names of the shipped .tflite file it is meant to be opened over.
+    explorer = loc["explorer"]
+    assert explorer["graph"] == "tflite/float32.tflite"
+    raw = (project.artifacts / "fault" / explorer["node_data"]).read_text()
+    data = __import__("json").loads(raw)
+    node_data = ndb.GraphNodeData(
+        name=data["name"],
+        results={k: ndb.NodeDataResult(**v) for k, v in data["results"].items()},
+        thresholds=[ndb.ThresholdItem(**t) for t in data["thresholds"]],
+    )
+    produced = __import__("json").loads(node_data.to_json_string())  # the package's own serialization
+    assert {key: produced[key] for key in data} == data
+    from ai_edge_litert.interpreter import Interpreter
+
+    names = {d["name"] for d in Interpreter(model_path=str(project.artifacts / "fault" / "tflite" / "float32.tflite")).get_tensor_details()}
+    assert set(data["results"]) <= names and len(data["results"]) >= 12
+    budget = data["thresholds"][0]["value"]
+    assert all(v["value"] <= budget for k, v in data["results"].items() if "/l1_" in k or "/l2_" in k)
+    assert any(v["value"] > budget for k, v in data["results"].items() if "/l4_" in k)
+
+    assert project.run("explain", "--model", "fault", "--target", "onnx").code == 2

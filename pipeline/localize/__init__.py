@@ -5,12 +5,14 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.localize.core import Exporter, localize_artifact
+from pipeline.localize.node_data import write_node_data
 from pipeline.localize.result import Budget, LayerError, Localization, budget_for
 
 __all__ = ["Budget", "Exporter", "LayerError", "Localization", "budget_for", "localize_artifact", "localize_failure", "pick_inputs"]
@@ -53,6 +55,24 @@ def localize_failure(
         return target.tensor_probe(target_dir, artifact, config, debug_dir)
 
     exporter = Exporter(target=target, target_cfg=target_cfg, variant=artifact.variant, calibration=calibration)
-    return localize_artifact(
+    result = localize_artifact(
         config, loaded, probe, inputs, budget, target.name, artifact.variant, exporter=exporter, work_dir=debug_dir / "bisect"
     )
+    _remove_empty(debug_dir / "bisect")
+    kind = result.explorer.get("kind")
+    if kind:
+        written = write_node_data(result, kind, debug_dir)
+        if written is not None:
+            # Open it over the shipped file when the runtime read that file as is; else over the debug copy.
+            graph = {"litert": artifact.files[0], "onnxruntime": artifact.files[0]}.get(kind)
+            graph_path = f"{target.name}/{graph}" if graph else next((f".debug/{debug_dir.name}/{f}" for f in result.debug_files if f.endswith(".pb")), "")
+            explorer = {"kind": kind, "node_data": f".debug/{debug_dir.name}/{written.name}", "graph": graph_path}
+            result = dataclasses.replace(result, explorer=explorer, debug_files=result.debug_files + (written.name,))
+    return result
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

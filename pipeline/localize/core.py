@@ -140,7 +140,7 @@ def localize_artifact(
         return Localization(
             method=method, layers=tuple(rows), first_over_budget=first, largest_growth=growth,
             unmatched=tuple(unmatched), note=note, seconds=round(time.perf_counter() - start, 3),
-            debug_files=tuple(getattr(probe, "debug_files", ())), **base,
+            debug_files=tuple(getattr(probe, "debug_files", ())), explorer={"kind": probe.kind}, **base,
         )
     if exporter is None or loaded.flavour not in ("keras3", "tf_keras"):
         return Localization(method="none", note="no Keras layers to compare or bisect (plain function or tf.Module)", seconds=round(time.perf_counter() - start, 3), **base)

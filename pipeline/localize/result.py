@@ -90,9 +90,11 @@ class Localization:
     seconds: float = 0.0
     debug_files: tuple[str, ...] = ()
     budget: dict = field(default_factory=dict)
+    explorer: dict = field(default_factory=dict)  # {"node_data": path, "graph": path to open it over}
 
     def to_json(self) -> dict:
         return {
+            "explorer": dict(self.explorer),
             "target": self.target,
             "variant": self.variant,
             "method": self.method,
@@ -120,6 +122,7 @@ class Localization:
             seconds=float(data.get("seconds", 0.0)),
             debug_files=tuple(data.get("debug_files", [])),
             budget=dict(data.get("budget") or {}),
+            explorer=dict(data.get("explorer") or {}),
         )
 
     def summary(self) -> str:
@@ -183,6 +186,18 @@ def layer_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
 
 def judge(index: int, layer: str, tensor: str, ref: np.ndarray, out: np.ndarray, budget: Budget, quantized: dict | None = None) -> LayerError:
     m = layer_metrics(ref, out)
+    if quantized and quantized.get("scale"):
+        # The debugger's two figures, on the shipped tensor: RMS error in quantization steps
+        # (about 0.29 is plain rounding), and the share of non-zero values that became zero.
+        finite = np.isfinite(m["diff"])
+        rmse = float(np.sqrt(np.mean(np.square(m["diff"][finite])))) if finite.any() else float("inf")
+        nonzero = m["ref"] != 0
+        flat_out = np.asarray(out, dtype=np.float64).reshape(-1)
+        quantized = dict(
+            quantized,
+            rmse_over_scale=round(rmse / quantized["scale"], 3),
+            rounded_to_zero=round(float(np.mean(flat_out[nonzero] == 0.0)) if nonzero.any() else 0.0, 3),
+        )
     atol = budget.atol_for(m["range"])
     outside = m["diff"] > atol + budget.rtol * np.abs(m["ref"])
     share = float(outside.mean()) if outside.size else 0.0
