@@ -16,7 +16,7 @@ from pipeline.fsutil import write_json_atomic, write_text_atomic
 SCHEMA_VERSION = 1
 STATUSES = ("passed", "failed", "skipped", "error")
 
-_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert")
+_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer")
 
 
 def tool_versions() -> dict[str, str]:
@@ -179,6 +179,11 @@ def render_markdown(report: dict) -> str:
         lines += ["", "## Layer localization", ""]
         for label, loc in located:
             lines += _localization_lines(label, loc)
+    from pipeline.repairs import render_repairs_markdown
+
+    repairs = render_repairs_markdown(report)
+    if repairs:
+        lines += ["", repairs.rstrip("\n")]
     from pipeline.bench import render_benchmark_markdown  # bench imports this module
 
     benchmark = render_benchmark_markdown(report)

@@ -201,8 +201,11 @@ def _fold_variants(variant_entries: dict[str, dict]) -> dict:
     return {"status": status, "files": unique, "variants": {(v or "default"): e for v, e in variant_entries.items()}}
 
 
-def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig) -> dict:
-    """Build, check and publish one target; returns its report entry (never raises PipelineError)."""
+def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, repair: tuple[str, ...] = ()) -> dict:
+    """Build, check and publish one target; returns its report entry (never raises PipelineError).
+
+    A failed variant named by the target's options (or by `repair`) starts the target's
+    repair search; what it finds is published beside it as a variant of its own."""
     model_dir = ctx.model_dir
     started = now()
     staged = staging_dir(model_dir, target.name)
@@ -222,7 +225,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         build_s = time.perf_counter() - t0
         variant_entries: dict[str, dict] = {}
         parity_s = 0.0
-        for artifact in artifacts:
+        to_repair = set(repair) | set(target.repair_variants(target_cfg.options))
+        for artifact in artifacts:  # grows while it runs: repaired variants are checked like the others
             t1 = time.perf_counter()
             record = _artifact_record(artifact, staged, target.name)
             label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
@@ -249,6 +253,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
                 if localization is not None:
                     record["localization"] = localization.to_json()
                     log(ctx.config.name, "  where: " + localization.summary())
+            if not parity["passed"] and artifact.variant in to_repair:
+                artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         publish_dir(staged, model_dir / target.name)
@@ -262,8 +268,24 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         return entry
 
 
-def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event) -> None:
-    """Worker side: shared stages once, then each target; every result goes to `on_event`."""
+def _repair_variant(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, job: BuildInputs, artifact: Artifact, record: dict) -> list[Artifact]:
+    """Run the target's repair search on a failed variant; its record goes in the variant's entry."""
+
+    def verify(candidate: Artifact) -> dict:
+        return check_parity(ctx, prep, target, target_cfg, job.out_dir, candidate)
+
+    outcome = target.repair(job, artifact, record, verify, lambda line: log(ctx.config.name, f"{target.name}/{line}"))
+    if outcome is None:
+        return []
+    repaired, search = outcome
+    record["repair"] = search
+    return list(repaired)
+
+
+def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event, repair: dict[str, list[str]] | None = None) -> None:
+    """Worker side: shared stages once, then each target; every result goes to `on_event`.
+
+    `repair` ({target: [variant]}) asks for a repair search on those variants when they fail."""
     global _log_sink
     from targets import REGISTRY
 
@@ -297,14 +319,18 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     )
     for target_cfg in chosen:
         t0 = time.perf_counter()
-        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg)
+        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple((repair or {}).get(target_cfg.name, ())))
         entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
         entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
         on_event("target", target_cfg.name, entry)
 
 
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, strict: bool = False) -> int:
-    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports."""
+def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, repair: dict[str, list[str]] | None = None, strict: bool = False) -> int:
+    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports.
+
+    `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
+    search on the named variants; their entries get no cache key (the config alone would
+    not rebuild the repaired variant)."""
     from pipeline.audit import apply_strict
     from pipeline.cache import reusable, source_digest, target_key
     from pipeline.report import tool_versions
@@ -326,13 +352,17 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         previous_report = read_report(model_dir) or {}
         previous = previous_report.get("targets", {})
         keys = {t.name: target_key(config, t, versions) for t in chosen}
-        kept = {t.name: dict(previous[t.name], rebuilt=False) for t in chosen if not force and reusable(previous.get(t.name), keys[t.name], model_dir)}
+        kept = {
+            t.name: dict(previous[t.name], rebuilt=False)
+            for t in chosen
+            if not force and t.name not in (repair or {}) and reusable(previous.get(t.name), keys[t.name], model_dir)
+        }
         reused[config.name] = (kept, keys)
         todo = [t.name for t in chosen if t.name not in kept]
         for name, entry in kept.items():
             log(config.name, f"{name}: up to date ({entry['status']}), reused")
         if todo:
-            jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log"))
+            jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log", repair=dict(repair or {})))
         elif kept:
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(previous_report.get("run", {}).get("model", {}), source_sha256=source_digest(config))
@@ -350,7 +380,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         entries = dict(kept)
         for name, entry in job.entries.items():
             entry["rebuilt"] = True
-            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
+            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") and name not in (repair or {}) else None
             entries[name] = entry
         run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
         run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model

@@ -20,7 +20,7 @@ from pathlib import Path
 STDERR_TAIL_LINES = 20
 
 
-def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn) -> None:
+def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, repair: dict | None = None) -> None:
     """Entry point of a spawned worker: build `targets` of one model, sending each entry."""
     log = open(log_path, "a", buffering=1)
     os.dup2(log.fileno(), 2)  # C++ libraries write to fd 2 directly; keep it for the crash report
@@ -35,7 +35,7 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     def on_event(kind: str, name: str, payload: dict) -> None:
         conn.send((kind, name, payload))
 
-    run_targets(config, targets, Path(artifacts_root), on_event)
+    run_targets(config, targets, Path(artifacts_root), on_event, repair)
     conn.send(("done", "", {}))
     conn.close()
 
@@ -46,6 +46,7 @@ class ModelJob:
     model: str
     targets: list[str]
     log_path: Path
+    repair: dict[str, list[str]] = field(default_factory=dict)  # {target: [variant]} to repair when they fail
     entries: dict[str, dict] = field(default_factory=dict)
     run: dict = field(default_factory=dict)
 
@@ -79,7 +80,7 @@ class _Running:
         self.log_offset = job.log_path.stat().st_size if job.log_path.exists() else 0
         self.process = ctx.Process(
             target=_worker_main,
-            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child),
+            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child, job.repair),
             daemon=True,
         )
         self.process.start()
