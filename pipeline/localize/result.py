@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-METHODS = ("tensors", "bisection", "none")
+METHODS = ("tensors", "tensors+bisection", "bisection", "none")
+SWALLOWED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,16 @@ def judge(index: int, layer: str, tensor: str, ref: np.ndarray, out: np.ndarray,
     atol = budget.atol_for(m["range"])
     outside = m["diff"] > atol + budget.rtol * np.abs(m["ref"])
     share = float(outside.mean()) if outside.size else 0.0
+    # A quantized tensor whose step swallows most of its non-zero values (an outlier stretched
+    # its range) has lost them, however small the error looks against that stretched range.
+    # Softmax/logistic outputs have a fixed 1/256 step and round small probabilities to zero by design.
+    swallowed = bool(
+        quantized
+        and quantized.get("rounded_to_zero", 0.0) > SWALLOWED_SHARE
+        and not math.isclose(quantized.get("scale", 0.0), 1.0 / 256.0, rel_tol=1e-6)
+    )
+    if quantized is not None and swallowed:
+        quantized = dict(quantized, swallowed=True)
     return LayerError(
         index=index,
         layer=layer,
@@ -212,7 +223,7 @@ def judge(index: int, layer: str, tensor: str, ref: np.ndarray, out: np.ndarray,
         sqnr_db=m["sqnr_db"],
         budget_atol=atol,
         mismatch_fraction=share,
-        over_budget=share > budget.mismatch_fraction,
+        over_budget=share > budget.mismatch_fraction or swallowed,
         quantized=quantized,
     )
 
