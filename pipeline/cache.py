@@ -12,7 +12,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from pipeline.config import ModelConfig, TargetConfig, config_as_dict
+from pipeline.spec import ModelConfig, TargetConfig, config_as_dict
 from pipeline.fsutil import sha256_file
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent

@@ -35,5 +35,4 @@ TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 
 # Shared defaults by numeric precision. Targets start from these and may adjust.
 FP32 = Tolerance(atol=1e-5, rtol=1e-5)
-FP16 = Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3)
 BF16 = Tolerance(atol=1e-2, rtol=2e-2, range_fraction=1e-2)

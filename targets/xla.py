@@ -427,11 +427,12 @@ def latency(model: str, config_dir: Path, batches: tuple[int, ...] = (1, 32), ru
 
     from pipeline.config import load_config
     from pipeline.stages.data import make_parity_data
+    from targets import REGISTRY
     from pipeline.stages.load import load_model
     from pipeline.stages.trace import make_function
     from targets.support import xla as sx
 
-    config = load_config(config_dir / f"{model}.yaml")
+    config = load_config(config_dir / f"{model}.yaml", REGISTRY)
     loaded = load_model(config)
     pool = make_parity_data(config).pool
     result = {}

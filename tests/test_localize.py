@@ -103,7 +103,7 @@ def test_layer_metrics_on_known_arrays():
 def test_explain_reads_artifacts_on_disk_and_writes_model_explorer_node_data(project):
     from model_explorer import node_data_builder as ndb
 
-    from pipeline.html_report import render_html
+    from pipeline.reports.html import render_html
 
     project.config("fault", FAULT.format(factory="traced_fault_3", targets="  - {name: tflite, variants: [float32]}\n"))
     assert project.run("export").code == 1

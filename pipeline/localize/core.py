@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.config import ModelConfig, OutputSpec
+from pipeline.spec import ModelConfig, OutputSpec
 from pipeline.localize import eager as eg
 from pipeline.localize.result import Budget, LayerError, Localization, judge, summarize
 from pipeline.records import LoadedModel

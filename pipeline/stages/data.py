@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import InputSpec, ModelConfig
+from pipeline.spec import InputSpec, ModelConfig
 from pipeline.errors import ConfigError, Problem
 from pipeline.records import ParityData
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ModelConfig
+from pipeline.spec import ModelConfig
 from pipeline.errors import ModelError
 from pipeline.records import LoadedModel
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import InputSpec, ModelConfig
+from pipeline.spec import InputSpec, ModelConfig
 from pipeline.errors import ModelError
 from pipeline.records import LoadedModel, TracedModel
 
@@ -61,7 +61,7 @@ def trace_model(config: ModelConfig, loaded: LoadedModel) -> TracedModel:
 
     function = make_function(config, loaded)
     try:
-        concrete = function.get_concrete_function()
+        function.get_concrete_function()  # traces: user code raises here, before any batch runs
     except Exception as exc:  # tracing runs user code: explain in the model's terms
         raise explain_trace_error(exc, config, loaded) from exc
     dynamic = any(spec.shape and spec.shape[0] is None for spec in config.inputs)
@@ -75,7 +75,7 @@ def trace_model(config: ModelConfig, loaded: LoadedModel) -> TracedModel:
             f"model '{config.name}' was traced {count} times for batch sizes {list(batches)}; "
             "a signature-fixed function must trace once. Something in the model depends on Python values that change per call."
         )
-    return TracedModel(function=function, concrete=concrete, tracing_count=count, batch_sizes_checked=batches)
+    return TracedModel(function=function, tracing_count=count, batch_sizes_checked=batches)
 
 
 _LIBRARY_MARKERS = ("site-packages", "dist-packages", f"{Path(sys.prefix).name}/lib", "/pipeline/stages/", "<frozen")

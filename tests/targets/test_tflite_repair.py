@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
+from targets import REGISTRY
 from pipeline.errors import ConfigError
 
 OUTLIER = """\
@@ -128,7 +129,7 @@ def test_recipes_are_validated_with_the_config(tmp_path):
 """
     path.write_text(OUTLIER.format(extra=bad))
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        load_config(path, REGISTRY)
     text = str(info.value)
     assert "repair: 'float16' cannot be repaired" in text
     assert re.search(r"recipes\[0\]\.name.*'int8' is already a variant name", text)

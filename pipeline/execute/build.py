@@ -1,5 +1,6 @@
-"""The runner: config -> load -> trace -> savedmodel -> data -> reference ->
-target.build -> parity -> report, for each model and target.
+"""The worker half of a run: load -> trace -> savedmodel -> data -> reference ->
+target.build -> parity, for one model and its targets; each target's report entry
+goes back to the parent through `on_event`.
 
 One target failing never stops the others. Each target builds into a staging folder
 that replaces `artifacts/<model>/<target>/` only when the target finished (passed or
@@ -7,9 +8,7 @@ failed parity); an error or a crash leaves the previous artifacts as they were.
 """
 from __future__ import annotations
 
-import resource
 import shutil
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -17,29 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import ModelConfig, TargetConfig
-from pipeline.errors import IntegrityError, PipelineError, TargetUnavailable
-from pipeline.fsutil import expand_files, file_records, publish_dir, sha256_file, staging_dir
+from pipeline.errors import PipelineError, TargetUnavailable
+from pipeline.execute.console import log, peak_rss_mb, set_log_sink
+from pipeline.fsutil import file_records, publish_dir, staging_dir
 from pipeline.parity import evaluate, reference_stats
 from pipeline.records import LoadedModel, ParityData, TracedModel
-from pipeline.report import merge_report, now, read_report
+from pipeline.reports.model import now
+from pipeline.spec import ModelConfig, TargetConfig
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import Tolerance
-
-
-_log_sink = None  # a worker sends its progress lines to the parent through this
-
-
-def log(model: str, message: str) -> None:
-    line = f"[{model}] {message}"
-    if _log_sink is not None:
-        _log_sink(line)
-    else:
-        print(line, file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @dataclass(frozen=True)
@@ -286,10 +271,9 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     """Worker side: shared stages once, then each target; every result goes to `on_event`.
 
     `repair` ({target: [variant]}) asks for a repair search on those variants when they fail."""
-    global _log_sink
     from targets import REGISTRY
 
-    _log_sink = lambda line: on_event("log", "", {"line": line})
+    set_log_sink(lambda line: on_event("log", "", {"line": line}))
     ctx = RunContext(config, artifacts_root)
     chosen = [config.target(name) for name in target_names]
     ctx.model_dir.mkdir(parents=True, exist_ok=True)
@@ -323,153 +307,3 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
         entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
         entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
         on_event("target", target_cfg.name, entry)
-
-
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, repair: dict[str, list[str]] | None = None, strict: bool = False) -> int:
-    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports.
-
-    `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
-    search on the named variants; their entries get no cache key (the config alone would
-    not rebuild the repaired variant)."""
-    from pipeline.audit import apply_strict
-    from pipeline.cache import reusable, source_digest, target_key
-    from pipeline.report import tool_versions
-    from pipeline.workers import ModelJob, run_jobs
-
-    from pipeline.stages.data import make_parity_data
-
-    for config in configs:
-        if config.data.kind == "npz":
-            make_parity_data(config)  # NumPy only: bad data is a config error before anything is written
-    versions = tool_versions()
-    started = now()
-    jobs_to_run, reused, codes = [], {}, []
-    for config in configs:
-        chosen = [t for t in config.targets if only is None or t.name in only]
-        if not chosen:
-            continue
-        model_dir = artifacts_root / config.name
-        previous_report = read_report(model_dir) or {}
-        previous = previous_report.get("targets", {})
-        keys = {t.name: target_key(config, t, versions) for t in chosen}
-        kept = {
-            t.name: dict(previous[t.name], rebuilt=False)
-            for t in chosen
-            if not force and t.name not in (repair or {}) and reusable(previous.get(t.name), keys[t.name], model_dir)
-        }
-        reused[config.name] = (kept, keys)
-        todo = [t.name for t in chosen if t.name not in kept]
-        for name, entry in kept.items():
-            log(config.name, f"{name}: up to date ({entry['status']}), reused")
-        if todo:
-            jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log", repair=dict(repair or {})))
-        elif kept:
-            # Nothing ran: what the last run learned about the model still describes these artifacts.
-            model_facts = dict(previous_report.get("run", {}).get("model", {}), source_sha256=source_digest(config))
-            run = {"started": started, "finished": now(), "targets": list(kept), "rebuilt": [], "reused": list(kept), "model": model_facts}
-            merge_report(model_dir, config.name, config.sha256, str(config.file), run, apply_strict(kept) if strict else kept)
-            codes.append(exit_code_for(kept))
-    if not jobs_to_run:
-        log("tfship", "nothing changed: every selected target is up to date")
-        return max(codes, default=0) if 2 not in codes else 2
-    by_name = {c.name: c for c in configs}
-
-    def on_model_done(job: ModelJob) -> None:
-        config = by_name[job.model]
-        kept, keys = reused[job.model]
-        entries = dict(kept)
-        for name, entry in job.entries.items():
-            entry["rebuilt"] = True
-            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") and name not in (repair or {}) else None
-            entries[name] = entry
-        run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
-        run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model
-        if strict:
-            apply_strict(entries)
-        merge_report(artifacts_root / job.model, config.name, config.sha256, str(config.file), run, entries)
-        codes.append(exit_code_for(entries))
-
-    def echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    for job in jobs_to_run:
-        (artifacts_root / job.model).mkdir(parents=True, exist_ok=True)
-        job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        job.log_path.write_text("")
-    run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done)
-    return max(codes, default=0) if 2 not in codes else 2
-
-
-def export_model(config: ModelConfig, target_names: list[str] | None, artifacts_root: Path, force: bool = False) -> tuple[dict, int]:
-    """Export one model (through a worker, with the stage cache); returns (report, exit code)."""
-    code = export([config], target_names, artifacts_root, jobs=1, force=force)
-    return read_report(artifacts_root / config.name) or {}, code
-
-
-def exit_code_for(entries: dict[str, dict]) -> int:
-    codes = [0]
-    for entry in entries.values():
-        if entry["status"] == "error":
-            codes.append(entry.get("exit_code", 1))
-        elif entry["status"] == "failed":
-            codes.append(1)
-    return 2 if 2 in codes else max(codes)
-
-
-# ------------------------------------------------------------------ validate
-
-
-def verify_files(model_dir: Path, report: dict) -> list[str]:
-    """Files whose bytes differ from the report (or that are gone)."""
-    changed = []
-    for name, entry in report.get("targets", {}).items():
-        for f in entry.get("files", []):
-            path = model_dir / f["path"]
-            if not path.is_file():
-                changed.append(f"{f['path']} (missing)")
-            elif sha256_file(path) != f["sha256"]:
-                changed.append(f"{f['path']} (sha256 {sha256_file(path)[:12]}, recorded {f['sha256'][:12]})")
-        target_dir = model_dir / name
-        if target_dir.is_dir() and entry.get("files"):
-            recorded = {f["path"] for f in entry["files"]}
-            for path in expand_files(model_dir, [name]):
-                rel = path.relative_to(model_dir).as_posix()
-                if rel not in recorded:
-                    changed.append(f"{rel} (not in the report)")
-    return changed
-
-
-def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
-    """Re-check artifacts on disk: hashes first, then parity, without re-exporting."""
-    from targets import REGISTRY
-
-    ctx = RunContext(config, artifacts_root)
-    report = read_report(ctx.model_dir)
-    if report is None:
-        log(config.name, f"no report at {ctx.model_dir / 'report.json'}: run `tfship export --model {config.name}` first")
-        return 1
-    changed = verify_files(ctx.model_dir, report)
-    if changed:
-        log(config.name, "artifact files changed since export:\n  " + "\n  ".join(changed))
-        raise IntegrityError(f"{config.name}: {len(changed)} file(s) differ from report.json: " + "; ".join(changed))
-    log(config.name, "all recorded files match their sha256")
-    prep = prepare(ctx)
-    code = 0
-    for name, entry in report.get("targets", {}).items():
-        if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
-            continue
-        target = REGISTRY.get(name)
-        try:
-            target_cfg = config.target(name)
-        except KeyError:
-            continue
-        records = entry.get("variants") or {"": entry}
-        for variant, record in records.items():
-            art = record["artifact"]
-            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
-            parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
-            label = f"{name}/{variant}" if variant else name
-            log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
-            if not parity["passed"]:
-                code = 1
-    return code

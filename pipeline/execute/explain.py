@@ -1,5 +1,5 @@
-"""`tfship explain MODEL [--target T]`: localize, layer by layer, where exported
-artifacts on disk diverge from the eager model, whether their parity passed or not.
+"""Explain artifacts on disk: localize, layer by layer, where each exported artifact
+diverges from the eager model, whether its parity passed or not.
 
 Files are checked against the report first (as `validate` does); the per-layer
 table goes to the console and into report.json / report.md beside the verdict,
@@ -11,26 +11,6 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import ConfigError, IntegrityError, Problem
-
-
-def register(sub, common) -> None:
-    parser = sub.add_parser("explain", help="where artifacts on disk diverge from the eager model, layer by layer")
-    common(parser)
-    parser.add_argument("--target", action="append", metavar="T", help="target name, repeatable (default: every exported target)")
-    parser.set_defaults(handler=run_command)
-
-
-def run_command(args) -> int:
-    from pipeline.cli import _quiet_tensorflow, config_files, native_stderr_to
-    from pipeline.config import load_configs
-
-    configs = load_configs(config_files(args.model, args.config_dir))
-    _quiet_tensorflow()
-    code = 0
-    with native_stderr_to(args.artifacts / ".logs" / "explain.log"):
-        for config in configs:
-            code = max(code, explain_model(config, args.artifacts, args.target))
-    return code
 
 
 def _table(loc: dict) -> list[str]:
@@ -47,9 +27,8 @@ def _table(loc: dict) -> list[str]:
 
 
 def explain_model(config, artifacts_root: Path, only: list[str] | None) -> int:
-    from pipeline.fsutil import write_json_atomic, write_text_atomic
-    from pipeline.report import read_report, render_markdown, report_path
-    from pipeline.run import RunContext, check_parity, localize, prepare, verify_files
+    from pipeline.execute.build import RunContext, check_parity, localize, prepare
+    from pipeline.reports.model import read_report, verify_files, write_report
     from pipeline.target import Artifact
     from pipeline.tolerance import Tolerance
     from targets import REGISTRY
@@ -89,8 +68,7 @@ def explain_model(config, artifacts_root: Path, only: list[str] | None) -> int:
             print(f"[{config.name}] {loc.summary()} (parity {verdict})")
             print("\n".join(_table(record["localization"])))
             explained += 1
-    write_json_atomic(report_path(ctx.model_dir), report)
-    write_text_atomic(ctx.model_dir / "report.md", render_markdown(report))
+    write_report(ctx.model_dir, report)
     if not explained:
         print(f"[{config.name}] nothing to explain: no exported artifact with a parity record", file=sys.stderr)
     return 0
