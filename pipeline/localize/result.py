@@ -140,7 +140,13 @@ class Localization:
                 f"{100 * first.rel_error:.3g}% of its range, cosine {first.cosine:.6g}, SQNR {first.sqnr_db:.1f} dB)"
             )
         grow = f"; error grows most at '{self.largest_growth}'" if self.largest_growth and self.largest_growth != self.first_over_budget else ""
-        return f"{label}: {head}{grow} [{self.method}, {self.seconds:.1f} s]"
+        swallowed = [
+            f"'{row.layer}' ({100 * row.quantized['rounded_to_zero']:.0f}% of its non-zero values quantize to zero)"
+            for row in self.layers
+            if row.quantized and row.quantized.get("swallowed")
+        ]
+        lost = f"; step swallows values in {', '.join(swallowed)}" if swallowed else ""
+        return f"{label}: {head}{grow}{lost} [{self.method}, {self.seconds:.1f} s]"
 
 
 def _finite(value):
@@ -203,8 +209,9 @@ def judge(index: int, layer: str, tensor: str, ref: np.ndarray, out: np.ndarray,
     outside = m["diff"] > atol + budget.rtol * np.abs(m["ref"])
     share = float(outside.mean()) if outside.size else 0.0
     # A quantized tensor whose step swallows most of its non-zero values (an outlier stretched
-    # its range) has lost them, however small the error looks against that stretched range.
-    # Softmax/logistic outputs have a fixed 1/256 step and round small probabilities to zero by design.
+    # its range) has lost them, however small the error looks against that stretched range:
+    # flagged beside the verdict (the budget rule alone decides `over_budget`). Softmax/logistic
+    # outputs have a fixed 1/256 step and round small probabilities to zero by design.
     swallowed = bool(
         quantized
         and quantized.get("rounded_to_zero", 0.0) > SWALLOWED_SHARE
@@ -223,7 +230,7 @@ def judge(index: int, layer: str, tensor: str, ref: np.ndarray, out: np.ndarray,
         sqnr_db=m["sqnr_db"],
         budget_atol=atol,
         mismatch_fraction=share,
-        over_budget=share > budget.mismatch_fraction or swallowed,
+        over_budget=share > budget.mismatch_fraction,
         quantized=quantized,
     )
 
