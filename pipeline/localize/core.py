@@ -41,9 +41,17 @@ class Exporter:
 
 
 def _slice(config: ModelConfig, inputs: dict[str, np.ndarray], size: int | None) -> dict[str, np.ndarray]:
+    """At most MAX_SAMPLES samples; exactly `size` for a runtime with a fixed batch
+    (samples repeated cyclically when the case holds fewer)."""
     batched = {spec.name for spec in config.inputs if spec.batched}
-    limit = size or MAX_SAMPLES
-    return {n: (np.asarray(v)[:limit] if n in batched and np.ndim(v) else v) for n, v in inputs.items()}
+
+    def fit(value):
+        value = np.asarray(value)
+        if size is None:
+            return value[:MAX_SAMPLES]
+        return value[np.arange(size) % len(value)]
+
+    return {n: (fit(v) if n in batched and np.ndim(v) else v) for n, v in inputs.items()}
 
 
 def _output_layers(loaded: LoadedModel, config: ModelConfig) -> dict[str, str]:

@@ -95,7 +95,7 @@ def graph_layers(loaded: LoadedModel) -> list[tuple[EagerLayer, Any]]:
 def _feed(model, input_names: tuple[str, ...], inputs: dict[str, np.ndarray]):
     model_inputs = [getattr(t, "name", "").split(":")[0] for t in model.inputs]
     if len(model_inputs) == 1:
-        return inputs[input_names[0]]
+        return [inputs[input_names[0]]]  # the structure Keras 3 expects: a list of its one input
     if sorted(model_inputs) == sorted(input_names):
         return [inputs[name] for name in model_inputs]
     return [inputs[name] for name in input_names]
