@@ -23,14 +23,12 @@ SLICES_DIR = "slices"
 
 
 def matrix(configs, slices_dir: str = SLICES_DIR) -> dict:
-    """The model x target jobs in the shape a CI matrix takes (`strategy.matrix`)."""
-    return {
-        "include": [
-            {"model": c.name, "target": t.name, "artifacts": f"{slices_dir}/{c.name}-{t.name}"}
-            for c in configs
-            for t in c.targets
-        ]
-    }
+    """The model x target jobs in the shape a CI matrix takes (`strategy.matrix`): the
+    export plan without a cache, as every CI job starts from a clean slice."""
+    from pipeline.plan import make_plan
+
+    plan = make_plan(configs, None, None, {})
+    return {"include": [{"model": j.model, "target": j.target, "artifacts": f"{slices_dir}/{j.model}-{j.target}"} for j in plan.jobs]}
 
 
 # -------------------------------------------------------------------- merge

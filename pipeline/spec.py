@@ -11,11 +11,36 @@ from pathlib import Path
 from typing import Any
 
 
+BATCH_DIM = "batch"  # the symbolic name of a dynamic leading dimension
+DEFAULT_DIM_VALUES = (7, 32, 128)  # concrete values parity tests a dynamic non-batch dimension at
+
+
 @dataclass(frozen=True)
 class InputSpec:
     name: str
-    shape: tuple[int | None, ...]
+    shape: tuple[int | None, ...]  # None = dynamic
     dtype: str
+    dims: tuple[str | None, ...] = ()  # per axis: the symbolic name a dynamic axis shares across inputs
+
+    def axis_name(self, axis: int) -> str | None:
+        """The symbolic name of a dynamic axis (None for a static one): the config's name,
+        `batch` for the leading axis, else `<input>_<axis>`."""
+        if self.shape[axis] is not None:
+            return None
+        if axis < len(self.dims) and self.dims[axis]:
+            return self.dims[axis]
+        return BATCH_DIM if axis == 0 else f"{self.name}_{axis}"
+
+    @property
+    def dynamic_dims(self) -> tuple[tuple[int, str], ...]:
+        """(axis, name) of every dynamic axis but the batch."""
+        return tuple((axis, self.axis_name(axis)) for axis in range(1, len(self.shape)) if self.shape[axis] is None)
+
+    def sample_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
+        """One sample's shape (no batch axis) with dynamic axes set from `dims`."""
+        if not self.batched:
+            return ()
+        return tuple(dims[self.axis_name(axis)] if d is None else d for axis, d in enumerate(self.shape) if axis > 0)
 
     @property
     def batched(self) -> bool:
@@ -62,6 +87,7 @@ class DataConfig:
     samples: int = 64
     batch_sizes: tuple[int, ...] = ()
     classifier: str | None = None  # output holding class scores
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # concrete values tested per dynamic non-batch dimension
 
     def synthetic_for(self, name: str) -> SyntheticInput:
         return dict(self.synthetic).get(name, SyntheticInput())
@@ -92,6 +118,10 @@ class ModelConfig:
     data: DataConfig
     targets: tuple[TargetConfig, ...]
     sha256: str = field(default="", compare=False)
+    # What a target needs from this model that it does not have: (target name, Problem).
+    # Raised only when that target is selected (a check for tflite's int8 calibration
+    # must not refuse `export --target savedmodel`); derived, so no part of the hash.
+    target_problems: tuple = field(default=(), compare=False, repr=False, metadata={"derived": True})
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -100,6 +130,23 @@ class ModelConfig:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.outputs)
+
+    @property
+    def dynamic_dims(self) -> tuple[str, ...]:
+        """Names of the dynamic non-batch dimensions, in order of first appearance."""
+        return tuple(dict.fromkeys(name for spec in self.inputs for _, name in spec.dynamic_dims))
+
+    @property
+    def shape_sets(self) -> tuple[dict[str, int], ...]:
+        """The concrete dimension values parity runs at: the k-th value of every dynamic
+        dimension together (a shorter list repeats its last value). One empty set when
+        only the batch is dynamic."""
+        table = dict(self.data.shapes)
+        values = [table.get(name, DEFAULT_DIM_VALUES) for name in self.dynamic_dims]
+        if not values:
+            return ({},)
+        count = max(len(v) for v in values)
+        return tuple({name: v[min(k, len(v) - 1)] for name, v in zip(self.dynamic_dims, values)} for k in range(count))
 
     def target(self, name: str) -> TargetConfig:
         for t in self.targets:
@@ -113,7 +160,7 @@ def config_as_dict(config: ModelConfig) -> dict:
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if not f.metadata.get("derived")}
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         if isinstance(value, Path):

@@ -72,7 +72,9 @@ def test_unknown_target_names_the_known_ones(tmp_path):
 @pytest.mark.parametrize(
     "snippet, message",
     [
-        ("inputs:\n  - {name: x, shape: [4, null], dtype: float32}\n", r"only the leading \(batch\) dimension may be null"),
+        ("inputs:\n  - {name: x, shape: [seq, 4], dtype: float32}\n", r"the leading dimension is the batch: write null"),
+        ("inputs:\n  - {name: x, shape: [null, batch], dtype: float32}\n", r"'batch' names the leading dimension"),
+        ("inputs:\n  - {name: x, shape: [null, 4-x], dtype: float32}\n", r"or a dimension name"),
         ("inputs:\n  - {name: x, shape: [null, 4], dtype: float23}\n", r"unknown dtype 'float23' \(did you mean 'float32'\?\)"),
         ("inputs:\n  - {name: ids, shape: [null, 4], dtype: int32}\n", r"integer input 'ids' needs its value range"),
     ],

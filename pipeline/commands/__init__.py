@@ -14,4 +14,6 @@ MODULES: tuple[str, ...] = (
     "pipeline.commands.merge",
     "pipeline.commands.repair",
     "pipeline.commands.explain",
+    "pipeline.commands.inspect",
+    "pipeline.commands.compare",
 )

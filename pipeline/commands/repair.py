@@ -23,7 +23,7 @@ def register(sub, common) -> None:
     )
     common(p)
     p.add_argument("--target", default="tflite", metavar="T", help="target holding the variant (default: %(default)s)")
-    p.add_argument("--variant", action="append", required=True, metavar="V", help="variant to repair, e.g. int8; repeatable")
+    p.add_argument("--variant", action="append", required=True, metavar="V", help="variant to repair, e.g. int8 ('default' for a target with one file, e.g. edgetpu); repeatable")
     p.set_defaults(handler=run)
 
 
@@ -43,7 +43,7 @@ def _check_request(configs, target_name: str, variants: list[str]) -> None:
         except KeyError:
             problems.append(Problem(str(config.file), None, "targets", f"model '{config.name}' does not configure target '{target_name}'; add it under `targets:`"))
             continue
-        known = target.variants(target_cfg.options)
+        known = [v or "default" for v in target.variants(target_cfg.options)]
         for v in variants:
             if v not in known:
                 problems.append(Problem(str(config.file), None, "--variant", f"model '{config.name}': {target_name} has no variant '{v}'; it has: {', '.join(known)}"))
@@ -61,13 +61,13 @@ def run(args) -> int:
     from pipeline.execute.export import export
     from pipeline.reports.model import read_report
 
-    export(configs, [args.target], args.artifacts, repair={args.target: list(args.variant)})
+    export(configs, [args.target], args.artifacts, repair={args.target: ["" if v == "default" else v for v in args.variant]})
     code = 0
     for config in configs:
         entry = ((read_report(args.artifacts / config.name) or {}).get("targets") or {}).get(args.target) or {}
         variants = entry.get("variants") or {}
         for v in args.variant:
-            record = variants.get(v) or {}
+            record = variants.get(v) or (entry if not variants else {})  # a target with one file keeps its fields at the top
             status = record.get("status") or entry.get("status", "error")
             if status == "passed":
                 print(f"{config.name} {args.target}/{v}: passes parity; nothing to repair")

@@ -20,7 +20,7 @@ import yaml
 from pipeline.errors import ConfigError, Problem
 from pipeline.tolerance import TOLERANCE_KEYS, Tolerance
 from pipeline.config.yamlsrc import KeyPath, Located, format_key, load_located
-from pipeline.spec import DataConfig, InputSpec, ModelConfig, OutputSpec, SourceConfig, SyntheticInput, TargetConfig, config_as_dict
+from pipeline.spec import BATCH_DIM, DEFAULT_DIM_VALUES, DataConfig, InputSpec, ModelConfig, OutputSpec, SourceConfig, SyntheticInput, TargetConfig, config_as_dict
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool", "string")
 DISTRIBUTIONS = ("uniform", "normal", "integers")
@@ -91,6 +91,16 @@ def check_value(col: _Collector, value: Any, hint: Any, path: KeyPath) -> tuple[
         hint_text = _closest(str(value), [str(a) for a in args])
         col.add(path, f"invalid value {value!r}{hint_text}; expected one of: {', '.join(map(str, args))}")
         return False, None
+    if origin is dict:  # {name: value}: keys are names, values checked against the value type
+        if not isinstance(value, dict):
+            col.add(path, f"expected a mapping, got {_describe(value)}")
+            return False, None
+        out, ok_all = {}, True
+        for key, item in value.items():
+            ok, converted = check_value(col, item, args[1], path + (key,))
+            ok_all &= ok and isinstance(key, str)
+            out[key] = converted
+        return ok_all, out
     if origin is tuple:
         items = value if isinstance(value, list) else None
         if items is None:
@@ -222,19 +232,30 @@ def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
         elif name in seen:
             col.add(p + ("name",), f"duplicate input name '{name}'")
             ok = False
-        if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape):
-            col.add(p + ("shape",), f"expected a list of positive integers or null (dynamic), got {_describe(shape)}")
+        dims: tuple = ()
+        if not isinstance(shape, list) or not all(_is_dim(d) for d in shape):
+            col.add(p + ("shape",), f"expected a list of positive integers, null (dynamic) or a dimension name (dynamic, shared by inputs), got {_describe(shape)}")
             ok = False
-        elif None in shape[1:]:
-            col.add(p + ("shape",), "only the leading (batch) dimension may be null; give the other dimensions as integers")
+        elif shape and isinstance(shape[0], str):
+            col.add(p + ("shape", 0), f"the leading dimension is the batch: write null (dynamic) or a number, not the name {shape[0]!r}")
             ok = False
+        elif BATCH_DIM in shape[1:]:
+            col.add(p + ("shape",), f"'{BATCH_DIM}' names the leading dimension; give the other dynamic dimensions another name")
+            ok = False
+        else:
+            dims = tuple(d if isinstance(d, str) else None for d in shape)
+            shape = [None if isinstance(d, str) else d for d in shape]
         if dtype not in DTYPES:
             col.add(p + ("dtype",), f"unknown dtype {dtype!r}{_closest(str(dtype), DTYPES)}; expected one of: {', '.join(DTYPES)}")
             ok = False
         if ok:
             seen.add(name)
-            specs.append(InputSpec(name, tuple(shape), dtype))
+            specs.append(InputSpec(name, tuple(shape), dtype, dims if any(dims) else ()))
     return tuple(specs)
+
+
+def _is_dim(d: Any) -> bool:
+    return d is None or (isinstance(d, str) and d.isidentifier()) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
 
 
 def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
@@ -272,7 +293,7 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
     raw = {} if raw is None else col.mapping(raw, path, "parity data")
     if raw is None:
         return None
-    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier"))
+    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier", "shapes"))
     kinds = [k for k in ("npz", "generator") if k in raw]
     if len(kinds) > 1 or (kinds and "inputs" in raw):
         col.add(path, "give at most one data source: 'inputs' (synthetic), 'npz' or 'generator'")
@@ -337,6 +358,7 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
             col.add(path + ("classifier",), f"expected the name of the output holding class scores, one of: {', '.join(out_names)}")
         else:
             values["classifier"] = raw["classifier"]
+    values["shapes"] = _parse_shapes(col, raw.get("shapes"), path + ("shapes",), inputs, kind)
     fixed = {i.fixed_batch for i in inputs if i.batched}
     if "batch_sizes" in raw:
         ok, sizes = check_value(col, raw["batch_sizes"], tuple[int, ...], path + ("batch_sizes",))
@@ -383,7 +405,36 @@ def _parse_tolerances(col: _Collector, raw: Any, path: KeyPath, outputs: set[str
     return tuple(flat)
 
 
-def _parse_targets(col: _Collector, raw: Any, model: dict, registry) -> tuple[TargetConfig, ...]:
+def _parse_shapes(col: _Collector, raw: Any, path: tuple, inputs: tuple[InputSpec, ...], kind: str) -> tuple:
+    """`data.shapes`: the concrete values parity tests each dynamic non-batch dimension at.
+    Every dynamic dimension gets DEFAULT_DIM_VALUES unless listed; npz data has the one
+    shape its arrays have."""
+    names = list(dict.fromkeys(name for spec in inputs for _, name in spec.dynamic_dims))
+    if raw is None:
+        return tuple((name, DEFAULT_DIM_VALUES) for name in names) if kind != "npz" else ()
+    if kind == "npz":
+        col.add(path, "npz data has the one shape its arrays have; 'shapes' applies to synthetic and generator data")
+        return ()
+    if col.mapping(raw, path, "dimension name -> list of sizes") is None:
+        return ()
+    out = dict((name, DEFAULT_DIM_VALUES) for name in names)
+    for name, sizes in raw.items():
+        p = path + (name,)
+        if name not in names:
+            known = ", ".join(names) if names else "none (give an input a dimension as null or a name)"
+            col.add(p, f"no dynamic dimension named {name!r}{_closest(str(name), names)}; dynamic dimensions: {known}")
+            continue
+        ok, sizes = check_value(col, sizes, tuple[int, ...], p)
+        if ok and (not sizes or any(v < 1 for v in sizes)):
+            col.add(p, "expected a non-empty list of positive sizes, e.g. [7, 32, 128]")
+        elif ok:
+            out[name] = sizes
+    return tuple(out.items())
+
+
+def _parse_targets(col: _Collector, raw: Any, model: dict, registry, deferred: list | None = None) -> tuple[TargetConfig, ...]:
+    """`deferred` receives (target, Problem) for what a target needs from the model
+    (its `check_options`): those count only when the target is selected."""
     path = ("targets",)
     if not isinstance(raw, list) or not raw:
         col.add(path, f"expected a non-empty list of targets; known: {', '.join(registry.names())}")
@@ -410,7 +461,12 @@ def _parse_targets(col: _Collector, raw: Any, model: dict, registry) -> tuple[Ta
         before = len(col.problems)
         options = parse_dataclass(col, target.Options, opts, p)
         for key, message in (target.check_options(options, model) if options is not None else []):
-            col.add(p + (key if isinstance(key, tuple) else (key,) if key else ()), message)  # a tuple key: a nested path
+            key_path = p + (key if isinstance(key, tuple) else (key,) if key else ())  # a tuple key: a nested path
+            if deferred is None:
+                col.add(key_path, message)
+            else:
+                line = col.located.line(key_path) if col.located else None
+                deferred.append((name, Problem(str(col.file), line, format_key(key_path), message)))
         optional = generic.get("optional", False)
         if not isinstance(optional, bool):
             col.add(p + ("optional",), f"expected true or false, got {_describe(optional)}")
@@ -462,11 +518,19 @@ def load_config(file: Path, registry) -> ModelConfig:
     outputs = _parse_outputs(col, raw.get("outputs"))
     data = _parse_data(col, raw.get("data"), base, inputs, outputs)
     model_view = {"name": name, "inputs": inputs, "outputs": [o.name for o in outputs], "data": data}
-    targets = _parse_targets(col, raw.get("targets"), model_view, registry) if "targets" in raw else ()
+    deferred: list = []
+    targets = _parse_targets(col, raw.get("targets"), model_view, registry, deferred) if "targets" in raw else ()
     if col.problems:
         raise ConfigError(col.problems)
-    config = ModelConfig(name=name, file=file, source=source, inputs=inputs, outputs=outputs, data=data, targets=targets)
+    config = ModelConfig(name=name, file=file, source=source, inputs=inputs, outputs=outputs, data=data, targets=targets, target_problems=tuple(deferred))
     return dataclasses.replace(config, sha256=_sha256_of(config))
+
+
+def require_selected(configs: list[ModelConfig], only: list[str] | None) -> None:
+    """Raise ConfigError for what the selected targets (None: all) need and lack."""
+    problems = [problem for config in configs for name, problem in config.target_problems if only is None or name in only]
+    if problems:
+        raise ConfigError(problems)
 
 
 def load_configs(files: list[Path], registry) -> list[ModelConfig]:

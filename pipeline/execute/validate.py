@@ -12,8 +12,9 @@ from pipeline.target import Artifact
 from pipeline.tolerance import Tolerance
 
 
-def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
-    """Re-check artifacts on disk: hashes first, then parity, without re-exporting."""
+def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | None = None) -> int:
+    """Re-check artifacts on disk: hashes first, then parity, without re-exporting.
+    Each parity check is appended to `checks` when given ({target, passed, failures, max_abs})."""
     from targets import REGISTRY
 
     ctx = RunContext(config, artifacts_root)
@@ -43,6 +44,9 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
             parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
             label = f"{name}/{variant}" if variant else name
             log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
+            if checks is not None:
+                worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=None)
+                checks.append({"target": label, "passed": parity["passed"], "failures": parity["failures"], "max_abs": worst})
             if not parity["passed"]:
                 code = 1
     return code

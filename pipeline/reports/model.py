@@ -47,11 +47,17 @@ def read_report(model_dir: Path) -> dict | None:
         return None
 
 
-def merge_report(model_dir: Path, model: str, config_sha256: str, config_file: str, run: dict, targets: dict[str, dict]) -> dict:
-    """Fold this run's targets into the existing report and write both files atomically."""
+def merge_report(
+    model_dir: Path, model: str, config_sha256: str, config_file: str, run: dict, targets: dict[str, dict], still_valid: frozenset[str] | None = None
+) -> dict:
+    """Fold this run's targets into the existing report and write both files atomically.
+
+    When the config changed since the report was written, only the older entries named in
+    `still_valid` (their stage cache key still holds and their files are intact) are kept."""
     previous = read_report(model_dir) or {}
     if previous.get("config_sha256") not in (None, config_sha256):
-        previous["targets"] = {}  # the config changed: older entries describe another plan
+        kept = set(still_valid or ())
+        previous["targets"] = {k: v for k, v in (previous.get("targets") or {}).items() if k in kept}
     report = {
         "schema_version": SCHEMA_VERSION,
         "model": model,
@@ -72,11 +78,13 @@ def merge_report(model_dir: Path, model: str, config_sha256: str, config_file: s
 
 
 def write_report(model_dir: Path, report: dict) -> None:
-    """report.json and its report.md, each written atomically."""
+    """report.json, report.md and report.html, each written atomically."""
+    from pipeline.reports.html import render_html
     from pipeline.reports.markdown import render_markdown
 
     write_json_atomic(report_path(model_dir), report)
     write_text_atomic(model_dir / "report.md", render_markdown(report))
+    write_text_atomic(model_dir / "report.html", render_html([report], title=f"tfship report: {report.get('model', '')}"))
 
 
 def overall_status(targets: dict[str, dict]) -> str:

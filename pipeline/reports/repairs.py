@@ -51,7 +51,7 @@ def render_repairs_markdown(report: dict) -> str:
                 )
             lines.append("")
             lines.append(
-                f"Sizes: float32 {_fmt(sizes.get('float32_bytes'))} bytes, plain {variant} {_fmt(sizes.get(f'{variant}_bytes'))} bytes. "
+                f"Sizes: float32 {_fmt(sizes.get('float32_bytes'))} bytes, plain {search['variant']} {_fmt(sizes.get(search['variant'] + '_bytes'))} bytes. "
                 f"Budget: {search['budget']['conversions']} conversions, {search['budget']['seconds']:g} s; used {search['conversions']} "
                 f"in {search['seconds']:.1f} s ({search['stopped']}). Quantizer: {search.get('engine')}."
             )
