@@ -141,7 +141,13 @@ def _save_for_worker(obj: Any, flavour: str, folder: Path) -> dict:
 def _config_text(raw: dict) -> str:
     import yaml
 
-    return "# written by tfship.export from a live model; tfship export -c <this file> repeats the run\n" + yaml.safe_dump(raw, sort_keys=False)
+    from pipeline import live
+
+    if live.is_live(raw["source"].get("factory")):
+        head = "# written by tfship.export: the run of a model that lived in its Python process (named by its content digest)\n"
+    else:
+        head = "# written by tfship.export; `tfship export -c <this file>` repeats the run\n"
+    return head + yaml.safe_dump(raw, sort_keys=False)
 
 
 def _stage_config(raw: dict, arrays: dict | None, folder: Path, obj: Any, facts, isolate: bool) -> Path:
