@@ -295,7 +295,7 @@ def run_configs(configs, root: Path, only, *, force=False, in_process=False, str
     from pipeline import progress
     from pipeline.execute.export import export as run_export, exit_code_for
     from pipeline.results import from_report
-    from pipeline.verdicts import run_fails_on_weak_evidence
+    from pipeline.reports.verdict_lines import run_fails_on_weak_evidence
 
     view = progress.make_view(level=progress.NORMAL if level is None else level)
     previous = progress.set_sink(view)
