@@ -240,3 +240,22 @@ def test_search_finds_the_fewest_float_layers_and_stops_at_its_budget():
     result = _fake_search(lambda r: r.float_inputs or r.int16_layers, blame, allow_int16=False, allow_float_inputs=False)
     assert result.chosen is None
     assert all(not c.recipe.int16_layers and not c.recipe.float_inputs for c in result.tried)
+
+
+def test_blame_orders_layers_worst_first_from_either_table():
+    from targets.support.repair import blame_from_debugger, blame_from_localization
+
+    rows = [
+        {"layer": "probs", "op": "FULLY_CONNECTED", "rmse_over_scale": 3.0, "rounded_to_zero": 0.1},
+        {"layer": "out", "op": "SOFTMAX", "rmse_over_scale": 0.2, "rounded_to_zero": 0.9},  # fixed 1/256 step: expected
+        {"layer": "hidden", "op": "FULLY_CONNECTED", "rmse_over_scale": 0.3, "rounded_to_zero": 0.97},  # an outlier range
+    ]
+    assert blame_from_debugger(rows) == ["hidden", "probs", "out"]
+    # Localization: where the relative error grows most over the layer before it leads.
+    table = {"layers": [
+        {"index": 0, "layer": "log_mel", "rel_error": 0.30},
+        {"index": 1, "layer": "norm", "rel_error": 0.31},
+        {"index": 2, "layer": "conv1", "rel_error": 0.45},
+        {"index": 3, "layer": "probs", "rel_error": None},
+    ]}
+    assert blame_from_localization(table) == ["log_mel", "conv1", "norm"]
