@@ -175,7 +175,7 @@ data:
   seed: 7
   classifier: probs
 targets:
-  - {name: tflite, variants: [float32, dynamic_range, int8], repair: true}
+  - {name: tflite, variants: [float32, dynamic_range, int8, int16x8], repair: true}
 """
 
 
@@ -200,6 +200,13 @@ def test_a_log_mel_front_end_that_fails_quantization_is_repaired_at_the_log(proj
         assert repaired["info"]["size_bytes"] < 0.6 * variants["float32"]["info"]["size_bytes"]
     assert variants["dynamic_range"]["repair"]["float_layers"] == ["log_mel"]
     assert variants["int8"]["repair"]["float_layers"] == [] and variants["int8"]["repair"]["int16_layers"] == ["log_mel"]
+    # int16x8 does not convert (no 16x8 kernel for the STFT's FLOOR_DIV): the quantizer's plain
+    # int16x8 recipe leaves that op float and passes; the variant's own error stands.
+    assert variants["int16x8"]["status"] == "error" and "FLOOR_DIV" in variants["int16x8"]["message"]
+    search = variants["int16x8"]["repair"]
+    assert search["found"] is True and search["tried"][0]["recipe"]["float_layers"] == []
+    assert search["float_ops"] and "ops left in float by the quantizer" in search["summary"]  # measured: COMPLEX_ABS, LOG, ...
+    assert variants["int16x8_repaired"]["status"] == "passed"
 
 
 def _fake_search(passes, blame, conversions=8, **kwargs):
