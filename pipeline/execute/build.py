@@ -261,6 +261,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             if artifact.error is not None:  # this variant could not be built; the others stand
                 variant_entries[artifact.variant] = _variant_error_entry(artifact)
                 log(ctx.config.name, f"{label}: error: {artifact.error['message']}")
+                if artifact.variant in to_repair:  # a conversion refused on one op: a recipe may still convert
+                    artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, variant_entries[artifact.variant])
                 continue
             record = _artifact_record(artifact, staged, target.name)
             try:
