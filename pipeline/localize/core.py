@@ -137,7 +137,8 @@ def localize_artifact(
             rows.append(judge(layer.index, layer.name, name, ref, value, budget, quant))
         predecessors = {layer.name: list(layer.predecessors) for layer in layers}
         first, growth = summarize(rows, predecessors)
-        method, note = "tensors", f"{len(rows)} of {len(layers)} layers matched in {probe.kind}"
+        samples = len(next(iter(feed.values()))) if feed and np.ndim(next(iter(feed.values()))) else 1
+        method, note = "tensors", f"{len(rows)} of {len(layers)} layers matched in {probe.kind}, on one batch of {samples}"
         if first is not None and exporter is not None:
             refined = _refine_window(config, loaded, layers, rows, unmatched, first, feed, budget, exporter, work_dir)
             if refined:
