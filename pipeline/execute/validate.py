@@ -15,6 +15,7 @@ from pipeline.tolerance import Tolerance
 def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | None = None) -> int:
     """Re-check artifacts on disk: hashes first, then parity, without re-exporting.
     Each parity check is appended to `checks` when given ({target, passed, failures, max_abs})."""
+    from pipeline.cache import checked
     from targets import REGISTRY
 
     ctx = RunContext(config, artifacts_root)
@@ -30,7 +31,7 @@ def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | Non
     prep = prepare(ctx)
     code = 0
     for name, entry in report.get("targets", {}).items():
-        if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
+        if not checked(entry) or name not in REGISTRY:
             continue
         target = REGISTRY.get(name)
         try:
@@ -39,6 +40,8 @@ def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | Non
             continue
         records = entry.get("variants") or {"": entry}
         for variant, record in records.items():
+            if record.get("status") not in ("passed", "failed"):
+                continue  # nothing was published for an errored or skipped variant
             art = record["artifact"]
             artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
             parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)

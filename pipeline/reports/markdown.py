@@ -76,7 +76,7 @@ def _diagnosis_lines(report: dict) -> list[str]:
 
 
 def render_markdown(report: dict) -> str:
-    from pipeline.verdicts import report_verdicts
+    from pipeline.reports.verdict_lines import report_verdicts
 
     lines = [f"# tfship report: {report['model']}", ""]
     lines.append(f"Status: **{report['status']}** · updated {report['updated']} · config sha256 `{report['config_sha256'][:12]}`")

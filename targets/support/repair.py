@@ -705,16 +705,21 @@ def repair_variant(job, artifact, entry: dict, verify, log, *, base: str, name: 
         shutil.rmtree(scratch, ignore_errors=True)
     record = search_record(result, entry, budget, float_content, artifact.info.get("size_bytes"), time.perf_counter() - start, label, target)
     prefix = f"{artifact.variant}: " if artifact.variant else ""
-    log(f"{prefix}{record['summary']}")
     if result.chosen is None:
+        log(f"{prefix}{record['summary']}")
         return None, record
     chosen = result.chosen
     n = chosen.recipe.calibration_samples or calibrated
     repaired = _recipe_artifact(job, chosen.recipe, chosen.content, f"{name}.tflite", tolerance, chosen.seconds, n)
     repaired.info["repaired_from"] = label
+    float_ops = sorted({op["op"] for op in litert.list_ops(chosen.content) if any(t["type"] == "float32" for t in op["outputs"])} - {"DEQUANTIZE"})
+    record["float_ops"] = float_ops  # ops computing in float (the chosen layers', and those the quantizer cannot quantize)
+    if float_ops and not chosen.recipe.float_layers:
+        record["summary"] += f"; ops left in float by the quantizer: {', '.join(float_ops)}"
     repaired.info["size_vs_float32"] = round(len(chosen.content) / len(float_content), 3)
     if artifact.info.get("size_bytes"):
         repaired.info[f"size_vs_{label}"] = round(len(chosen.content) / artifact.info["size_bytes"], 3)
+    log(f"{prefix}{record['summary']}")
     log(f"{prefix}to ship {name}, add under the {target} target of the config:\n{record['config_snippet']}")
     return repaired, record
 
