@@ -322,6 +322,18 @@ class TFLiteTarget(Target):
         outputs = artifact.info.get("outputs") or ()
         return litert.LiteRTRunner(Path(target_dir) / artifact.files[0], outputs)
 
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        if artifact.info.get("needs_flex_delegate"):
+            return None
+        from pipeline.localize.probes import LiteRTProbe
+
+        return LiteRTProbe(Path(target_dir) / artifact.files[0], tuple(artifact.info.get("outputs") or ()))
+
+    def options_for_variant(self, options, variant):
+        import dataclasses
+
+        return dataclasses.replace(options, variants=(variant,))
+
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         """For a failed quantized variant: the layers QuantizationDebugger finds worst."""
         from targets.support import litert
