@@ -150,7 +150,11 @@ data:
   samples: 16
   shapes: {time: [5, 20, 40]}
   inputs: {frames: {distribution: normal, mean: 0, std: 1}}
-targets: [savedmodel, onnx, xla]
+targets:
+  - savedmodel
+  - onnx
+  - xla
+  - {name: tflite, variants: [float32, dynamic_range, int8]}
 """
 
 
@@ -174,8 +178,19 @@ def test_fully_convolutional_model_with_dynamic_height_and_width(project):
 @pytest.mark.heavy
 def test_lstm_with_a_dynamic_time_axis(project):
     project.config("lstm", LSTM)
-    assert project.run("export").code == 0
+    result = project.run("export")
     report = project.report("lstm")
-    for target in ("savedmodel", "onnx", "xla"):
-        by_shape = variant(report, target)["parity"]["by_shape"]
-        assert list(by_shape) == ["time=5", "time=20", "time=40"] and all(r["passed"] for r in by_shape.values())
+    for target, name in (("savedmodel", ""), ("onnx", ""), ("xla", ""), ("tflite", "float32"), ("tflite", "dynamic_range")):
+        entry = variant(report, target, name)
+        by_shape = entry["parity"]["by_shape"]
+        assert list(by_shape) == ["time=5", "time=20", "time=40"] and all(r["passed"] for r in by_shape.values()), (target, name)
+    # The converter lowers the LSTM's TensorList ops only at a static batch: the file is
+    # batch 1, time stays dynamic, and the report says which dimension was fixed.
+    info = variant(report, "tflite", "float32")["artifact"]["info"]
+    assert info["static_batch"] == 1
+    assert info["fixed_dims"] == [{"input": "frames", "axis": 0, "name": "batch", "size": 1}]
+    # Its int8 calibration crashes the converter (SIGSEGV, TF 2.21): that variant alone is
+    # an error, in a child process, and the others stand.
+    int8 = variant(report, "tflite", "int8")
+    assert int8["status"] in ("passed", "error")
+    assert result.code == (0 if int8["status"] == "passed" else 1)
