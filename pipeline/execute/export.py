@@ -12,14 +12,16 @@ from pipeline.spec import ModelConfig
 
 def export(
     configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False,
-    repair: dict[str, list[str]] | None = None, in_process: bool = False,
+    repair: dict[str, list[str]] | None = None, in_process: bool = False, strict: bool = False,
 ) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports.
 
     `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
     search on the named variants; their entries get no cache key (the config alone would
     not rebuild the repaired variant). `in_process` runs the workers' half here instead
-    (a live model exists only in this process)."""
+    (a live model exists only in this process). `strict` fails a passed artifact whose
+    budget the tolerance audit found loose."""
+    from pipeline.audit import apply_strict
     from pipeline.cache import checked, source_digest
     from pipeline.config import require_selected
     from pipeline.execute.workers import ModelJob, run_jobs
@@ -49,7 +51,7 @@ def export(
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(model.previous.get("run", {}).get("model", {}), source_sha256=source_digest(config))
             run = {"started": started, "finished": now(), "targets": list(kept), "rebuilt": [], "reused": list(kept), "model": model_facts}
-            merge_report(model_dir, config.name, config.sha256, str(config.file), run, kept, model.still_valid)
+            merge_report(model_dir, config.name, config.sha256, str(config.file), run, apply_strict(kept) if strict else kept, model.still_valid)
             codes.append(exit_code_for(kept))
     if not jobs_to_run:
         log("tfship", "nothing changed: every selected target is up to date")
@@ -66,6 +68,8 @@ def export(
             entries[name] = entry
         run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
         run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model
+        if strict:
+            apply_strict(entries)
         merge_report(artifacts_root / job.model, config.name, config.sha256, str(config.file), run, entries, still_valid)
         codes.append(exit_code_for(entries))
 
