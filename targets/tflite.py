@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.errors import TargetUnavailable
+from pipeline.runtimes.litert import LiteRTRunner, io_quantization
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import Tolerance
 from targets.support.litert import INT8_TOLERANCE
@@ -168,8 +169,8 @@ class TFLiteTarget(Target):
             if flex:
                 info["needs_flex_delegate"] = True
                 info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
-            runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
-            info["quantization"] = litert.io_quantization(runner, job.model.input_names)
+            runner = LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
+            info["quantization"] = io_quantization(runner, job.model.input_names)
             fixed = litert.fixed_dims(runner, job.model.inputs)
             if fixed:  # the converter pinned a dimension the config declares dynamic: say which
                 info["fixed_dims"] = fixed
@@ -189,9 +190,7 @@ class TFLiteTarget(Target):
                 a.info["size_vs_float32"] = round(a.info["size_bytes"] / sizes["float32"], 3)
         return artifacts
 
-    def open(self, target_dir: Path, artifact: Artifact):
-        from targets.support import litert
-
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None):
         if artifact.info.get("needs_flex_delegate"):
             raise TargetUnavailable(
                 f"tflite/{artifact.variant}: {artifact.files[0]} contains Select TF ops ({', '.join(artifact.info.get('flex_ops', []))}) "
@@ -200,7 +199,7 @@ class TFLiteTarget(Target):
                 "or rewrite the layers named at conversion with builtin ops and drop `allow_select_tf_ops`."
             )
         outputs = artifact.info.get("outputs") or ()
-        return litert.LiteRTRunner(Path(target_dir) / artifact.files[0], outputs)
+        return LiteRTRunner(Path(target_dir) / artifact.files[0], outputs, threads=threads)
 
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         """For a failed quantized variant: the layers QuantizationDebugger finds worst."""
