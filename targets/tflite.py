@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.errors import TargetUnavailable
-from pipeline.runtimes.litert import LiteRTRunner, io_quantization
+from pipeline.runtimes.litert import LiteRTRunner, fixed_dims, io_quantization
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import Tolerance
 from targets.support.litert import INT8_TOLERANCE
@@ -171,7 +171,7 @@ class TFLiteTarget(Target):
                 info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
             runner = LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
             info["quantization"] = io_quantization(runner, job.model.input_names)
-            fixed = litert.fixed_dims(runner, job.model.inputs)
+            fixed = fixed_dims(runner, job.model.inputs)
             if fixed:  # the converter pinned a dimension the config declares dynamic: say which
                 info["fixed_dims"] = fixed
             if variant in litert.CALIBRATED:

@@ -160,3 +160,19 @@ def io_quantization(runner: LiteRTRunner, input_names: Iterable[str]) -> dict:
         "inputs": {n: row(runner.input_details[n]) for n in input_names},
         "outputs": {n: row(runner.output_details[n]) for n in runner.output_names},
     }
+
+
+def fixed_dims(runner: LiteRTRunner, inputs: Iterable) -> list[dict]:
+    """Dimensions the config declares dynamic that the converted file fixed (its
+    shape_signature holds a size, not -1): such a file only runs at that size."""
+    out = []
+    for spec in inputs:
+        detail = runner.input_details.get(spec.name)
+        if detail is None:
+            continue
+        signature = [int(d) for d in detail["shape_signature"]]
+        for axis, size in enumerate(signature):
+            if axis < len(spec.shape) and spec.shape[axis] is None and size != -1:
+                out.append({"input": spec.name, "axis": axis, "name": spec.axis_name(axis), "size": size})
+    return out
+
