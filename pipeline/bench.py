@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.errors import ConfigError, IntegrityError, PipelineError, Problem
 from pipeline.execute.console import log, peak_rss_mb
-from pipeline.reports.model import now, read_report, report_path, verify_files, write_report
+from pipeline.reports.model import now, read_report, report_path, variant_label, verify_files, write_report
 from pipeline.runtimes.base import available_cpus
 from pipeline.timing import STABLE_CHANGE, harness_overhead, measure
 
@@ -123,12 +123,12 @@ class ArtifactRef:
     """One recorded artifact of the report: where it lives and what it is."""
 
     target: str
-    variant: str
-    record: dict  # the report entry holding `artifact`, `files`, `status`
+    variant: str  # the key under the target's `variants`
+    record: dict  # the variant record holding `artifact`, `files`, `status`
 
     @property
     def label(self) -> str:
-        return f"{self.target}/{self.variant}" if self.variant else self.target
+        return variant_label(self.target, self.variant, self.record)
 
     @property
     def fingerprint(self) -> tuple:
@@ -140,10 +140,9 @@ def recorded_artifacts(report: dict, only: list[str] | None = None) -> list[Arti
     for name, entry in sorted(report.get("targets", {}).items()):
         if only is not None and name not in only:
             continue
-        records = entry.get("variants") or ({"": entry} if "artifact" in entry else {})
-        for variant, record in records.items():
+        for key, record in (entry.get("variants") or {}).items():
             if "artifact" in record:
-                refs.append(ArtifactRef(name, variant, record))
+                refs.append(ArtifactRef(name, key, record))
     return refs
 
 
@@ -182,7 +181,7 @@ def benchmark_artifact(ref: ArtifactRef, model_dir: Path, config: ModelConfig, p
     threads = options.resolved_threads()
     target = REGISTRY.get(ref.target)
     art = ref.record["artifact"]
-    artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
+    artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=ref.record.get("info", {}))
     target_dir = model_dir / ref.target
     static = _static_batch_from_info(artifact.info)
     result: dict = {"measured": now(), "file": f"{ref.target}/{artifact.files[0]}" if artifact.files else None, "batches": {}, "skipped": {}}
@@ -389,9 +388,9 @@ def merge_benchmark(model_dir: Path, results: dict, baselines: dict, run: dict) 
         entry = report.get("targets", {}).get(name)
         if entry is None:
             continue
-        record = (entry.get("variants") or {}).get(variant) if entry.get("variants") else (entry if variant == "" else None)
+        record = (entry.get("variants") or {}).get(variant)
         if record is None or ArtifactRef(name, variant, record).fingerprint != fingerprint:
-            log(report.get("model", "?"), f"{name}{'/' + variant if variant else ''}: rebuilt while timing; its figures were dropped")
+            log(report.get("model", "?"), f"{name}/{variant}: rebuilt while timing; its figures were dropped")
             continue
         record["benchmark"] = bench
     report["baselines"] = baselines

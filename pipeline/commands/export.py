@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(configs, artifacts: Path, only: list[str] | None) -> None:
-    from pipeline.reports.model import read_report
+    from pipeline.reports.model import read_report, variant_label
 
     print("\nmodel        target       status   max_abs (worst output)")
     for config in configs:
@@ -60,11 +60,12 @@ def _summary(configs, artifacts: Path, only: list[str] | None) -> None:
         for name, entry in sorted(report.get("targets", {}).items()):
             if only is not None and name not in only:
                 continue
-            rows = [(name, entry)] + [(f"{name}/{v}", e) for v, e in sorted((entry.get("variants") or {}).items())]
+            variants = sorted((entry.get("variants") or {}).items())
+            rows = [(variant_label(name, k, e), e) for k, e in variants]
+            if not rows or rows[0][0] != name:
+                rows.insert(0, (name, entry))  # the target's own line above its named variants
             for label, e in rows:
                 outputs = (e.get("parity") or {}).get("outputs") or {}
                 worst = max((m.get("max_abs") or 0.0 for m in outputs.values()), default=None)
-                if label == name and entry.get("variants"):
-                    worst = None
                 print(f"{config.name:12} {label:24} {e.get('status', '-'):8} {'-' if worst is None else f'{worst:.3g}'}")
     print(f"\nreports: {artifacts}/<model>/report.json and report.md")

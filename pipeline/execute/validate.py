@@ -6,7 +6,7 @@ from pathlib import Path
 from pipeline.errors import IntegrityError
 from pipeline.execute.build import RunContext, check_parity, prepare
 from pipeline.execute.console import log
-from pipeline.reports.model import read_report, verify_files
+from pipeline.reports.model import read_report, variant_label, verify_files
 from pipeline.spec import ModelConfig
 from pipeline.target import Artifact
 from pipeline.tolerance import Tolerance
@@ -36,12 +36,13 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
             target_cfg = config.target(name)
         except KeyError:
             continue
-        records = entry.get("variants") or {"": entry}
-        for variant, record in records.items():
+        for key, record in (entry.get("variants") or {}).items():
+            if "artifact" not in record:
+                continue
             art = record["artifact"]
-            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
+            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.get("info", {}))
             parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
-            label = f"{name}/{variant}" if variant else name
+            label = variant_label(name, key, record)
             log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
             if not parity["passed"]:
                 code = 1

@@ -42,24 +42,23 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Parity (worst over cases)", ""]
     lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
-    for name, entry in sorted(report["targets"].items()):
-        lines += _parity_rows(name, entry)
-        for variant, sub in sorted((entry.get("variants") or {}).items()):
-            lines += _parity_rows(f"{name}/{variant}", sub)
+    records = list(iter_records(report))
+    for record in records:
+        lines += _parity_rows(record.label, record.entry)
     extra = []
-    for name, entry in sorted(report["targets"].items()):
-        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]:
-            parity = sub.get("parity") or {}
-            cls = parity.get("classifier")
-            if cls:
-                extra.append(
-                    f"- {label}: top-1 agreement {_fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
-                    + (f", accuracy {_fmt(cls.get('accuracy'))} vs reference {_fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
-                )
-            for out, why in (parity.get("weak_evidence") or {}).items():
-                extra.append(f"- {label}: weak evidence for `{out}`: {why}")
-            for failure in parity.get("failures") or []:
-                extra.append(f"- {label}: FAILED {failure}")
+    for record in records:
+        label, sub = record.label, record.entry
+        parity = sub.get("parity") or {}
+        cls = parity.get("classifier")
+        if cls:
+            extra.append(
+                f"- {label}: top-1 agreement {_fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
+                + (f", accuracy {_fmt(cls.get('accuracy'))} vs reference {_fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
+            )
+        for out, why in (parity.get("weak_evidence") or {}).items():
+            extra.append(f"- {label}: weak evidence for `{out}`: {why}")
+        for failure in parity.get("failures") or []:
+            extra.append(f"- {label}: FAILED {failure}")
     if extra:
         lines += ["", "## Notes", ""] + extra
     from pipeline.reports.repairs import render_repairs_markdown
