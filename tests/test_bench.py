@@ -178,14 +178,14 @@ def test_bench_times_every_artifact_and_both_baselines(exported):
 
 
 def test_a_target_with_its_own_runtime_is_timed_through_its_runner(exported):
-    bench = _report(exported)["targets"]["numpy_dense"]["benchmark"]
+    bench = _report(exported)["targets"]["numpy_dense"]["variants"]["default"]["benchmark"]
     assert bench["call"] == "numpy forward() on a prepared array"
     assert bench["threads"] == {"runtime": "numpy", "requested": 1}
     assert bench["bare_loop"]["bare_loop_ms"] > 0
 
 
 def test_static_batch_model_skips_the_larger_batch_and_says_why(exported):
-    bench = _report(exported)["targets"]["edgetpu"]["benchmark"]
+    bench = _report(exported)["targets"]["edgetpu"]["variants"]["default"]["benchmark"]
     assert "static batch 1" in bench["skipped"][str(BATCH)]
     markdown = (exported["artifacts"] / "tiny" / "report.md").read_text()
     assert f"edgetpu: batch {BATCH} skipped: static batch 1" in markdown

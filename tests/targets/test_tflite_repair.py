@@ -109,7 +109,7 @@ def test_a_failed_variant_never_prints_an_unverified_suggestion(project):
 
     # The Edge TPU takes integer inputs and has no 16-bit activations: only recipes it can run are
     # tried, and the reason none passes is measured: every layer float, the int8 input alone fails.
-    edge = project.report("outlier")["targets"]["edgetpu"]["repair"]
+    edge = project.report("outlier")["targets"]["edgetpu"]["variants"]["default"]["repair"]
     assert edge["found"] is False and edge["conversions"] <= 8
     assert all(not c["recipe"]["int16_layers"] and not c["recipe"]["float_inputs"] for c in edge["tried"])
     assert "with every blamed layer and its weights in float the file still fails" in edge["reason"]
