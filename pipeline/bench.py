@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from pipeline.errors import ConfigError, IntegrityError, PipelineError, Problem
 from pipeline.execute.console import log, peak_rss_mb
 from pipeline.reports.model import now, read_report, report_path, variant_label, verify_files, write_report
+from pipeline.reports.records import iter_records
 from pipeline.runtimes.base import available_cpus
 from pipeline.timing import STABLE_CHANGE, harness_overhead, measure
 
@@ -136,14 +137,7 @@ class ArtifactRef:
 
 
 def recorded_artifacts(report: dict, only: list[str] | None = None) -> list[ArtifactRef]:
-    refs = []
-    for name, entry in sorted(report.get("targets", {}).items()):
-        if only is not None and name not in only:
-            continue
-        for key, record in (entry.get("variants") or {}).items():
-            if "artifact" in record:
-                refs.append(ArtifactRef(name, key, record))
-    return refs
+    return [ArtifactRef(r.target, r.key, r.entry) for r in iter_records(report) if r.has_artifact and (only is None or r.target in only)]
 
 
 def _static_batch_from_info(info: dict) -> int | None:

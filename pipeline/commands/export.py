@@ -52,20 +52,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(configs, artifacts: Path, only: list[str] | None) -> None:
-    from pipeline.reports.model import read_report, variant_label
+    from pipeline.reports.model import read_report
+    from pipeline.reports.records import iter_records
 
     print("\nmodel        target       status   max_abs (worst output)")
     for config in configs:
         report = read_report(artifacts / config.name) or {}
-        for name, entry in sorted(report.get("targets", {}).items()):
-            if only is not None and name not in only:
+        shown = set()
+        for record in iter_records(report):
+            if only is not None and record.target not in only:
                 continue
-            variants = sorted((entry.get("variants") or {}).items())
-            rows = [(variant_label(name, k, e), e) for k, e in variants]
-            if not rows or rows[0][0] != name:
-                rows.insert(0, (name, entry))  # the target's own line above its named variants
-            for label, e in rows:
-                outputs = (e.get("parity") or {}).get("outputs") or {}
-                worst = max((m.get("max_abs") or 0.0 for m in outputs.values()), default=None)
-                print(f"{config.name:12} {label:24} {e.get('status', '-'):8} {'-' if worst is None else f'{worst:.3g}'}")
+            if record.label != record.target and record.target not in shown:  # the target's own line above its variants
+                print(f"{config.name:12} {record.target:24} {record.target_entry.get('status', '-'):8} -")
+            shown.add(record.target)
+            worst = max((m.get("max_abs") or 0.0 for m in record.outputs.values()), default=None)
+            print(f"{config.name:12} {record.label:24} {record.status:8} {'-' if worst is None else f'{worst:.3g}'}")
     print(f"\nreports: {artifacts}/<model>/report.json and report.md")

@@ -6,7 +6,8 @@ from pathlib import Path
 from pipeline.errors import IntegrityError
 from pipeline.execute.build import RunContext, check_parity, prepare
 from pipeline.execute.console import log
-from pipeline.reports.model import read_report, variant_label, verify_files
+from pipeline.reports.model import read_report, verify_files
+from pipeline.reports.records import iter_records
 from pipeline.spec import ModelConfig
 from pipeline.target import Artifact
 from pipeline.tolerance import Tolerance
@@ -28,22 +29,15 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
     log(config.name, "all recorded files match their sha256")
     prep = prepare(ctx)
     code = 0
-    for name, entry in report.get("targets", {}).items():
-        if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
+    configured = {t.name for t in config.targets}
+    for record in iter_records(report):
+        name = record.target
+        if record.target_entry.get("status") not in ("passed", "failed") or name not in REGISTRY or name not in configured or not record.has_artifact:
             continue
-        target = REGISTRY.get(name)
-        try:
-            target_cfg = config.target(name)
-        except KeyError:
-            continue
-        for key, record in (entry.get("variants") or {}).items():
-            if "artifact" not in record:
-                continue
-            art = record["artifact"]
-            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.get("info", {}))
-            parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
-            label = variant_label(name, key, record)
-            log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
-            if not parity["passed"]:
-                code = 1
+        art = record.entry["artifact"]
+        artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.entry.get("info", {}))
+        parity = check_parity(ctx, prep, REGISTRY.get(name), config.target(name), ctx.model_dir / name, artifact)
+        log(config.name, f"{record.label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
+        if not parity["passed"]:
+            code = 1
     return code

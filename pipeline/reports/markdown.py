@@ -5,22 +5,14 @@ from __future__ import annotations
 from pipeline.reports.records import fmt, iter_records, latency_p50, record_bytes, worst_output
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
 def _parity_rows(prefix: str, entry: dict) -> list[str]:
     rows = []
     parity = entry.get("parity") or {}
     for name, m in (parity.get("outputs") or {}).items():
         mark = "pass" if m.get("passed") else "FAIL"
         rows.append(
-            f"| {prefix} | {name} | {mark} | {_fmt(m.get('max_abs'))} | {_fmt(m.get('max_rel'))} | {_fmt(m.get('rmse'))} | "
-            f"{_fmt(m.get('cosine'))} | {_fmt(m.get('mismatch_fraction'))} | {_fmt(m.get('atol'))} |"
+            f"| {prefix} | {name} | {mark} | {fmt(m.get('max_abs'))} | {fmt(m.get('max_rel'))} | {fmt(m.get('rmse'))} | "
+            f"{fmt(m.get('cosine'))} | {fmt(m.get('mismatch_fraction'))} | {fmt(m.get('atol'))} |"
         )
     return rows
 
@@ -37,7 +29,7 @@ def render_markdown(report: dict) -> str:
         note = entry.get("message", "").splitlines()[0][:120] if entry.get("message") else ""
         lines.append(
             f"| {name} | {entry.get('status')} | {len(files)} | {sum(f['bytes'] for f in files)} | "
-            f"{_fmt(timings.get('build_s'))} | {_fmt(timings.get('parity_s'))} | {note} |"
+            f"{fmt(timings.get('build_s'))} | {fmt(timings.get('parity_s'))} | {note} |"
         )
     lines += ["", "## Parity (worst over cases)", ""]
     lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol |")
@@ -52,8 +44,8 @@ def render_markdown(report: dict) -> str:
         cls = parity.get("classifier")
         if cls:
             extra.append(
-                f"- {label}: top-1 agreement {_fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
-                + (f", accuracy {_fmt(cls.get('accuracy'))} vs reference {_fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
+                f"- {label}: top-1 agreement {fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
+                + (f", accuracy {fmt(cls.get('accuracy'))} vs reference {fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
             )
         for out, why in (parity.get("weak_evidence") or {}).items():
             extra.append(f"- {label}: weak evidence for `{out}`: {why}")

@@ -20,6 +20,7 @@ class Record:
     variant: str  # '' for a target with a single artifact
     entry: dict  # the variant's own fields (status, files, parity, benchmark, ...)
     target_entry: dict  # the target's entry (status, optional, timings, message)
+    key: str = ""  # the key under the target's `variants` ('' for a target without any)
 
     @property
     def label(self) -> str:
@@ -37,6 +38,10 @@ class Record:
     def outputs(self) -> dict[str, dict]:
         return self.parity.get("outputs") or {}
 
+    @property
+    def has_artifact(self) -> bool:
+        return "artifact" in self.entry
+
 
 def iter_records(report: dict) -> Iterator[Record]:
     """Every artifact record of a report, targets and variants in name order; a target
@@ -50,7 +55,7 @@ def iter_records(report: dict) -> Iterator[Record]:
             continue
         for key, sub in sorted(variants.items()):
             label = variant_label(target, key, sub)
-            yield Record(model, target, "" if label == target else key, sub, entry)
+            yield Record(model, target, "" if label == target else key, sub, entry, key)
 
 
 def output_names(report: dict) -> list[str]:
