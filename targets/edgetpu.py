@@ -250,9 +250,12 @@ class EdgeTPUTarget(Target):
         a layer kept in float and every op after it run on the CPU, as `placement` says."""
         from targets.support import repair
 
+        options: EdgeTPUOptions = job.target.options
         if artifact.variant:
             return None
-        options: EdgeTPUOptions = job.target.options
+        if "repaired" in {r.name for r in options.recipes}:
+            log("repair skipped: the recipe `repaired` is configured and checked on its own")
+            return None
         repaired, record = repair.repair_variant(
             job, artifact, entry, verify, log, base="int8", name="repaired", float_content=_batch1_float(job),
             calibrated=options.calibration_samples, budget=repair.Budget(options.repair_conversions, options.repair_seconds),
@@ -265,7 +268,8 @@ class EdgeTPUTarget(Target):
         record["ops_on_cpu"] = repaired.info["ops_on_cpu"]
         record["first_cpu_op"] = repaired.info["first_cpu_op"]
         on, total = repaired.info["ops_on_edgetpu"], len(repaired.info["placement"])
-        record["summary"] += f"; {on} of {total} ops would run on the Edge TPU" + (f" (from {repaired.info['first_cpu_op']} on, the CPU)" if on < total else "")
+        first = repaired.info["first_cpu_op"] or {}
+        record["summary"] += f"; {on} of {total} ops would run on the Edge TPU" + (f" (from op {first.get('index')} {first.get('op')} on, the CPU)" if on < total else "")
         log(f"repair edgetpu: {on} of {total} ops of {repaired.files[0]} would run on the Edge TPU")
         return [repaired], record
 

@@ -87,3 +87,19 @@ def pytest_sessionfinish(session, exitstatus):
     if bad:
         print("\nreport.json files that do not match pipeline/reports/schema.json:\n  " + "\n  ".join(bad), file=sys.stderr)
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def hand_made(tmp_path_factory):
+    """A SavedModel and TFLite/ONNX files converted from it by hand, plus a broken copy."""
+    import fixture_artifacts as fa
+
+    folder = tmp_path_factory.mktemp("hand_made")
+    module = fa.build_module()
+    saved = fa.save(module, folder / "savedmodel" / "1")
+    paths = {"savedmodel": saved, "onnx": fa.to_onnx(module, folder / "model.onnx")}
+    for variant in ("float32", "float16", "int8"):
+        paths[variant] = fa.to_tflite(saved, folder / f"{variant}.tflite", variant)
+    shifted = fa.save(fa.build_module(shift=0.05), folder / "shifted")
+    paths["shifted"] = fa.to_tflite(shifted, folder / "shifted.tflite")
+    return paths

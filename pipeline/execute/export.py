@@ -2,26 +2,32 @@
 the workers, merge their entries into each model's report."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from pipeline import progress
 from pipeline.execute.console import log
 from pipeline.reports.model import merge_report, now, read_report
 from pipeline.spec import ModelConfig
 
 
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, repair: dict[str, list[str]] | None = None) -> int:
+def export(
+    configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False,
+    repair: dict[str, list[str]] | None = None, in_process: bool = False,
+) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports.
 
     `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
     search on the named variants; their entries get no cache key (the config alone would
-    not rebuild the repaired variant)."""
+    not rebuild the repaired variant). `in_process` runs the workers' half here instead
+    (a live model exists only in this process)."""
     from pipeline.cache import source_digest
+    from pipeline.config import require_selected
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.plan import make_plan
     from pipeline.reports.model import tool_versions
     from pipeline.stages.data import make_parity_data
 
+    require_selected(configs, only)  # what the selected targets need: checked before anything runs
     for config in configs:
         if config.data.kind == "npz":
             make_parity_data(config)  # NumPy only: bad data is a config error before anything is written
@@ -64,13 +70,18 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         codes.append(exit_code_for(entries))
 
     def echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        progress.note_line(line)
 
     for job in jobs_to_run:
         (artifacts_root / job.model).mkdir(parents=True, exist_ok=True)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         job.log_path.write_text("")
-    run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done)
+    if in_process:
+        from pipeline.execute.inprocess import run_jobs_in_process
+
+        run_jobs_in_process(jobs_to_run, artifacts_root, echo, on_model_done, by_name)
+    else:
+        run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done)
     return max(codes, default=0) if 2 not in codes else 2
 
 

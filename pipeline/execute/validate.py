@@ -13,8 +13,9 @@ from pipeline.target import Artifact
 from pipeline.tolerance import Tolerance
 
 
-def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
-    """Re-check artifacts on disk: hashes first, then parity, without re-exporting."""
+def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | None = None) -> int:
+    """Re-check artifacts on disk: hashes first, then parity, without re-exporting.
+    Each parity check is appended to `checks` when given ({target, passed, failures, max_abs})."""
     from targets import REGISTRY
 
     ctx = RunContext(config, artifacts_root)
@@ -38,6 +39,9 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
         artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.entry.get("info", {}))
         parity = check_parity(ctx, prep, REGISTRY.get(name), config.target(name), ctx.model_dir / name, artifact)
         log(config.name, f"{record.label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
+        if checks is not None:
+            worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=None)
+            checks.append({"target": record.label, "passed": parity["passed"], "failures": parity["failures"], "max_abs": worst})
         if not parity["passed"]:
             code = 1
     return code

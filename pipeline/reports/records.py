@@ -81,7 +81,9 @@ def output_failed(record: Record, output: str) -> bool:
 
 
 def classifier_output(record: Record) -> str | None:
-    # evaluate() names the classifier output at the start of its failure text.
+    if record.parity.get("classifier_output") in record.outputs:
+        return record.parity["classifier_output"]
+    # Older reports: evaluate() named the classifier output at the start of its failure text.
     for failure in record.parity.get("failures") or []:
         name = failure.split(":", 1)[0]
         if "top-1 agreement" in failure and name in record.outputs:

@@ -25,14 +25,13 @@ from typing import Any, Iterable
 import numpy as np
 
 from pipeline.errors import ConversionError, IncompatibleModel
-from pipeline.tolerance import Tolerance
+from pipeline.tolerance import INT8
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8", "int16x8")
 CALIBRATED = ("int8", "int16x8")  # variants that need a representative dataset
 
-# Full-integer int8 budget, shared by the tflite `int8` variant and edgetpu (the
-# reasoning is in targets/tflite.py's table).
-INT8_TOLERANCE = Tolerance(atol=1e-3, rtol=0.0, steps=3.0, range_fraction=0.05, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02)
+# Full-integer int8 budget, shared by the tflite `int8` variant and edgetpu.
+INT8_TOLERANCE = INT8  # the int8 precision class (pipeline.tolerance)
 
 
 @dataclass(frozen=True)
@@ -86,13 +85,16 @@ def check_calibration(inputs: Iterable[Any], calibration: dict[str, np.ndarray],
             )
 
 
-def representative_dataset(calibration: dict[str, np.ndarray], inputs: Iterable[Any], samples: int):
-    """A converter `representative_dataset`: one sample per step, keyed by input name."""
+def representative_dataset(calibration: dict[str, np.ndarray], inputs: Iterable[Any], samples: int, on_sample=None):
+    """A converter `representative_dataset`: one sample per step, keyed by input name.
+    `on_sample()` is called after each sample (progress)."""
     specs = list(inputs)
 
     def generate():
         for i in range(samples):
             yield {spec.name: np.asarray(calibration[spec.name][i : i + 1]).astype(spec.dtype) for spec in specs}
+            if on_sample is not None:
+                on_sample()
 
     return generate
 
