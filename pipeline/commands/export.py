@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(document, sys.stdout, indent=2, default=str)
         print()
         return code
-    from pipeline.verdicts import summary_table
+    from pipeline.reports.verdict_lines import summary_table
 
     print()
     print(summary_table([v for r in results for v in r.verdicts], strict=args.strict))

@@ -20,7 +20,7 @@ def export(
     search on the named variants; their entries get no cache key (the config alone would
     not rebuild the repaired variant). `in_process` runs the workers' half here instead
     (a live model exists only in this process)."""
-    from pipeline.cache import source_digest
+    from pipeline.cache import checked, source_digest
     from pipeline.config import require_selected
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.plan import make_plan
@@ -62,7 +62,7 @@ def export(
         entries = dict(kept)
         for name, entry in job.entries.items():
             entry["rebuilt"] = True
-            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") and name not in (repair or {}) else None
+            entry["cache_key"] = keys.get(name) if checked(entry) and name not in (repair or {}) else None
             entries[name] = entry
         run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
         run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model

@@ -16,6 +16,7 @@ from pipeline.tolerance import Tolerance
 def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | None = None) -> int:
     """Re-check artifacts on disk: hashes first, then parity, without re-exporting.
     Each parity check is appended to `checks` when given ({target, passed, failures, max_abs})."""
+    from pipeline.cache import checked
     from targets import REGISTRY
 
     ctx = RunContext(config, artifacts_root)
@@ -33,8 +34,10 @@ def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | Non
     configured = {t.name for t in config.targets}
     for record in iter_records(report):
         name = record.target
-        if record.target_entry.get("status") not in ("passed", "failed") or name not in REGISTRY or name not in configured or not record.has_artifact:
+        if not checked(record.target_entry) or name not in REGISTRY or name not in configured or not record.has_artifact:
             continue
+        if record.entry.get("status") not in ("passed", "failed"):
+            continue  # nothing was published for an errored or skipped variant
         art = record.entry["artifact"]
         artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.entry.get("info", {}))
         parity = check_parity(ctx, prep, REGISTRY.get(name), config.target(name), ctx.model_dir / name, artifact)

@@ -357,7 +357,7 @@ def _conversion_seconds(record: Record) -> float | None:
 def verdict_table(reports: list[dict]) -> str:
     """One row per model, target and variant: status, worst max_abs, size, conversion
     seconds and, for every non-pass (and weak evidence), the reason in one line."""
-    from pipeline.verdicts import entry_verdicts
+    from pipeline.reports.verdict_lines import entry_verdicts
 
     rows = []
     for report in reports:

@@ -17,6 +17,24 @@ def _parity_rows(prefix: str, entry: dict) -> list[str]:
     return rows
 
 
+def _verdict_rows(prefix: str, entry: dict) -> list[str]:
+    """Per output: the pooled figures the verdict used, and the criterion that decided it
+    (the failing one with the largest share of its allowance used, or the closest to failing)."""
+    rows = []
+    for name, m in ((entry.get("parity") or {}).get("outputs") or {}).items():
+        criteria = m.get("criteria")
+        if not criteria:
+            continue
+        stats = m.get("statistics") or {}
+        key = m.get("decided_by")
+        c = criteria.get(key) or {}
+        rows.append(
+            f"| {prefix} | {name} | {fmt(m.get('sqnr_db'))} | {fmt(stats.get('mean_abs_of_range'))} | {fmt(stats.get('p99_9_abs'))} | "
+            f"{key or '-'} | {fmt(c.get('value'))} | {fmt(c.get('limit'))} | {fmt(c.get('margin'))} | {fmt(c.get('used'))} |"
+        )
+    return rows
+
+
 def _table_text(text: str) -> str:
     """Whole text in one table cell: no line breaks, pipes escaped (never cut)."""
     return " ".join(str(text).split()).replace("|", "\\|")
@@ -50,7 +68,7 @@ def _diagnosis_lines(report: dict) -> list[str]:
 
 
 def render_markdown(report: dict) -> str:
-    from pipeline.verdicts import report_verdicts
+    from pipeline.reports.verdict_lines import report_verdicts
 
     lines = [f"# tfship report: {report['model']}", ""]
     lines.append(f"Status: **{report['status']}** · updated {report['updated']} · config sha256 `{report['config_sha256'][:12]}`")
@@ -76,6 +94,14 @@ def render_markdown(report: dict) -> str:
     records = list(iter_records(report))
     for record in records:
         lines += _parity_rows(record.label, record.entry)
+    verdicts = []
+    for record in records:
+        verdicts += _verdict_rows(record.label, record.entry)
+    if verdicts:
+        lines += ["", "## Verdicts (every element of every case, pooled)", ""]
+        lines.append("| target | output | SQNR dB | mean error / range | p99.9 error | decided by | value | limit | margin | used |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines += verdicts
     extra = []
     for record in records:
         label, sub = record.label, record.entry
@@ -84,7 +110,14 @@ def render_markdown(report: dict) -> str:
         if cls:
             extra.append(
                 f"- {label}: top-1 agreement {fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
+                + (f", top-{cls['top_k']} agreement {fmt(cls.get('topk_agreement'))}" if "top_k" in cls else "")
                 + (f", accuracy {fmt(cls.get('accuracy'))} vs reference {fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
+            )
+        decided = parity.get("decided_by")
+        if decided:
+            extra.append(
+                f"- {label}: decided by `{decided['output']}` {decided['criterion']}: {fmt(decided.get('value'))} "
+                f"(limit {fmt(decided.get('limit'))}, margin {fmt(decided.get('margin'))}, {fmt(decided.get('used'))} of the allowance used)"
             )
         for out, why in (parity.get("weak_evidence") or {}).items():
             extra.append(f"- {label}: weak evidence for `{out}`: {why}")
