@@ -131,11 +131,9 @@ def _report(exported) -> dict:
 
 
 def _records(report: dict) -> dict[str, dict]:
-    out = {}
-    for name, entry in report["targets"].items():
-        for variant, record in (entry.get("variants") or {"": entry}).items():
-            out[f"{name}/{variant}" if variant else name] = record
-    return out
+    from pipeline.reports.records import iter_records
+
+    return {record.label: record.entry for record in iter_records(report)}
 
 
 def _check_figure(figure: dict, batch: int, eager_p50: float) -> None:

@@ -181,7 +181,7 @@ def _variant_error_entry(artifact: Artifact, exc: BaseException | None = None) -
         error["message"] = f"unexpected {type(exc).__name__}: {error.get('message', '')}"
         error["traceback_tail"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
     return {"status": "error", **error, "files": [], "bytes": 0, "info": artifact.info,
-            "artifact": {"variant": artifact.variant, "files": [], "tolerance": artifact.tolerance.__dict__, "info": artifact.info}}
+            "artifact": {"variant": artifact.variant, "files": [], "tolerance": artifact.tolerance.__dict__}}
 
 
 def _drop_files(staged: Path, files: tuple[str, ...], others: list[Artifact]) -> None:
