@@ -158,16 +158,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: targets finished before the interrupt are published and recorded; the others keep their previous artifacts", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from pipeline.publication import file_system_error
+
+        message = file_system_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message[0]}", file=sys.stderr)
+        return message[1]
 
 
 def _summary(configs, artifacts: Path, only: list[str] | None) -> None:
     from pipeline.report import read_report
 
+    reports = [(config, read_report(artifacts / config.name) or {}) for config in configs]
+    if not any(report.get("targets") for _, report in reports):
+        return  # nothing recorded (bad input): the error above is the whole story
     print("\nmodel        target       status   max_abs (worst output)")
-    for config in configs:
-        report = read_report(artifacts / config.name) or {}
+    for config, report in reports:
         for name, entry in sorted(report.get("targets", {}).items()):
             if only is not None and name not in only:
                 continue

@@ -43,9 +43,12 @@ def read_report(model_dir: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not JSON, not UTF-8, unreadable: not a report
         return None
+    if not isinstance(report, dict) or not isinstance(report.get("targets", {}), dict):
+        return None
+    return report
 
 
 def merge_report(model_dir: Path, model: str, config_sha256: str, config_file: str, run: dict, targets: dict[str, dict]) -> dict:

@@ -7,6 +7,7 @@ failed parity); an error or a crash leaves the previous artifacts as they were.
 """
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import sys
@@ -20,6 +21,7 @@ import numpy as np
 from pipeline.config import ModelConfig, TargetConfig
 from pipeline.errors import IntegrityError, PipelineError, TargetUnavailable
 from pipeline.fsutil import expand_files, file_records, publish_dir, sha256_file, staging_dir
+from pipeline.publication import RECORD_NAME
 from pipeline.parity import evaluate, reference_stats
 from pipeline.records import LoadedModel, ParityData, TracedModel
 from pipeline.report import merge_report, now, read_report
@@ -86,30 +88,68 @@ def run_eager(loaded: LoadedModel, inputs: dict[str, np.ndarray]) -> dict[str, n
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
-def prepare(ctx: RunContext) -> Prepared:
-    """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced."""
+def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
+    """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced,
+    or its reference is unusable. Every check that needs TensorFlow runs before anything is
+    written: the canonical SavedModel stays in a staging folder until `keep_saved_model`."""
     from pipeline.stages.data import is_pool_case, make_parity_data
     from pipeline.stages.load import load_model
     from pipeline.stages.savedmodel import export_saved_model
     from pipeline.stages.trace import trace_model
+    from pipeline.usercode import call_user, source_key
 
     watch = _Stopwatch()
     config = ctx.config
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
     traced = watch.run("trace", trace_model, config, loaded)
-    stage_root = ctx.model_dir / ".stages"
-    staged = staging_dir(stage_root, "savedmodel")
-    saved_model_dir = stage_root / "savedmodel"
-    try:
-        watch.run("savedmodel", export_saved_model, staged / "model", loaded, traced)
-        publish_dir(staged / "model", saved_model_dir)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-    reference = watch.run("reference", lambda: tuple(run_eager(loaded, inputs) for _, inputs in data.cases))
+    reference = watch.run(
+        "reference",
+        lambda: tuple(call_user(config, source_key(config), f"model '{config.name}' (run eagerly on the parity data)", run_eager, loaded, inputs) for _, inputs in data.cases),
+    )
     pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
     stats = reference_stats(list(reference), list(pool_mask))
+    check_reference_finite(config, stats, reference)
+    saved_model_dir = None
+    if saved_model:
+        staged = staging_dir(ctx.model_dir / ".stages", "savedmodel")
+        try:
+            watch.run("savedmodel", export_saved_model, staged / "model", loaded, traced)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        saved_model_dir = staged / "model"
     return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings)
+
+
+def keep_saved_model(ctx: RunContext, prep: Prepared, keep: bool) -> None:
+    """Publish the canonical SavedModel under .stages/ when a target was published from it; else drop it."""
+    if prep.saved_model_dir is None:
+        return
+    staged = prep.saved_model_dir.parent
+    try:
+        if keep:
+            publish_dir(prep.saved_model_dir, ctx.model_dir / ".stages" / "savedmodel")
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def check_reference_finite(config: ModelConfig, stats: dict[str, dict], reference) -> None:
+    """A NaN/Inf reference makes parity meaningless (NaN compared with NaN): refuse it unless expected."""
+    from pipeline.usercode import bad_input
+
+    for index, spec in enumerate(config.outputs):
+        count = stats.get(spec.name, {}).get("nonfinite", 0)
+        if not count or spec.allow_nonfinite:
+            continue
+        total = sum(int(np.size(case[spec.name])) for case in reference)
+        raise bad_input(
+            config, ("outputs", index),
+            f"the eager model's output '{spec.name}' holds {count} NaN/Inf value(s) of {total} over the parity data: "
+            "parity against a non-finite reference proves nothing. Fix the model or its data (a log or division of zero, "
+            f"weights that overflow), or, if such values are intended, write the output as `{{name: {spec.name}, allow_nonfinite: true}}` "
+            "(the artifact must then give NaN/Inf at the same elements).",
+        )
 
 
 def _tolerance_for(target_cfg: TargetConfig, artifact: Artifact):
@@ -141,8 +181,14 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
 
 
 def _error_entry(exc: BaseException, started: str) -> dict:
+    from pipeline.publication import DISK_FULL
+    from pipeline.usercode import strip_ansi
+
     if isinstance(exc, PipelineError):
-        return {"status": "error", "error": type(exc).__name__, "exit_code": exc.exit_code, "message": str(exc), "started": started, "finished": now()}
+        return {"status": "error", "error": type(exc).__name__, "exit_code": exc.exit_code, "message": strip_ansi(str(exc)), "started": started, "finished": now()}
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return {"status": "error", "error": "DiskFull", "exit_code": 1, "message": f"no space left on the device{where}: free space and run the export again; the previous artifacts are unchanged", "started": started, "finished": now()}
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return {
         "status": "error",
@@ -225,14 +271,15 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
-        publish_dir(staged, model_dir / target.name)
+        entry["staged"] = str(staged)  # published by the parent with its report record (pipeline.publication)
         return entry
     except BaseException as exc:  # one target failing never stops the others
         shutil.rmtree(staged, ignore_errors=True)
         if isinstance(exc, KeyboardInterrupt):
             raise
         entry = _error_entry(exc, started)
-        log(ctx.config.name, f"{target.name}: error: {entry['message']}")
+        brief = "refused: the model or its config does not fit this target (the reason follows at the end)" if entry["exit_code"] == 2 else f"error: {entry['message']}"
+        log(ctx.config.name, f"{target.name}: {brief}")
         return entry
 
 
@@ -244,12 +291,14 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     _log_sink = lambda line: on_event("log", "", {"line": line})
     ctx = RunContext(config, artifacts_root)
     chosen = [config.target(name) for name in target_names]
-    ctx.model_dir.mkdir(parents=True, exist_ok=True)
     log(config.name, f"building {', '.join(target_names)}")
     try:
         prep = prepare(ctx)
     except Exception as exc:  # the model itself is unusable: every chosen target errors
         entry = _error_entry(exc, now())
+        if entry["exit_code"] == 2:  # bad input: nothing was written; the parent prints it once
+            on_event("bad_input", "", entry)
+            return
         log(config.name, f"error: {entry['message']}")
         on_event("model_error", "", entry)
         return
@@ -268,32 +317,71 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
             "timings": timings,
         },
     )
-    for target_cfg in chosen:
-        t0 = time.perf_counter()
-        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg)
-        entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
-        entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
-        on_event("target", target_cfg.name, entry)
+    built = False
+    try:
+        for target_cfg in chosen:
+            t0 = time.perf_counter()
+            entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg)
+            entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
+            entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
+            built = built or "staged" in entry
+            on_event("target", target_cfg.name, entry)
+    finally:
+        keep_saved_model(ctx, prep, built)
 
 
 def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False) -> int:
-    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, write reports."""
-    from pipeline.cache import reusable, source_digest, target_key
-    from pipeline.report import tool_versions
-    from pipeline.workers import ModelJob, run_jobs
+    """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, publish
+    each finished target with its report record, under one lock per model."""
+    import contextlib
 
-    from pipeline.stages.data import make_parity_data
+    from pipeline.cache import reusable, source_digest, target_key
+    from pipeline.errors import ConfigError, Problem
+    from pipeline.publication import ModelLock, check_writable, reconcile
+    from pipeline.report import tool_versions
+    from pipeline.stages.data import check_pool_memory, make_parity_data
+    from pipeline.workers import ModelJob, run_jobs
 
     for config in configs:
         if config.data.kind == "npz":
             make_parity_data(config)  # NumPy only: bad data is a config error before anything is written
+        else:
+            check_pool_memory(config)
+    selected = [c for c in configs if any(only is None or t.name in only for t in c.targets)]
+    if not selected:
+        log("tfship", "nothing to do: no selected model configures the selected targets")
+        return 0
+    unwritable = check_writable(artifacts_root)
+    if unwritable:
+        raise ConfigError([Problem("", None, "--artifacts", f"{unwritable}; expected a folder tfship can write in. Fix: make it writable, or pass --artifacts <another folder>")])
     versions = tool_versions()
     started = now()
-    jobs_to_run, reused, codes = [], {}, []
-    for config in configs:
+    root_existed = artifacts_root.exists()
+    codes: list[int] = []
+    with contextlib.ExitStack() as locks:
+        for config in sorted(selected, key=lambda c: c.name):  # one order for everyone: no deadlock between runs
+            locks.enter_context(ModelLock(artifacts_root, config.name, echo=lambda line: print(line, file=sys.stderr, flush=True)))
+        existed = {c.name: (artifacts_root / c.name).exists() for c in selected}
+        for config in selected:
+            for done in reconcile(artifacts_root / config.name):
+                log(config.name, f"recovered from an interrupted run: {done}")
+        _export_locked(selected, only, artifacts_root, jobs, force, versions, started, codes, existed)
+    if not root_existed and artifacts_root.is_dir() and not any(artifacts_root.iterdir()):
+        artifacts_root.rmdir()  # bad input: leave no trace, not even the folder
+    return max(codes, default=0) if 2 not in codes else 2
+
+
+def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool, versions: dict, started: str, codes: list[int], existed: dict) -> None:
+    import tempfile
+
+    from pipeline.cache import reusable, source_digest, target_key
+    from pipeline.publication import publish_target, read_record
+    from pipeline.usercode import config_where
+    from pipeline.workers import ModelJob, run_jobs
+
+    jobs_to_run, reused = [], {}
+    for config in selected:
         chosen = [t for t in config.targets if only is None or t.name in only]
-        if not chosen:
-            continue
         model_dir = artifacts_root / config.name
         previous_report = read_report(model_dir) or {}
         previous = previous_report.get("targets", {})
@@ -304,40 +392,95 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         for name, entry in kept.items():
             log(config.name, f"{name}: up to date ({entry['status']}), reused")
         if todo:
-            jobs_to_run.append(ModelJob(config.file, config.name, todo, model_dir / ".logs" / "worker.log"))
+            fd, log_path = tempfile.mkstemp(prefix=f"tfship-{config.name}-worker-", suffix=".log")
+            os.close(fd)
+            jobs_to_run.append(ModelJob(config.file, config.name, todo, Path(log_path)))
         elif kept:
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(previous_report.get("run", {}).get("model", {}), source_sha256=source_digest(config))
-            run = {"started": started, "finished": now(), "targets": list(kept), "rebuilt": [], "reused": list(kept), "model": model_facts}
+            run = {"started": started, "finished": now(), "state": "finished", "targets": list(kept), "rebuilt": [], "reused": list(kept), "model": model_facts}
             merge_report(model_dir, config.name, config.sha256, str(config.file), run, kept)
             codes.append(exit_code_for(kept))
     if not jobs_to_run:
         log("tfship", "nothing changed: every selected target is up to date")
-        return max(codes, default=0) if 2 not in codes else 2
-    by_name = {c.name: c for c in configs}
+        return
+    by_name = {c.name: c for c in selected}
+    recorded: dict[str, dict[str, dict]] = {job.model: {} for job in jobs_to_run}
+    refused: dict[str, dict[str, dict]] = {job.model: {} for job in jobs_to_run}
+
+    def run_so_far(job: ModelJob, state: str) -> dict:
+        kept, _ = reused[job.model]
+        done = recorded[job.model]
+        run = {"started": started, "finished": now() if state == "finished" else None, "state": state,
+               "targets": list({**kept, **done}), "rebuilt": list(done), "reused": list(kept), **job.run}
+        run.setdefault("model", {})["source_sha256"] = source_digest(by_name[job.model])  # after the worker built any missing model
+        return run
+
+    def on_target(job: ModelJob, name: str, entry: dict) -> None:
+        """Publish one finished target and record it at once: a kill after this loses nothing."""
+        config = by_name[job.model]
+        kept, keys = reused[job.model]
+        model_dir = artifacts_root / job.model
+        entry = dict(entry, rebuilt=True)
+        staged = entry.pop("staged", None)
+        if entry.get("status") == "error" and entry.get("exit_code") == 2:
+            refused[job.model][name] = entry  # bad input: reported, never recorded, nothing replaced
+            return
+        entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
+        if staged:
+            entry = publish_target(Path(staged), model_dir / name, entry)
+        else:
+            record = read_record(model_dir / name)
+            if record is not None:  # the previous export's folder stays: say which one it is
+                entry["kept_publication"] = record.get("publication")
+        recorded[job.model][name] = entry
+        merge_report(model_dir, config.name, config.sha256, str(config.file), run_so_far(job, "running"), {**kept, **recorded[job.model]})
 
     def on_model_done(job: ModelJob) -> None:
         config = by_name[job.model]
-        kept, keys = reused[job.model]
-        entries = dict(kept)
-        for name, entry in job.entries.items():
-            entry["rebuilt"] = True
-            entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
-            entries[name] = entry
-        run = {"started": started, "finished": now(), "targets": list(entries), "rebuilt": list(job.entries), "reused": list(kept), **job.run}
-        run.setdefault("model", {})["source_sha256"] = source_digest(config)  # after the worker built any missing model
-        merge_report(artifacts_root / job.model, config.name, config.sha256, str(config.file), run, entries)
-        codes.append(exit_code_for(entries))
+        kept, _ = reused[job.model]
+        model_dir = artifacts_root / job.model
+        messages = [job.bad_input["message"]] if job.bad_input else []
+        messages += [f"{config_where(config, ('targets', _target_index(config, name)))}: {name}: {e['message']}" for name, e in refused[job.model].items()]
+        for message in messages:
+            print(f"error: {message}", file=sys.stderr, flush=True)
+        if recorded[job.model]:
+            merge_report(model_dir, config.name, config.sha256, str(config.file), run_so_far(job, "finished"), {**kept, **recorded[job.model]})
+            _keep_log(job.log_path, model_dir / ".logs" / "worker.log")
+        else:
+            job.log_path.unlink(missing_ok=True)
+            if not existed[job.model]:
+                _remove_empty_tree(model_dir)
+        codes.append(2 if messages else exit_code_for({**kept, **recorded[job.model]}))
 
     def echo(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    for job in jobs_to_run:
-        (artifacts_root / job.model).mkdir(parents=True, exist_ok=True)
-        job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        job.log_path.write_text("")
-    run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done)
-    return max(codes, default=0) if 2 not in codes else 2
+    try:
+        run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done, on_target=on_target)
+    finally:
+        for job in jobs_to_run:
+            job.log_path.unlink(missing_ok=True)
+
+
+def _target_index(config: ModelConfig, name: str) -> int:
+    return next(i for i, t in enumerate(config.targets) if t.name == name)
+
+
+def _keep_log(temp_log: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(temp_log, dest)
+    temp_log.unlink(missing_ok=True)
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def export_model(config: ModelConfig, target_names: list[str] | None, artifacts_root: Path, force: bool = False) -> tuple[dict, int]:
@@ -374,26 +517,45 @@ def verify_files(model_dir: Path, report: dict) -> list[str]:
             recorded = {f["path"] for f in entry["files"]}
             for path in expand_files(model_dir, [name]):
                 rel = path.relative_to(model_dir).as_posix()
-                if rel not in recorded:
+                if rel not in recorded and path.name != RECORD_NAME:
                     changed.append(f"{rel} (not in the report)")
     return changed
 
 
 def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
     """Re-check artifacts on disk: hashes first, then parity, without re-exporting."""
-    from targets import REGISTRY
+    from pipeline.publication import ModelLock
 
     ctx = RunContext(config, artifacts_root)
+    path = ctx.model_dir / "report.json"
+    if not path.exists():
+        log(config.name, f"no report at {path}: run `tfship export --model {config.name}` first")
+        return 1
+    with ModelLock(artifacts_root, config.name, echo=lambda line: print(line, file=sys.stderr, flush=True)):
+        return _validate_locked(ctx, config)
+
+
+def _validate_locked(ctx: RunContext, config: ModelConfig) -> int:
+    from pipeline.publication import stale_targets
+    from targets import REGISTRY
+
     report = read_report(ctx.model_dir)
     if report is None:
-        log(config.name, f"no report at {ctx.model_dir / 'report.json'}: run `tfship export --model {config.name}` first")
-        return 1
+        raise IntegrityError(
+            f"{ctx.model_dir / 'report.json'} is not a tfship report (not JSON, or not its format); "
+            f"run `tfship export --model {config.name} --force` to rebuild and rewrite it"
+        )
+    stale = stale_targets(ctx.model_dir, report)
+    if stale:
+        lines = [f"{name}: {why}" for name, why in stale.items()]
+        log(config.name, "report.json is stale for " + ", ".join(stale) + ":\n  " + "\n  ".join(lines))
+        raise IntegrityError(f"{config.name}: report.json is stale for {', '.join(stale)}; run `tfship export --model {config.name}` to record what is on disk")
     changed = verify_files(ctx.model_dir, report)
     if changed:
         log(config.name, "artifact files changed since export:\n  " + "\n  ".join(changed))
         raise IntegrityError(f"{config.name}: {len(changed)} file(s) differ from report.json: " + "; ".join(changed))
     log(config.name, "all recorded files match their sha256")
-    prep = prepare(ctx)
+    prep = prepare(ctx, saved_model=False)
     code = 0
     for name, entry in report.get("targets", {}).items():
         if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
