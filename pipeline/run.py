@@ -68,6 +68,7 @@ class Prepared:
     stats: dict[str, dict]
     pool_mask: tuple[bool, ...]
     timings: dict[str, dict] = field(default_factory=dict)
+    reference_check: dict = field(default_factory=dict)
 
 
 class _Stopwatch:
@@ -94,6 +95,7 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
     written: the canonical SavedModel stays in a staging folder until `keep_saved_model`."""
     from pipeline.stages.data import is_pool_case, make_parity_data
     from pipeline.stages.load import load_model
+    from pipeline.stages.reference import check_reference
     from pipeline.stages.savedmodel import export_saved_model
     from pipeline.stages.trace import trace_model
     from pipeline.usercode import call_user, source_key
@@ -110,6 +112,8 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
     pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
     stats = reference_stats(list(reference), list(pool_mask))
     check_reference_finite(config, stats, reference)
+    # Before anything is exported or judged: the reference must agree with itself (else exit 2).
+    self_check = watch.run("reference_check", check_reference, config, loaded, data, reference, stats, run_eager)
     saved_model_dir = None
     if saved_model:
         staged = staging_dir(ctx.model_dir / ".stages", "savedmodel")
@@ -119,7 +123,7 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         saved_model_dir = staged / "model"
-    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings)
+    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check)
 
 
 def keep_saved_model(ctx: RunContext, prep: Prepared, keep: bool) -> None:
@@ -297,6 +301,10 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     except Exception as exc:  # the model itself is unusable: every chosen target errors
         entry = _error_entry(exc, now())
         if entry["exit_code"] == 2:  # bad input: nothing was written; the parent prints it once
+            if not entry["message"].startswith(str(config.file)):
+                from pipeline.usercode import config_where, source_key
+
+                entry["message"] = f"{config_where(config, source_key(config))}: {entry['message']}"
             on_event("bad_input", "", entry)
             return
         log(config.name, f"error: {entry['message']}")
@@ -312,6 +320,7 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
                 "tracing_count": prep.traced.tracing_count,
                 "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
                 "reference": prep.stats,
+                "reference_check": prep.reference_check,
                 "cases": [label for label, _ in prep.data.cases],
             },
             "timings": timings,

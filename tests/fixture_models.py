@@ -330,3 +330,147 @@ def train_small_cnn(path) -> float:
     model.save(path)
     x_held, y_held = make_images(256, seed=99)
     return float(np.mean(np.argmax(model.predict(x_held, verbose=0), axis=1) == y_held))
+
+
+# --------------------------------------------------------------------------
+# Reference self-consistency and layer localization
+# --------------------------------------------------------------------------
+
+
+def numpy_noise():
+    """Keras 3 functional model; input ``x`` float32 ``[None, 4]``, output
+    ``y`` float32 ``[None, 4]``.
+
+    Its ``noisy`` layer adds ``np.random.rand()`` in ``call``: every eager
+    call draws a new number, so the eager model disagrees with itself.
+    """
+    import keras
+
+    class Noisy(keras.layers.Layer):
+        def call(self, x):
+            return x + np.random.rand()
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input(shape=(4,), name="x")
+    y = Noisy(name="noisy")(keras.layers.Dense(4, name="dense")(x))
+    return keras.Model(x, y, name="numpy_noise")
+
+
+def batch_mixing():
+    """Keras 3 functional model; input ``x`` float32 ``[None, 4]``, output
+    ``y`` float32 ``[None, 4]``: each sample minus the first sample of its batch.
+    Deterministic for a fixed batch, but it depends on the order of the batch."""
+    import keras
+
+    class MinusFirst(keras.layers.Layer):
+        def call(self, x):
+            return x - x[:1]
+
+    x = keras.Input(shape=(4,), name="x")
+    return keras.Model(x, MinusFirst(name="minus_first")(x), name="batch_mixing")
+
+
+def batchnorm_inference():
+    """Trained Keras 3 classifier with BatchNormalization and Dropout, called
+    with ``training=False``: a legitimate model the reference check must accept.
+    Input ``x`` float32 ``[None, 8]``; output ``probs`` float32 ``[None, 3]``."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input(shape=(_TINY_FEATURES,), name="x")
+    h = keras.layers.Dense(16, name="dense")(x)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Activation("relu", name="relu")(h)
+    h = keras.layers.Dropout(0.5, name="drop")(h)
+    probs = keras.layers.Dense(_TINY_CLASSES, activation="softmax", name="probs")(h)
+    model = keras.Model(x, probs, name="batchnorm_inference")
+    _fit_tiny(model, keras.optimizers.Adam(1e-2))
+    return model
+
+
+def _eager_branch_layer(keras):
+    class TracedOffset(keras.layers.Layer):
+        """Computes x * 0.5 + 0.3 eagerly and x * 0.5 - 0.3 when traced (the seeded fault)."""
+
+        def call(self, x):
+            if tf.executing_eagerly():
+                return x * 0.5 + 0.3
+            return x * 0.5 - 0.3
+
+    return TracedOffset
+
+
+TRACED_FAULT_LAYERS = 15
+
+
+def traced_fault(depth: int = 7):
+    """Keras 3 functional network of 15 tiny layers; input ``x`` float32
+    ``[None, 8]``, output ``y`` float32 ``[None, 8]``.
+
+    Layers are named ``l1`` .. ``l15`` (Dense 8 with tanh, alternating with
+    elementwise layers); layer ``l<depth>`` is replaced by ``TracedOffset``,
+    which computes differently when traced than when run eagerly. Every graph
+    artifact therefore differs from the eager model from that layer on.
+    """
+    import keras
+
+    TracedOffset = _eager_branch_layer(keras)
+    keras.utils.set_random_seed(0)
+    x = keras.Input(shape=(8,), name="x")
+    h = x
+    for i in range(1, TRACED_FAULT_LAYERS + 1):
+        name = f"l{i}"
+        if i == depth:
+            h = TracedOffset(name=name)(h)
+        elif i % 3 == 0:
+            h = keras.layers.Activation("sigmoid", name=name)(h)
+        else:
+            h = keras.layers.Dense(8, activation="tanh", name=name)(h)
+    return keras.Model(x, h, name=f"traced_fault_{depth}")
+
+
+def traced_fault_subclassed(depth: int = 7):
+    """The same network and fault as :func:`traced_fault`, as a subclassed
+    Keras 3 model (no functional graph to read layer outputs from).
+    Input ``x`` float32 ``[None, 8]``, output float32 ``[None, 8]``."""
+    import keras
+
+    TracedOffset = _eager_branch_layer(keras)
+
+    class Chain(keras.Model):
+        def __init__(self):
+            super().__init__(name=f"traced_fault_subclassed_{depth}")
+            self.blocks = []
+            for i in range(1, TRACED_FAULT_LAYERS + 1):
+                name = f"l{i}"
+                if i == depth:
+                    self.blocks.append(TracedOffset(name=name))
+                elif i % 3 == 0:
+                    self.blocks.append(keras.layers.Activation("sigmoid", name=name))
+                else:
+                    self.blocks.append(keras.layers.Dense(8, activation="tanh", name=name))
+
+        def call(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    keras.utils.set_random_seed(0)
+    model = Chain()
+    model(np.zeros((1, 8), np.float32))
+    return model
+
+
+def traced_offset():
+    """Keras 3 functional model; input ``x`` float32 ``[None, 4]``, output
+    ``y`` float32 ``[None, 4]``. Deterministic, but its exported graph adds
+    -0.3 where the eager model adds +0.3: every artifact fails parity."""
+    import keras
+
+    x = keras.Input(shape=(4,), name="x")
+    return keras.Model(x, _eager_branch_layer(keras)(name="offset")(x), name="traced_offset")
+
+
+for _depth in (3, 7, 12):
+    globals()[f"traced_fault_{_depth}"] = lambda _d=_depth: traced_fault(_d)
+    globals()[f"traced_fault_subclassed_{_depth}"] = lambda _d=_depth: traced_fault_subclassed(_d)

@@ -31,7 +31,7 @@ targets:
 
 FROZEN = """\
 source:
-  factory: fixture_models:frozen_random
+  factory: fixture_models:traced_offset
 inputs:
   - {name: x, shape: [null, 4], dtype: float32}
 outputs: [y]

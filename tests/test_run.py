@@ -98,7 +98,7 @@ def test_validate_detects_an_edited_artifact(project):
 
 
 def test_graph_that_differs_from_eager_fails_with_numbers(project):
-    project.config("frozen", factory_config("fixture_models:frozen_random"))
+    project.config("frozen", factory_config("fixture_models:traced_offset"))
     result = project.run("export")
     assert result.code == 1
     parity = project.report("frozen")["targets"]["savedmodel"]["parity"]
