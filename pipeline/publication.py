@@ -48,7 +48,14 @@ class ModelLock:
         return f" (pid {text})" if text.isdigit() else ""
 
     def acquire(self) -> "ModelLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            probe = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exc.errno in NOT_WRITABLE and self.path.parent.is_dir():
+                return self  # a folder nobody here can write: nothing to guard (validate still reads it)
+            raise
+        os.close(probe)
         told = False
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -120,11 +127,17 @@ def read_record(target_dir: Path) -> dict | None:
         return None
 
 
-def stale_targets(model_dir: Path, report: dict) -> dict[str, str]:
-    """Targets whose folder and report entry disagree about which export they hold: {name: why}."""
+def stale_targets(model_dir: Path, report: dict, configured: set[str] | None = None) -> dict[str, str]:
+    """Targets whose folder and report entry disagree about which export they hold: {name: why}.
+
+    A folder the report does not list counts only when its target is `configured` (None: any);
+    a target dropped from the config leaves its old folder, which is no one's business."""
     stale = {}
     targets = report.get("targets", {})
-    names = set(targets) | {p.name for p in model_dir.iterdir() if p.is_dir() and (p / RECORD_NAME).is_file()} if model_dir.is_dir() else set(targets)
+    published = {p.name for p in model_dir.iterdir() if p.is_dir() and (p / RECORD_NAME).is_file()} if model_dir.is_dir() else set()
+    if configured is not None:
+        published &= configured
+    names = set(targets) | published
     for name in sorted(names):
         entry = targets.get(name)
         record = read_record(model_dir / name)
@@ -185,7 +198,7 @@ def sweep(model_dir: Path) -> list[str]:
     return done
 
 
-def reconcile(model_dir: Path) -> list[str]:
+def reconcile(model_dir: Path, configured: set[str] | None = None) -> list[str]:
     """Make report.json agree with the published folders; returns what was done.
 
     Call under the model's lock. A folder's record describes exactly the files published
@@ -196,7 +209,7 @@ def reconcile(model_dir: Path) -> list[str]:
     report = read_report(model_dir)
     if report is None:
         return done
-    stale = stale_targets(model_dir, report)
+    stale = stale_targets(model_dir, report, configured)
     changed = False
     for name in stale:
         record = read_record(model_dir / name)

@@ -190,8 +190,8 @@ def _error_entry(exc: BaseException, started: str) -> dict:
 
     if isinstance(exc, PipelineError):
         return {"status": "error", "error": type(exc).__name__, "exit_code": exc.exit_code, "message": strip_ansi(str(exc)), "started": started, "finished": now()}
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-        where = f" writing {exc.filename}" if exc.filename else ""
+    if (isinstance(exc, OSError) and exc.errno in DISK_FULL) or "No space left on device" in str(exc):
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
         return {"status": "error", "error": "DiskFull", "exit_code": 1, "message": f"no space left on the device{where}: free space and run the export again; the previous artifacts are unchanged", "started": started, "finished": now()}
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return {
@@ -344,12 +344,10 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
     each finished target with its report record, under one lock per model."""
     import contextlib
 
-    from pipeline.cache import reusable, source_digest, target_key
     from pipeline.errors import ConfigError, Problem
     from pipeline.publication import ModelLock, check_writable, reconcile
     from pipeline.report import tool_versions
     from pipeline.stages.data import check_pool_memory, make_parity_data
-    from pipeline.workers import ModelJob, run_jobs
 
     for config in configs:
         if config.data.kind == "npz":
@@ -372,7 +370,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
             locks.enter_context(ModelLock(artifacts_root, config.name, echo=lambda line: print(line, file=sys.stderr, flush=True)))
         existed = {c.name: (artifacts_root / c.name).exists() for c in selected}
         for config in selected:
-            for done in reconcile(artifacts_root / config.name):
+            for done in reconcile(artifacts_root / config.name, {t.name for t in config.targets}):
                 log(config.name, f"recovered from an interrupted run: {done}")
         _export_locked(selected, only, artifacts_root, jobs, force, versions, started, codes, existed)
     if not root_existed and artifacts_root.is_dir() and not any(artifacts_root.iterdir()):
@@ -432,8 +430,10 @@ def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool,
         model_dir = artifacts_root / job.model
         entry = dict(entry, rebuilt=True)
         staged = entry.pop("staged", None)
-        if entry.get("status") == "error" and entry.get("exit_code") == 2:
-            refused[job.model][name] = entry  # bad input: reported, never recorded, nothing replaced
+        if entry.get("status") == "error" and (entry.get("exit_code") == 2 or entry.get("error") == "DiskFull"):
+            # Bad input, or a full disk (which says nothing about the model): reported, never
+            # recorded; the previous artifacts and their record stay as they were.
+            refused[job.model][name] = entry
             return
         entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
         if staged:
@@ -450,7 +450,10 @@ def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool,
         kept, _ = reused[job.model]
         model_dir = artifacts_root / job.model
         messages = [job.bad_input["message"]] if job.bad_input else []
-        messages += [f"{config_where(config, ('targets', _target_index(config, name)))}: {name}: {e['message']}" for name, e in refused[job.model].items()]
+        messages += [
+            f"{config_where(config, ('targets', _target_index(config, name)))}: {name}: {e['message']}" if e.get("exit_code") == 2 else f"{name}: {e['message']}"
+            for name, e in refused[job.model].items()
+        ]
         for message in messages:
             print(f"error: {message}", file=sys.stderr, flush=True)
         if recorded[job.model]:
@@ -460,7 +463,7 @@ def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool,
             job.log_path.unlink(missing_ok=True)
             if not existed[job.model]:
                 _remove_empty_tree(model_dir)
-        codes.append(2 if messages else exit_code_for({**kept, **recorded[job.model]}))
+        codes.append(exit_code_for({**kept, **recorded[job.model], **refused[job.model]}) if not job.bad_input else 2)
 
     def echo(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -554,7 +557,7 @@ def _validate_locked(ctx: RunContext, config: ModelConfig) -> int:
             f"{ctx.model_dir / 'report.json'} is not a tfship report (not JSON, or not its format); "
             f"run `tfship export --model {config.name} --force` to rebuild and rewrite it"
         )
-    stale = stale_targets(ctx.model_dir, report)
+    stale = stale_targets(ctx.model_dir, report, {t.name for t in config.targets})
     if stale:
         lines = [f"{name}: {why}" for name, why in stale.items()]
         log(config.name, "report.json is stale for " + ", ".join(stale) + ":\n  " + "\n  ".join(lines))
