@@ -12,7 +12,7 @@ from pipeline.errors import ConfigError, PipelineError, Problem
 
 # Modules that add subcommands: each has `register(subparsers, common)`; the parser it
 # adds sets `handler=fn(args) -> exit code`.
-COMMAND_MODULES: list[str] = ["pipeline.bench", "pipeline.release", "pipeline.ci_reports", "pipeline.diff", "pipeline.matrix"]
+COMMAND_MODULES: list[str] = ["pipeline.bench", "pipeline.release", "pipeline.ci_reports", "pipeline.diff", "pipeline.matrix", "pipeline.repairs"]
 
 DEFAULT_CONFIG_DIR = Path("configs/models")
 DEFAULT_ARTIFACTS = Path("artifacts")

@@ -203,6 +203,12 @@ def check_value(col: _Collector, value: Any, hint: Any, path: KeyPath) -> tuple[
             ok_all &= ok
             out.append(converted)
         return ok_all, tuple(out)
+    if dataclasses.is_dataclass(hint):  # a nested options record, e.g. one item of a list
+        if not isinstance(value, dict):
+            col.add(path, f"expected a mapping with keys: {', '.join(f.name for f in dataclasses.fields(hint))}; got {_describe(value)}")
+            return False, None
+        parsed = parse_dataclass(col, hint, value, path)
+        return parsed is not None, parsed
     if hint is bool:
         if isinstance(value, bool):
             return True, value
@@ -542,7 +548,7 @@ def _parse_targets(col: _Collector, raw: Any, model: dict) -> tuple[TargetConfig
         before = len(col.problems)
         options = parse_dataclass(col, target.Options, opts, p)
         for key, message in (target.check_options(options, model) if options is not None else []):
-            col.add(p + ((key,) if key else ()), message)
+            col.add(p + (key if isinstance(key, tuple) else (key,) if key else ()), message)  # a tuple key: a nested path
         optional = generic.get("optional", False)
         if not isinstance(optional, bool):
             col.add(p + ("optional",), f"expected true or false, got {_describe(optional)}")

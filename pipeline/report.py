@@ -16,7 +16,7 @@ from pipeline.fsutil import write_json_atomic, write_text_atomic
 SCHEMA_VERSION = 1
 STATUSES = ("passed", "failed", "skipped", "error")
 
-_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert")
+_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer")
 
 
 def tool_versions() -> dict[str, str]:
@@ -141,6 +141,11 @@ def render_markdown(report: dict) -> str:
                 extra.append(f"- {label}: FAILED {failure}")
     if extra:
         lines += ["", "## Notes", ""] + extra
+    from pipeline.repairs import render_repairs_markdown
+
+    repairs = render_repairs_markdown(report)
+    if repairs:
+        lines += ["", repairs.rstrip("\n")]
     from pipeline.bench import render_benchmark_markdown  # bench imports this module
 
     benchmark = render_benchmark_markdown(report)

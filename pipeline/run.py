@@ -230,8 +230,11 @@ def _fold_variants(variant_entries: dict[str, dict]) -> dict:
     return {"status": status, "files": unique, "variants": {(v or "default"): e for v, e in variant_entries.items()}}
 
 
-def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig) -> dict:
-    """Build, check and publish one target; returns its report entry (never raises PipelineError)."""
+def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, repair: tuple[str, ...] = ()) -> dict:
+    """Build, check and publish one target; returns its report entry (never raises PipelineError).
+
+    A failed variant named by the target's options (or by `repair`) starts the target's
+    repair search; what it finds is published beside it as a variant of its own."""
     model_dir = ctx.model_dir
     started = now()
     staged = staging_dir(model_dir, target.name)
@@ -251,7 +254,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         build_s = time.perf_counter() - t0
         variant_entries: dict[str, dict] = {}
         parity_s = 0.0
-        for artifact in artifacts:
+        to_repair = set(repair) | set(target.repair_variants(target_cfg.options))
+        for artifact in artifacts:  # grows while it runs: repaired variants are checked like the others
             t1 = time.perf_counter()
             record = _artifact_record(artifact, staged, target.name)
             label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
@@ -273,6 +277,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             variant_entries[artifact.variant] = record
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}"))
+            if not parity["passed"] and artifact.variant in to_repair:
+                artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         entry["staged"] = str(staged)  # published by the parent with its report record (pipeline.publication)
@@ -287,8 +293,24 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         return entry
 
 
-def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event) -> None:
-    """Worker side: shared stages once, then each target; every result goes to `on_event`."""
+def _repair_variant(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, job: BuildInputs, artifact: Artifact, record: dict) -> list[Artifact]:
+    """Run the target's repair search on a failed variant; its record goes in the variant's entry."""
+
+    def verify(candidate: Artifact) -> dict:
+        return check_parity(ctx, prep, target, target_cfg, job.out_dir, candidate)
+
+    outcome = target.repair(job, artifact, record, verify, lambda line: log(ctx.config.name, f"{target.name}/{line}"))
+    if outcome is None:
+        return []
+    repaired, search = outcome
+    record["repair"] = search
+    return list(repaired)
+
+
+def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event, repair: dict[str, list[str]] | None = None) -> None:
+    """Worker side: shared stages once, then each target; every result goes to `on_event`.
+
+    `repair` ({target: [variant]}) asks for a repair search on those variants when they fail."""
     global _log_sink
     from targets import REGISTRY
 
@@ -330,7 +352,7 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     try:
         for target_cfg in chosen:
             t0 = time.perf_counter()
-            entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg)
+            entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple((repair or {}).get(target_cfg.name, ())))
             entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
             entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
             built = built or "staged" in entry
@@ -339,9 +361,13 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
         keep_saved_model(ctx, prep, built)
 
 
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False) -> int:
+def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, repair: dict[str, list[str]] | None = None) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, publish
-    each finished target with its report record, under one lock per model."""
+    each finished target with its report record, under one lock per model.
+
+    `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
+    search on the named variants; their entries get no cache key (the config alone would
+    not rebuild the repaired variant)."""
     import contextlib
 
     from pipeline.errors import ConfigError, Problem
@@ -372,13 +398,13 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         for config in selected:
             for done in reconcile(artifacts_root / config.name, {t.name for t in config.targets}):
                 log(config.name, f"recovered from an interrupted run: {done}")
-        _export_locked(selected, only, artifacts_root, jobs, force, versions, started, codes, existed)
+        _export_locked(selected, only, artifacts_root, jobs, force, versions, started, codes, existed, repair or {})
     if not root_existed and artifacts_root.is_dir() and not any(artifacts_root.iterdir()):
         artifacts_root.rmdir()  # bad input: leave no trace, not even the folder
     return max(codes, default=0) if 2 not in codes else 2
 
 
-def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool, versions: dict, started: str, codes: list[int], existed: dict) -> None:
+def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool, versions: dict, started: str, codes: list[int], existed: dict, repair: dict) -> None:
     import tempfile
 
     from pipeline.cache import reusable, source_digest, target_key
@@ -393,7 +419,11 @@ def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool,
         previous_report = read_report(model_dir) or {}
         previous = previous_report.get("targets", {})
         keys = {t.name: target_key(config, t, versions) for t in chosen}
-        kept = {t.name: dict(previous[t.name], rebuilt=False) for t in chosen if not force and reusable(previous.get(t.name), keys[t.name], model_dir)}
+        kept = {
+            t.name: dict(previous[t.name], rebuilt=False)
+            for t in chosen
+            if not force and t.name not in (repair or {}) and reusable(previous.get(t.name), keys[t.name], model_dir)
+        }
         reused[config.name] = (kept, keys)
         todo = [t.name for t in chosen if t.name not in kept]
         for name, entry in kept.items():
@@ -401,7 +431,7 @@ def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool,
         if todo:
             fd, log_path = tempfile.mkstemp(prefix=f"tfship-{config.name}-worker-", suffix=".log")
             os.close(fd)
-            jobs_to_run.append(ModelJob(config.file, config.name, todo, Path(log_path)))
+            jobs_to_run.append(ModelJob(config.file, config.name, todo, Path(log_path), repair=dict(repair or {})))
         elif kept:
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(previous_report.get("run", {}).get("model", {}), source_sha256=source_digest(config))
@@ -435,7 +465,7 @@ def _export_locked(selected, only, artifacts_root: Path, jobs: int, force: bool,
             # recorded; the previous artifacts and their record stay as they were.
             refused[job.model][name] = entry
             return
-        entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") else None
+        entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") and name not in repair else None
         if staged:
             entry = publish_target(Path(staged), model_dir / name, entry)
         else:

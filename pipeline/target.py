@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -72,7 +72,8 @@ class Target:
         return ("",)
 
     def check_options(self, options: Any, model: dict) -> list[tuple[str, str]]:
-        """Cross-field checks in pure Python: [(option key or '', message)].
+        """Cross-field checks in pure Python: [(option key or '', message)]; a key may be a
+        tuple path into a nested option, e.g. ("recipes", 0, "name").
 
         `model` is a plain view: {name, inputs (InputSpec tuple), outputs (names), data}.
         """
@@ -93,4 +94,18 @@ class Target:
 
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         """Called when an artifact fails parity: extra report fields that explain why."""
+        return None
+
+    def repair_variants(self, options: Any) -> tuple[str, ...]:
+        """Variants whose parity failure starts a repair search (the options say which)."""
+        return ()
+
+    def repair(self, job: BuildInputs, artifact: Artifact, entry: dict, verify: Callable[[Artifact], dict], log: Callable[[str], None]) -> tuple[list[Artifact], dict] | None:
+        """Called when a variant named by `repair_variants` (or `tfship repair`) fails parity.
+
+        `entry` is the failed variant's report record (parity, diagnosis); `verify(a)`
+        runs the same parity check on an artifact staged in `job.out_dir`. Returns the
+        repaired artifacts to publish (each is checked again like any other) and the
+        report record of the search, or None when the target cannot repair.
+        """
         return None

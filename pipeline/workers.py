@@ -32,7 +32,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, parent_pid: int = 0) -> None:
+def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, parent_pid: int = 0, repair: dict | None = None) -> None:
     """Entry point of a spawned worker: build `targets` of one model, sending each entry."""
     _die_with_parent()
     if parent_pid and os.getppid() != parent_pid:  # the parent died before the death signal was armed
@@ -50,7 +50,7 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     def on_event(kind: str, name: str, payload: dict) -> None:
         conn.send((kind, name, payload))
 
-    run_targets(config, targets, Path(artifacts_root), on_event)
+    run_targets(config, targets, Path(artifacts_root), on_event, repair)
     conn.send(("done", "", {}))
     conn.close()
 
@@ -61,6 +61,7 @@ class ModelJob:
     model: str
     targets: list[str]
     log_path: Path
+    repair: dict[str, list[str]] = field(default_factory=dict)  # {target: [variant]} to repair when they fail
     entries: dict[str, dict] = field(default_factory=dict)
     run: dict = field(default_factory=dict)
     bad_input: dict | None = None  # the model itself is bad input: nothing may be recorded
@@ -96,7 +97,7 @@ class _Running:
         self.log_offset = job.log_path.stat().st_size if job.log_path.exists() else 0
         self.process = ctx.Process(
             target=_worker_main,
-            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child, os.getpid()),
+            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child, os.getpid(), job.repair),
             daemon=True,
         )
         self.process.start()

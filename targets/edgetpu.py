@@ -220,10 +220,7 @@ class EdgeTPUTarget(Target):
             table = litert.debug_quantization(job.saved_model_dir, conv, representative, job.model.input_names, litert.keras_layer_names(job.loaded.obj))
         except Exception as exc:  # the debugger is best effort: the failure itself stands
             return {"quantization_debugger": f"could not run: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
-        table["suggested_fix"] = (
-            "the Edge TPU runs every op in int8, so layers cannot be kept in float; retrain with quantization-aware "
-            "training, or remove the outlier range in the worst layers listed"
-        )
+        table["note"] = "the Edge TPU runs every op in int8: a layer kept in float would leave the TPU"
         return {"quantization_debugger": table}
 
 

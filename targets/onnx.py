@@ -11,6 +11,13 @@ Variants:
 With external data (`large_model: true`, or automatically when the weights do not
 fit in one 2 GB protobuf) the weights go to `model.onnx.data` (and
 `model.optimized.onnx.data`) beside the graph, as ONNX external data.
+
+The graph's inputs are the signature's only: values the serving function captures
+(variables, and constant tensors such as normalization statistics or DSP kernels)
+are folded in. From 32 MB of weights, or with external data, the large ones are
+lifted out of the graph tf2onnx converts and attached as initializers by name
+(targets/support/onnx_lift.py): tf2onnx's own passes would copy every constant
+once per pass (4.4 GB peak for 50 MB of weights; 0.85 GB lifted).
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import numpy as np
 from pipeline.errors import ConversionError, IncompatibleModel, IntegrityError, TargetUnavailable
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import FP32
+from targets.support import onnx_lift, sizes
 
 # tf2onnx 1.17 tests opsets 14..18 and has no handlers above 18.
 MIN_OPSET = 14
@@ -40,6 +48,9 @@ EXTERNAL_DATA_BYTES = 1_800_000_000
 # onnxruntime's optimized copy moves initializers of at least this many bytes to its
 # data file (tf2onnx's own cut-off for the plain model is 1024 elements).
 EXTERNAL_TENSOR_MIN_BYTES = 1024
+# Models with at least this many bytes of weights convert with their large weights
+# lifted out of tf2onnx's graph (its passes copy every constant once per pass).
+LIFT_MODEL_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -133,22 +144,6 @@ def _capture_tf2onnx_log():
         logger.removeHandler(handler)
 
 
-@contextlib.contextmanager
-def _numpy_product_alias():
-    """tf2onnx 1.17 calls `np.product` on its external-data path
-    (tf2onnx/graph.py, Node.get_value_attr, reached only with large_model=True);
-    numpy 2 removed that alias of `np.prod`. Restore it for the duration of the
-    conversion only, and only when it is missing."""
-    added = "product" not in np.__dict__
-    if added:
-        np.product = np.prod
-    try:
-        yield
-    finally:
-        if added:
-            del np.product
-
-
 def _lowest_opset_supporting(op: str) -> int | None:
     """The lowest ONNX opset for which tf2onnx has a handler for TF op `op`."""
     from tf2onnx import constants
@@ -235,7 +230,7 @@ def _rename_values(model, pairs: list[tuple[str, str]]) -> None:
         _rename_value(model, f"__tfship_rename_{i}__", new)
 
 
-def _fix_interface(model, input_names: list[str], output_names: list[str], converted_output_order: list[str]) -> None:
+def _fix_interface(model, input_names: list[str], output_names: list[str], converted_output_order: list[str], lifted: set[str] = frozenset()) -> None:
     """Give the graph the config's input/output names in config order and a named batch dim.
 
     tf2onnx renames the traced function's tensors after their structured names, but
@@ -243,8 +238,8 @@ def _fix_interface(model, input_names: list[str], output_names: list[str], conve
     positions are then mapped through the traced function's own output order.
     """
     graph = model.graph
-    initializer_names = {i.name for i in graph.initializer}
-    real_inputs = [v for v in graph.input if v.name not in initializer_names]
+    not_inputs = {i.name for i in graph.initializer} | set(lifted)
+    real_inputs = [v for v in graph.input if v.name not in not_inputs]
     if len(real_inputs) != len(input_names):
         raise ConversionError(
             f"tf2onnx produced {len(real_inputs)} graph inputs {[v.name for v in real_inputs]} for the config's "
@@ -271,39 +266,6 @@ def _fix_interface(model, input_names: list[str], output_names: list[str], conve
             dims[0].dim_param = BATCH_DIM
 
 
-def _write_external(model, storage, path: Path) -> list[str]:
-    """Save a model whose large tensors tf2onnx moved into `storage` as ONNX external data:
-    every such tensor is appended to one `<path>.data` file and pointed at by offset."""
-    from onnx import TensorProto
-
-    data_name = path.name + DATA_SUFFIX
-    external = [
-        tensor
-        for graph in _walk_graphs(model.graph)
-        for tensor in [a.t for node in graph.node for a in node.attribute if a.HasField("t")] + list(graph.initializer)
-        if tensor.data_location == TensorProto.EXTERNAL
-    ]
-    if not external:  # every tensor was under tf2onnx's size threshold: nothing to move out
-        path.write_bytes(model.SerializeToString())
-        return [path.name]
-    offset = 0
-    with open(path.parent / data_name, "wb") as data:
-        for tensor in external:
-            entries = {e.key: e.value for e in tensor.external_data}
-            raw = storage.name_to_tensor_data[entries["location"]]
-            padding = -offset % 4096  # page-aligned, as onnx's own writer does, for mmap
-            data.write(b"\0" * padding)
-            offset += padding
-            data.write(raw)
-            del tensor.external_data[:]
-            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(len(raw)))):
-                entry = tensor.external_data.add()
-                entry.key, entry.value = key, value
-            offset += len(raw)
-    path.write_bytes(model.SerializeToString())
-    return [path.name, data_name]
-
-
 def _check(path: Path, model_name: str) -> None:
     import onnx
 
@@ -318,11 +280,12 @@ def _check(path: Path, model_name: str) -> None:
         ) from exc
 
 
-def _interface(path: Path) -> tuple[list[dict], list[dict], dict[str, int]]:
-    """Inputs and outputs (name, dtype, shape) and op counts, read back from the saved file."""
+def _interface(source) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """Inputs and outputs (name, dtype, shape) and op counts, of a saved file or of the
+    ModelProto just written (whose weights may have gone to the file only)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(source), load_external_data=False) if isinstance(source, Path) else source
 
     def describe(values):
         out = []
@@ -340,8 +303,8 @@ def _interface(path: Path) -> tuple[list[dict], list[dict], dict[str, int]]:
     return describe([v for v in model.graph.input if v.name not in initializers]), describe(model.graph.output), dict(sorted(ops.items()))
 
 
-def _verify_interface(path: Path, config) -> tuple[list[dict], list[dict], dict[str, int]]:
-    inputs, outputs, ops = _interface(path)
+def _verify_interface(path: Path, config, model=None) -> tuple[list[dict], list[dict], dict[str, int]]:
+    inputs, outputs, ops = _interface(model if model is not None else path)
     problems = []
     if [i["name"] for i in inputs] != list(config.input_names):
         problems.append(f"inputs {[i['name'] for i in inputs]} != config {list(config.input_names)}")
@@ -361,14 +324,6 @@ def _verify_interface(path: Path, config) -> tuple[list[dict], list[dict], dict[
     if problems:
         raise ConversionError(f"{path.name} does not match the config's interface: " + "; ".join(problems))
     return inputs, outputs, ops
-
-
-def _weight_bytes(traced) -> int:
-    try:
-        concrete = traced.get_concrete_function()
-        return sum(v.shape.num_elements() * v.dtype.size for v in concrete.variables if v.shape.is_fully_defined())
-    except Exception:  # a function without variables or with unknown shapes: nothing to count
-        return 0
 
 
 def _optimize(source: Path, target: Path, external: bool) -> list[str]:
@@ -438,15 +393,22 @@ class OnnxTarget(Target):
         function = tf.function(serve, input_signature=signature)
         # tf2onnx's outputs follow the traced function's flattened outputs: dict keys, sorted.
         converted_order = sorted(output_names)
-        weight_bytes = _weight_bytes(traced)
+        weight_bytes = sizes.weight_bytes(traced)
         external = options.large_model or weight_bytes > EXTERNAL_DATA_BYTES
 
+        # Large weights are lifted out of the graph tf2onnx converts and attached by name
+        # afterwards (targets/support/onnx_lift.py): tf2onnx's passes copy every constant.
+        if external:
+            lift_min_bytes = EXTERNAL_TENSOR_MIN_BYTES
+        elif weight_bytes >= LIFT_MODEL_BYTES:
+            lift_min_bytes = onnx_lift.LIFT_MIN_BYTES
+        else:
+            lift_min_bytes = float("inf")
+
         start = time.perf_counter()
-        with _capture_tf2onnx_log() as log, (_numpy_product_alias() if external else contextlib.nullcontext()):
+        with _capture_tf2onnx_log() as log:
             try:
-                model, storage = tf2onnx.convert.from_function(
-                    function, input_signature=signature, opset=options.opset, large_model=external
-                )
+                converted = onnx_lift.convert_function(function, signature, options.opset, lift_min_bytes)
             except Exception as exc:
                 raise ConversionError(
                     f"tf2onnx failed to convert model '{config.name}' at opset {options.opset}: {type(exc).__name__}: "
@@ -456,15 +418,12 @@ class OnnxTarget(Target):
         if log.unsupported or log.failed:
             raise IncompatibleModel(_unsupported_message(config.name, options.opset, log))
 
-        _fix_interface(model, input_names, output_names, converted_order)
+        _fix_interface(converted.model, input_names, output_names, converted_order, set(converted.lifted))
         path = job.out_dir / MODEL_FILE
-        if external:
-            files = _write_external(model, storage, path)
-        else:
-            onnx.save_model(model, str(path))
-            files = [MODEL_FILE]
+        files = onnx_lift.attach(converted, path, external, MODEL_FILE + DATA_SUFFIX)
         _check(path, config.name)
-        inputs, outputs, ops = _verify_interface(path, config)
+        inputs, outputs, ops = _verify_interface(path, config, converted.model)
+        del converted
         info = {
             "opset": options.opset,
             "inputs": inputs,

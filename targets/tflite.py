@@ -40,6 +40,10 @@ quantized variants (a value near a rounding boundary); the fraction is judged ov
 every element of every parity case. Top-1 agreement and accuracy bound the
 classifier as a whole.
 
+A .tflite file is one FlatBuffer, at most 2 GiB: a variant whose weights alone would
+not fit (float32 weights; half for float16; a quarter for the int8-weight variants)
+is refused before the converter runs, naming the limit and the variants that fit.
+
 Select TF ops (Flex) are refused, naming the op and the layer, unless
 `allow_select_tf_ops: true`; such an artifact needs the Flex delegate at run time,
 which the Python LiteRT runtime does not link, so its parity cannot run here:
@@ -55,6 +59,7 @@ from pipeline.errors import TargetUnavailable
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import Tolerance
 from targets.support.litert import INT8_TOLERANCE
+from targets.support.repair import Recipe
 
 Variant = Literal["float32", "float16", "dynamic_range", "int8", "int16x8"]
 
@@ -74,6 +79,11 @@ class TFLiteOptions:
     calibration_samples: int = 64  # representative samples for int8 / int16x8
     allow_select_tf_ops: bool = False  # permit Flex ops (needs the Flex delegate at run time)
     denylisted_nodes: tuple[str, ...] = ()  # int8: tensors kept in float (names from the debugger table)
+    # When these quantized variants fail parity (true: every one), search for a recipe that passes.
+    repair: tuple[Variant, ...] | bool = False
+    repair_conversions: int = 8  # candidate recipes the search may build
+    repair_seconds: float = 300.0  # and the time it may take
+    recipes: tuple[Recipe, ...] = ()  # extra variants built from a recipe (what a repair search prints)
 
 
 def variant_conversion(options: TFLiteOptions, variant: str):
@@ -94,7 +104,13 @@ class TFLiteTarget(Target):
     Options = TFLiteOptions
 
     def variants(self, options: TFLiteOptions) -> tuple[str, ...]:
-        return tuple(options.variants)
+        return tuple(options.variants) + tuple(r.name for r in options.recipes)
+
+    def repair_variants(self, options: TFLiteOptions) -> tuple[str, ...]:
+        from targets.support.repair import BASES
+
+        wanted = options.variants if options.repair is True else options.repair or ()
+        return tuple(v for v in wanted if v in BASES)
 
     def check_options(self, options: TFLiteOptions, model: dict) -> list[tuple[str, str]]:
         problems = []
@@ -117,17 +133,20 @@ class TFLiteTarget(Target):
             )
         if options.denylisted_nodes and "int8" not in options.variants:
             problems.append(("denylisted_nodes", "applies to the int8 variant only; add int8 to `variants` or remove this key"))
+        problems += _check_repair(options, data)
         if options.denylisted_nodes and options.int8_io == "uint8":
             problems.append(("denylisted_nodes", "selective quantization supports `int8_io: int8` or `float32`, not uint8"))
         return problems
 
     def build(self, job: BuildInputs) -> list[Artifact]:
-        from targets.support import litert
+        from targets.support import litert, sizes
 
         options: TFLiteOptions = job.target.options
         layers = litert.keras_layer_names(job.loaded.obj)
+        weights = sizes.weight_bytes(job.traced)
         artifacts = []
         for variant in options.variants:
+            sizes.check_flatbuffer_fits(job.model.name, variant, weights)
             conv = variant_conversion(options, variant)
             representative = None
             if variant in litert.CALIBRATED:
@@ -156,6 +175,10 @@ class TFLiteTarget(Target):
             if conv.denylisted_nodes:
                 info["denylisted_nodes"] = list(conv.denylisted_nodes)
             artifacts.append(Artifact(variant=variant, files=(file,), tolerance=DEFAULT_TOLERANCES[variant], info=info))
+        if options.recipes:
+            from targets.support import repair
+
+            artifacts += repair.build_recipe_variants(job, options, {a.variant: a for a in artifacts}, DEFAULT_TOLERANCES)
         sizes = {a.variant: a.info["size_bytes"] for a in artifacts}
         if "float32" in sizes:
             for a in artifacts:
@@ -180,8 +203,6 @@ class TFLiteTarget(Target):
         from targets.support import litert
 
         if artifact.variant not in litert.CALIBRATED:
-            if artifact.variant == "dynamic_range":
-                return {"suggested_fix": "dynamic-range activations are quantized per batch; try `float16`, or a calibrated `int16x8`"}
             return None
         options: TFLiteOptions = job.target.options
         conv = variant_conversion(options, artifact.variant)
@@ -195,8 +216,39 @@ class TFLiteTarget(Target):
             return {"quantization_debugger": f"could not run: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
         if artifact.variant == "int16x8":
             table["note"] = "the table measures int8 quantization of the same calibration; int16x8 errors are smaller but sit in the same layers"
-            table["suggested_fix"] = "keep the worst layers in float (use the int8 variant with `denylisted_nodes`), or ship float16"
         return {"quantization_debugger": table}
+
+    def repair(self, job: BuildInputs, artifact: Artifact, entry: dict, verify, log):
+        from targets.support import repair
+
+        if artifact.variant not in repair.BASES:
+            return None
+        return repair.repair_tflite(job, job.target.options, artifact, entry, verify, log, DEFAULT_TOLERANCES)
+
+
+def _check_repair(options: TFLiteOptions, data) -> list[tuple[str, str]]:
+    from targets.support.repair import BASES, check_recipe
+
+    problems = []
+    if isinstance(options.repair, tuple):
+        for v in options.repair:
+            if v not in BASES:
+                problems.append(("repair", f"'{v}' cannot be repaired; quantized variants can: {', '.join(BASES)}"))
+            elif v not in options.variants:
+                problems.append(("repair", f"'{v}' is not in `variants`; add it there or remove it here"))
+    elif options.repair and not any(v in BASES for v in options.variants):
+        problems.append(("repair", f"no quantized variant to repair; `variants` needs one of: {', '.join(BASES)}"))
+    if options.repair_conversions < 1:
+        problems.append(("repair_conversions", "expected at least 1 conversion"))
+    if options.repair_seconds <= 0:
+        problems.append(("repair_seconds", "expected a positive number of seconds"))
+    names = [r.name for r in options.recipes]
+    for i, recipe in enumerate(options.recipes):
+        if names.count(recipe.name) > 1:
+            problems.append((("recipes", i, "name"), f"recipe '{recipe.name}' is listed twice"))
+        for key, message in check_recipe(recipe, options.variants, getattr(data, "samples", None)):
+            problems.append((("recipes", i, key), message))
+    return problems
 
 
 TARGET = TFLiteTarget()

@@ -514,15 +514,5 @@ def debug_quantization(saved_model_dir: Path, conv: Conversion, representative, 
         for r in worst
         if (r["rmse_over_scale"] or 0) > 1.0 or (r["rounded_to_zero"] > 0.5 and r["op"] not in ("SOFTMAX", "LOGISTIC"))
     ]
-    if culprits:
-        fix = (
-            "keep the damaged layers in float: set the target's `denylisted_nodes: ["
-            + ", ".join(f'"{r["tensor"]}"' for r in culprits)
-            + "]`, or try the `int16x8` variant (16-bit activations, 256x finer steps)"
-        )
-    else:
-        fix = (
-            "no single layer stands out (every RMSE/scale <= 1, i.e. plain rounding): the error accumulates "
-            "through the model; try the `int16x8` variant, or quantization-aware training"
-        )
-    return {"worst_layers": worst, "layers_checked": len(rows), "suggested_fix": fix, "denylist_candidates": [r["tensor"] for r in culprits]}
+    # No advice here: a fix is printed only once a repair search has built and verified it.
+    return {"worst_layers": worst, "layers_checked": len(rows), "denylist_candidates": [r["tensor"] for r in culprits]}

@@ -454,3 +454,109 @@ targets: [onnx]
     runner = TARGET.open(out_dir, reopened)
     label, inputs = prep.data.cases[-1]
     np.testing.assert_allclose(runner(inputs)["probs"], prep.reference[-1]["probs"], atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- captured constants
+
+
+def _assert_only_config_inputs_and_parity(tmp_path, config, rtol: float):
+    """The file's graph inputs are the config's; max |onnx - eager| <= rtol * max(1, max |eager|)."""
+    import onnx
+
+    prep, out_dir, (artifact,) = _build(tmp_path, config)
+    graph = onnx.load(str(out_dir / "model.onnx")).graph
+    initializers = {i.name for i in graph.initializer}
+    assert [v.name for v in graph.input if v.name not in initializers] == list(config.input_names)
+    worst = _worst_error(out_dir, artifact, prep)
+    reference = np.concatenate([r[config.output_names[0]] for r in prep.reference])
+    assert max(worst.values()) <= rtol * max(1.0, float(np.abs(reference).max())), worst
+    assert reference.std(axis=0).max() > 1e-2  # outputs vary with the input: parity is not vacuous
+    return graph
+
+
+@pytest.mark.heavy  # about 45 s: builds and calibrates EfficientNetB0
+def test_efficientnet_normalization_constants_are_folded_in_not_graph_inputs(tmp_path):
+    config = _write_config(
+        tmp_path,
+        """\
+name: efficientnet_b0
+source:
+  factory: fixture_captures:efficientnet_b0
+inputs:
+  - {name: image, shape: [null, 32, 32, 3], dtype: float32}
+outputs: [features]
+data:
+  generator: fixture_captures:images
+  samples: 6
+targets: [onnx]
+""",
+    )
+    _assert_only_config_inputs_and_parity(tmp_path, config, rtol=1e-5)
+
+
+def test_audio_front_end_dsp_kernels_are_folded_in_not_graph_inputs(tmp_path):
+    config = _write_config(
+        tmp_path,
+        """\
+name: audio_tones
+source:
+  factory: fixture_captures:audio_tone_classifier
+inputs:
+  - {name: waveform, shape: [null, 1024], dtype: float32}
+outputs: [tone]
+data:
+  generator: fixture_captures:tone_data
+  samples: 12
+targets: [onnx]
+""",
+    )
+    graph = _assert_only_config_inputs_and_parity(tmp_path, config, rtol=1e-5)
+    # The (36, 1, 256)-sized kernels are in the file, as constants or initializers.
+    sizes = [int(np.prod(t.dims)) for t in graph.initializer]
+    sizes += [int(np.prod(a.t.dims)) for n in graph.node for a in n.attribute if a.HasField("t")]
+    assert sizes.count(36 * 256) >= 2 and 256 in sizes
+
+
+# --------------------------------------------------------------------------- lifted weights
+
+
+def test_lifted_weights_are_attached_by_name_with_kernel_layout_folded(tmp_path):
+    """The large-model path on a small conv net: every weight lifted out of tf2onnx's
+    graph comes back as an initializer, the kernel transposes tf2onnx inserts for
+    non-constant kernels are folded, and the file computes what Keras computes."""
+    import keras
+    import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from targets.support import onnx_lift
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((12, 12, 3), name="x")
+    h = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)(h)
+    h = keras.layers.Conv2D(24, 1, activation="relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(h)))
+    signature = [tf.TensorSpec([None, 12, 12, 3], tf.float32, name="x")]
+    function = tf.function(lambda x: {"y": model(x)}, input_signature=signature)
+
+    converted = onnx_lift.convert_function(function, signature, opset=17, lift_min_bytes=256)
+    assert len(converted.lifted) == 4  # the four kernels of at least 256 bytes
+    path = tmp_path / "model.onnx"
+    assert onnx_lift.attach(converted, path, external=False, data_name="unused") == ["model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+    graph = onnx.load(str(path)).graph
+    initializers = {i.name for i in graph.initializer}
+    assert len(initializers) >= 4
+    assert [v.name for v in graph.input if v.name not in initializers] == ["x"]
+    assert not [n.op_type for n in graph.node if n.op_type in ("Transpose", "Reshape") and n.input[0] in initializers]
+    onnx.checker.check_model(str(path), full_check=True)
+
+    x = np.random.default_rng(0).normal(size=(4, 12, 12, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (produced,) = session.run(None, {"x": x})
+    expected = model(x).numpy()
+    assert expected.std(axis=0).min() > 1e-3
+    assert np.abs(produced - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())

@@ -188,7 +188,7 @@ def test_int8_outlier_fails_with_the_debugger_layer_table_and_the_fix_works(proj
     assert layers["hidden"]["scale"] > 50
     assert layers["hidden"]["rounded_to_zero"] > 0.5
     assert layers["probs"]["rmse_over_scale"] > 1.0
-    assert "denylisted_nodes" in table["suggested_fix"] and "int16x8" in table["suggested_fix"]
+    assert "suggested_fix" not in table  # advice is printed only once a repair search verified it
     candidates = table["denylist_candidates"]
     assert any("hidden" in c for c in candidates)
 
