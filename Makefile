@@ -14,7 +14,7 @@ FORCE  ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test test-heavy clean install targets release bench
+.PHONY: export validate test test-heavy clean install targets release bench calibrate-budgets
 
 VERSION ?=
 BATCH   ?= 32
@@ -51,6 +51,12 @@ test: $(STAMP)
 # The slow corpora and fault runs: real, but too long for every change.
 test-heavy: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy tests
+
+# The default parity budgets measured on the calibration corpus: per precision class,
+# acceptable artifacts vs seeded breakages x pass / fail (examples/calibrate_budgets.py).
+# The first run trains the corpus and converts every artifact (~15 min on 2 cores); later runs reuse them.
+calibrate-budgets: $(STAMP)
+	$(BIN)/python -m examples.calibrate_budgets $(if $(FORCE),--force)
 
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +

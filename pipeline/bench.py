@@ -51,21 +51,19 @@ import gc
 import inspect
 import os
 import platform
-import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.errors import ConfigError, IntegrityError, PipelineError, Problem
-from pipeline.fsutil import write_json_atomic, write_text_atomic
-from pipeline.report import now, read_report, render_markdown, report_path
+from pipeline.execute.console import log, peak_rss_mb
+from pipeline.reports.model import now, read_report, report_path, verify_files, write_report
 
 if TYPE_CHECKING:  # the CLI imports this module to list its command: numpy and the rest load on use
     import numpy as np
 
-    from pipeline.config import ModelConfig
+    from pipeline.spec import ModelConfig
 
 DEFAULT_BATCH = 32
 DEFAULT_MAX_SECONDS = 2.0
@@ -124,9 +122,6 @@ def available_cpus() -> int:
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # --------------------------------------------------------------------------- timing
@@ -654,7 +649,7 @@ def benchmark_model(config: ModelConfig, artifacts_root: Path, options: BenchOpt
     """Time the model's recorded artifacts and the baselines; merge the figures into
     report.json and report.md; return the updated report.
 
-    `prepared` (a `pipeline.run.Prepared`) lets a caller that already loaded and
+    `prepared` (a `pipeline.execute.build.Prepared`) lets a caller that already loaded and
     traced the model skip doing it again.
     """
     model_dir = artifacts_root / config.name
@@ -668,9 +663,7 @@ def benchmark_model(config: ModelConfig, artifacts_root: Path, options: BenchOpt
         )
     refs = recorded_artifacts(report, targets)
     for name in sorted(set(targets or ()) - set(report.get("targets", {}))):
-        _log(config.name, f"{name}: not in {report_path(model_dir)}; export it first (`tfship export --model {config.name} --target {name}`)")
-    from pipeline.run import verify_files
-
+        log(config.name, f"{name}: not in {report_path(model_dir)}; export it first (`tfship export --model {config.name} --target {name}`)")
     changed = verify_files(model_dir, {"targets": {r.target: report["targets"][r.target] for r in refs}})
     if changed:
         raise IntegrityError(f"{config.name}: {len(changed)} file(s) differ from report.json, so their figures would describe other files: " + "; ".join(changed) + f". Run `tfship export --model {config.name}`.")
@@ -696,7 +689,7 @@ def benchmark_model(config: ModelConfig, artifacts_root: Path, options: BenchOpt
         pool = stage("data", make_parity_data, config).pool
         loaded = stage("load", load_model, config)
         traced = stage("trace", trace_model, config, loaded)
-    _log(config.name, f"timing baselines (eager, graph) at batch {', '.join(map(str, options.batches(config)))} with {threads} thread(s)")
+    log(config.name, f"timing baselines (eager, graph) at batch {', '.join(map(str, options.batches(config)))} with {threads} thread(s)")
     baselines = stage("baselines", benchmark_baselines, config, loaded, traced, pool, options)
     eager = {k: v for k, v in baselines["eager"]["batches"].items()}
     results: dict[tuple[str, str], tuple[tuple, dict]] = {}
@@ -711,7 +704,7 @@ def benchmark_model(config: ModelConfig, artifacts_root: Path, options: BenchOpt
             else:
                 bench = stage(f"artifact:{ref.label}", benchmark_artifact, ref, model_dir, config, pool, options, eager)
         results[(ref.target, ref.variant)] = (ref.fingerprint, bench)
-        _log(config.name, f"{ref.label}: {_summary_line(bench)}")
+        log(config.name, f"{ref.label}: {_summary_line(bench)}")
     settings = {
         "batches": list(options.batches(config)),
         "threads": threads,
@@ -746,18 +739,13 @@ def _merge_benchmark_locked(model_dir: Path, results: dict, baselines: dict, run
             continue
         record = (entry.get("variants") or {}).get(variant) if entry.get("variants") else (entry if variant == "" else None)
         if record is None or ArtifactRef(name, variant, record).fingerprint != fingerprint:
-            _log(report.get("model", "?"), f"{name}{'/' + variant if variant else ''}: rebuilt while timing; its figures were dropped")
+            log(report.get("model", "?"), f"{name}{'/' + variant if variant else ''}: rebuilt while timing; its figures were dropped")
             continue
         record["benchmark"] = bench
     report["baselines"] = baselines
     report["benchmark"] = run
-    write_json_atomic(report_path(model_dir), report)
-    write_text_atomic(model_dir / "report.md", render_markdown(report))
+    write_report(model_dir, report)
     return report
-
-
-def _log(model: str, message: str) -> None:
-    print(f"[{model}] {message}", file=sys.stderr, flush=True)
 
 
 def _summary_line(bench: dict) -> str:
@@ -768,155 +756,3 @@ def _summary_line(bench: dict) -> str:
     for key, why in (bench.get("skipped") or {}).items():
         parts.append(f"{'batch ' + key if key != 'all' else 'not timed'}: {why}")
     return "; ".join(parts) or "-"
-
-
-# --------------------------------------------------------------------------- markdown
-
-
-def _rows(report: dict) -> list[tuple[str, str, dict]]:
-    """(label, call, benchmark) for the baselines, then every artifact."""
-    rows = []
-    for kind in BASELINES:
-        if kind in (report.get("baselines") or {}):
-            rows.append((f"{kind} (baseline)", "TensorFlow", report["baselines"][kind]))
-    for ref in recorded_artifacts(report):
-        bench = ref.record.get("benchmark")
-        if bench is not None:
-            rows.append((ref.label, bench.get("call", "-"), bench))
-    return rows
-
-
-def _speedup(value: float) -> str:
-    return f"{value:.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
-
-
-def _cell(figure: dict | None, skipped: str | None) -> tuple[str, str, str]:
-    if figure is None:
-        return ("skipped" if skipped else "-", "-", "-")
-    latency = f"{figure['p50_ms']:.3g} / {figure['p90_ms']:.3g} / {figure['p99_ms']:.3g}" + ("" if figure.get("stable", True) else " (unstable)")
-    throughput = f"{figure['throughput_sps']:,.0f}" if figure.get("throughput_sps") else "-"
-    speed = _speedup(figure["speedup_vs_eager"]) if figure.get("speedup_vs_eager") else "-"
-    return latency, throughput, speed
-
-
-def render_benchmark_markdown(report: dict) -> str:
-    """The `## Benchmark` section of report.md: a speedup table and the harness check."""
-    run = report.get("benchmark")
-    rows = _rows(report)
-    if not run or not rows:
-        return ""
-    settings = run.get("settings", {})
-    batches = [str(b) for b in settings.get("batches", [1])]
-    host = run.get("host", {})
-    lines = ["## Benchmark", ""]
-    lines.append(
-        f"Measured {run.get('measured', '?')} on {host.get('cpus', '?')} CPU(s) ({host.get('cpu', '?')}), "
-        f"{settings.get('threads', '?')} thread(s) per runtime. Latency p50 / p90 / p99 in ms; throughput in samples/s "
-        f"(batch / p50); speedup = eager p50 / p50 at the same batch."
-    )
-    lines.append("")
-    header = "| artifact | timed call |"
-    rule = "|---|---|"
-    for b in batches:
-        header += f" batch {b} latency ms | batch {b} samples/s | batch {b} speedup |"
-        rule += "---|---|---|"
-    lines += [header, rule]
-    notes = []
-    for label, call, bench in rows:
-        line = f"| {label} | {call} |"
-        skipped = bench.get("skipped") or {}
-        for b in batches:
-            cells = _cell((bench.get("batches") or {}).get(b), skipped.get(b) or skipped.get("all"))
-            line += " " + " | ".join(cells) + " |"
-        lines.append(line)
-        for key, why in skipped.items():
-            notes.append(f"- {label}: {'not timed' if key == 'all' else 'batch ' + key + ' skipped'}: {why}")
-        for note in bench.get("notes") or []:
-            notes.append(f"- {label}: {note}")
-    bare = [(label, bench["bare_loop"]) for label, _, bench in rows if "bare_loop_ms" in (bench.get("bare_loop") or {})]
-    if bare:
-        lines += [
-            "",
-            f"Harness overhead at batch 1: bare `for` loops around the runtime call alternate with the harness's per-call "
-            f"timing of the same number of calls; overhead = median harness / bare - 1 (budget ±{HARNESS_BUDGET:.0%}).",
-            "",
-            "| artifact | runtime call | bare loop ms | harness ms | overhead | bench p50 ms | p50 vs bare |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for label, b in bare:
-            mark = "" if b.get("within_budget") else " (over budget)"
-            versus = f"{b['bench_p50_vs_bare']:+.1%}" if b.get("bench_p50_vs_bare") is not None else "-"
-            lines.append(
-                f"| {label} | {b['call']} | {b['bare_loop_ms']:.4g} | {b['harness_mean_ms']:.4g} | {b['overhead']:+.1%}{mark} | {b['bench_p50_ms']:.4g} | {versus} |"
-            )
-    load = run.get("load_average") or {}
-    if load:
-        notes.append(
-            f"- Load average (1 min) {load.get('before', '?')} before and {load.get('after', '?')} after timing on {host.get('cpus', '?')} CPU(s): "
-            "other processes competing for the CPUs widen p90/p99 and move every figure."
-        )
-    tf_threads = run.get("tensorflow_threads") or {}
-    if tf_threads.get("note"):
-        notes.append(f"- TensorFlow threads: {tf_threads.get('intra_op_parallelism_threads')} intra-op, {tf_threads.get('inter_op_parallelism_threads')} inter-op ({tf_threads['note']})")
-    if notes:
-        lines += ["", *notes]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def register(subparsers, common) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="time exported artifacts against the eager model and the tf.function graph",
-        description="Time every exported artifact (each variant too) and two baselines, the eager model and the plain "
-        "tf.function graph, at batch 1 and a larger batch; write the figures into report.json and report.md. "
-        "Runs on what `tfship export` wrote: it never re-exports.",
-    )
-    common(parser)
-    parser.add_argument("--target", action="append", metavar="T", help="only this target's artifacts, repeatable, or 'all' (default: every target in the report)")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N", help="the larger batch timed besides batch 1 (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help=f"threads for every runtime (default: the CPUs available, {available_cpus()} here)")
-    parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, metavar="S", help="time limit per figure, one artifact at one batch (default: %(default)s)")
-    parser.set_defaults(handler=run_command)
-
-
-def run_command(args) -> int:
-    from pipeline.cli import config_files
-    from pipeline.config import load_configs
-    from targets import REGISTRY
-
-    options = BenchOptions(batch=args.batch, threads=args.threads, max_seconds=args.max_seconds)
-    options.check()
-    only = None if not args.target or "all" in args.target else list(args.target)
-    if only:
-        unknown = [t for t in args.target if t not in REGISTRY]
-        if unknown:
-            raise ConfigError([Problem("", None, "--target", f"unknown target '{t}'; known: {', '.join(REGISTRY.names())}, all") for t in unknown])
-    configs = load_configs(config_files(args.model, args.config_dir))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not args.model:  # every config: only those already exported
-        configs = [c for c in configs if (args.artifacts / c.name / "report.json").is_file()]
-        if not configs:
-            raise BenchError(f"no exported model under {args.artifacts}; run `tfship export` first")
-    from pipeline.cli import native_stderr_to
-
-    with native_stderr_to(args.artifacts / ".logs" / "bench.log"):
-        return _bench_models(configs, args, options, only)
-
-
-def _bench_models(configs, args, options: BenchOptions, only: list[str] | None) -> int:
-    # TensorFlow sizes its thread pools once, when it first runs: set them before anything runs.
-    configure_tensorflow_threads(options.resolved_threads())
-    code = 0
-    for config in configs:
-        try:
-            report = benchmark_model(config, args.artifacts, options, only)
-        except PipelineError as exc:  # one model's stale report does not stop the others
-            print(f"error: {exc}", file=sys.stderr)
-            code = max(code, exc.exit_code)
-            continue
-        print(render_benchmark_markdown(report))
-        print(f"figures merged into {report_path(args.artifacts / config.name)} and report.md\n")
-    return code

@@ -2,7 +2,8 @@
 
 Key = sha256 of the stage name, the model's resolved config (targets aside), the
 target's own resolved config, the bytes of the model source and of the parity data
-source, tool versions, and tfship's own code for that target. Computing it never
+source, tool versions, and tfship's own code that shapes that target's artifacts (the
+target's module, the stages, runtimes, parity and tolerance code; not the renderers). Computing it never
 imports TensorFlow, so an up-to-date `make export` finishes in well under a second.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from pipeline.config import ModelConfig, TargetConfig, config_as_dict
+from pipeline.spec import ModelConfig, TargetConfig, config_as_dict
 from pipeline.fsutil import sha256_file
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -69,11 +70,29 @@ def data_digest(config: ModelConfig) -> str | None:
     return "synthetic"  # fully described by the resolved config
 
 
+# The code that shapes an artifact and its verdict. Renderers, commands, the CLI, the
+# benchmark and release code are left out: editing them never rebuilds an artifact.
+ARTIFACT_CODE = (
+    "pipeline/stages/*.py",
+    "pipeline/runtimes/*.py",
+    "pipeline/target.py",
+    "pipeline/records.py",
+    "pipeline/tolerance.py",
+    "pipeline/parity.py",
+    "targets/support/*.py",
+)
+
+
+def code_files(target_name: str) -> list[Path]:
+    """The files `code_digest` hashes for one target, in a fixed order."""
+    files = sorted({f for pattern in ARTIFACT_CODE for f in _PACKAGE_ROOT.glob(pattern)})
+    files.append(_PACKAGE_ROOT / "targets" / f"{target_name}.py")
+    return [f for f in files if f.is_file()]
+
+
 def code_digest(target_name: str) -> str:
     """tfship's own code that shapes this target's output."""
-    files = sorted((_PACKAGE_ROOT / "pipeline").rglob("*.py")) + sorted((_PACKAGE_ROOT / "targets" / "support").glob("*.py"))
-    files.append(_PACKAGE_ROOT / "targets" / f"{target_name}.py")
-    return _digest_paths([f for f in files if f.is_file()])
+    return _digest_paths(code_files(target_name))
 
 
 def target_key(config: ModelConfig, target: TargetConfig, versions: dict[str, str]) -> str | None:

@@ -62,12 +62,6 @@ class ConversionError(PipelineError):
     exit_code = 1
 
 
-class ParityError(PipelineError):
-    """An exported artifact does not compute what the eager model computes."""
-
-    exit_code = 1
-
-
 class TargetUnavailable(PipelineError):
     """A tool a target needs is missing on this machine."""
 

@@ -14,33 +14,21 @@ Exit codes as `tfship release`: 0 published, 1 refused, 2 bad input.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from pipeline.release import ModelSource, ReleaseInputError, add_release_arguments, assemble_release, check_consistent_versions, check_version, default_version, git_info, print_outcome
+from pipeline.release import ModelSource, ReleaseInputError, assemble_release, check_consistent_versions
 
 SLICES_DIR = "slices"
 
 
 def matrix(configs, slices_dir: str = SLICES_DIR) -> dict:
-    """The model x target jobs in the shape a CI matrix takes (`strategy.matrix`)."""
-    return {
-        "include": [
-            {"model": c.name, "target": t.name, "artifacts": f"{slices_dir}/{c.name}-{t.name}"}
-            for c in configs
-            for t in c.targets
-        ]
-    }
+    """The model x target jobs in the shape a CI matrix takes (`strategy.matrix`): the
+    export plan without a cache, as every CI job starts from a clean slice."""
+    from pipeline.plan import make_plan
 
-
-def _handle_matrix(args: argparse.Namespace) -> int:
-    from pipeline.cli import config_files
-    from pipeline.config import load_configs
-
-    configs = load_configs(config_files(args.model, args.config_dir))
-    print(json.dumps(matrix(configs, args.slices_dir), separators=(",", ":")))
-    return 0
+    plan = make_plan(configs, None, None, {})
+    return {"include": [{"model": j.model, "target": j.target, "artifacts": f"{slices_dir}/{j.model}-{j.target}"} for j in plan.jobs]}
 
 
 # -------------------------------------------------------------------- merge
@@ -123,7 +111,7 @@ def merged_source(config, parts: list[tuple[Path, dict, bytes]]) -> ModelSource:
             config.name, report, roots, tuple(t.name for t in config.targets), {t.name: t.optional for t in config.targets}, raw,
             md.read_text(encoding="utf-8") if md.is_file() else None, {"origin": str(folder)},
         )
-    from pipeline.report import overall_status
+    from pipeline.reports.model import overall_status
 
     first = parts[0][1]
     ordered = {t.name: targets[t.name] for t in config.targets if t.name in targets}
@@ -160,47 +148,3 @@ def merge(configs, slice_dirs: list[Path], version: str, release_root: Path, **k
         sources.append(merged_source(config, parts))
     origin = {"merged_from": [str(d) for d in slice_dirs]}
     return assemble_release(sources, version, release_root, origin=origin, **kwargs)
-
-
-def _handle_merge(args: argparse.Namespace) -> int:
-    from pipeline.cli import config_files
-    from pipeline.config import load_configs
-    from pipeline.diff import margins_from
-    from pipeline.release import _previous
-
-    configs = load_configs(config_files(args.model, args.config_dir))
-    git = git_info()
-    version = check_version(args.version or default_version(git))
-    release_root = args.artifacts / "release"
-    outcome = merge(
-        configs,
-        list(args.slices),
-        version,
-        release_root,
-        git=git,
-        ci_dir=args.artifacts / "ci",
-        previous=_previous(args, release_root, version),
-        margins=margins_from(args),
-        allow_drift=args.allow_drift,
-        force=args.force,
-    )
-    print_outcome(outcome)
-    return 0
-
-
-def register(subparsers, common) -> None:
-    parser = subparsers.add_parser("matrix", help="print the model x target job list as JSON for a CI matrix")
-    common(parser)
-    parser.add_argument("--slices-dir", default=SLICES_DIR, help="folder each job exports its slice under (default: %(default)s)")
-    parser.set_defaults(handler=_handle_matrix)
-
-    parser = subparsers.add_parser(
-        "merge",
-        help="combine slice folders (one export each) into one release with one manifest",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    common(parser)
-    parser.add_argument("slices", nargs="+", type=Path, metavar="DIR", help="slice folders (each the --artifacts of one export job)")
-    add_release_arguments(parser)
-    parser.set_defaults(handler=_handle_merge)

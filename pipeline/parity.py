@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline.tolerance import Tolerance
+from pipeline.verdict import classifier_criteria, decided_by, failure_text, judge_output
 
 DEGENERATE_STD = 1e-6
 SAMPLE_LIMIT = 512  # element pairs kept per output for plots and drift checks
@@ -119,10 +120,20 @@ def reference_stats(ref_outputs: list[dict[str, np.ndarray]], pool_mask: list[bo
     return stats
 
 
-def classifier_metrics(ref_scores: np.ndarray, out_scores: np.ndarray, labels: np.ndarray | None) -> dict:
-    ref_top1 = np.argmax(ref_scores.reshape(len(ref_scores), -1), axis=1)
-    out_top1 = np.argmax(out_scores.reshape(len(out_scores), -1), axis=1)
+def classifier_metrics(ref_scores: np.ndarray, out_scores: np.ndarray, labels: np.ndarray | None, top_k: int = 5) -> dict:
+    """top-1 agreement; top-k agreement (the reference's top-1 class is among the
+    artifact's k best; k is capped below the class count, and absent for 2 classes);
+    accuracy of both and its delta when labels are given."""
+    ref_flat, out_flat = ref_scores.reshape(len(ref_scores), -1), out_scores.reshape(len(out_scores), -1)
+    ref_top1 = np.argmax(ref_flat, axis=1)
+    out_top1 = np.argmax(out_flat, axis=1)
     result = {"samples": int(len(ref_top1)), "top1_agreement": float(np.mean(ref_top1 == out_top1))}
+    k = min(top_k, out_flat.shape[1] - 1)
+    if k >= 2:
+        scores = np.where(np.isfinite(out_flat), out_flat, -np.inf)
+        best_k = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        result["top_k"] = int(k)
+        result["topk_agreement"] = float(np.mean(np.any(best_k == ref_top1[:, None], axis=1)))
     if labels is not None:
         labels = labels[: len(ref_top1)]
         result["reference_accuracy"] = float(np.mean(ref_top1 == labels))
@@ -152,6 +163,29 @@ def element_sample(reference: list, produced: list, limit: int = SAMPLE_LIMIT) -
         return [float(f"{v:.9g}") if np.isfinite(v) else None for v in values]
 
     return {"ref": plain(ref[index]), "out": plain(out[index]), "total": int(n)}
+
+
+SHAPE_SEPARATOR = "/"  # a case label `seq=7/batch1`: the shape set, then the batch case
+
+
+def case_shape(label: str) -> str:
+    """The shape set a case belongs to ('' for a model without dynamic dimensions)."""
+    return label.rsplit(SHAPE_SEPARATOR, 1)[0] if SHAPE_SEPARATOR in label else ""
+
+
+def _by_shape(case_labels: list[str], per_output: dict[str, list[dict]], tolerance_for: Callable[[str], Tolerance]) -> dict:
+    """Per shape set (a model with dynamic dimensions): each output's worst figures there."""
+    shapes = list(dict.fromkeys(case_shape(label) for label in case_labels))
+    if shapes == [""]:
+        return {}
+    table = {}
+    for shape in shapes:
+        rows = {}
+        for name, metrics in per_output.items():
+            worst = _worst([m for m, label in zip(metrics, case_labels) if case_shape(label) == shape], tolerance_for(name))
+            rows[name] = {k: worst[k] for k in ("passed", "max_abs", "mismatch_fraction", "error") if k in worst}
+        table[shape] = {"passed": all(r["passed"] for r in rows.values()), "outputs": rows}
+    return table
 
 
 def evaluate(
@@ -188,28 +222,31 @@ def evaluate(
         pairs = [(r[name], o[name]) for r, o in zip(reference, produced) if name in o and np.shape(r[name]) == np.shape(o[name])]
         if pairs and "error" not in worst:
             worst["sample"] = element_sample([p[0] for p in pairs], [p[1] for p in pairs])
+            judge_output(worst, [p[0] for p in pairs], [p[1] for p in pairs], tolerance_for(name), stats[name]["range"])
         outputs[name] = worst
     result: dict = {"outputs": outputs, "cases": cases}
+    by_shape = _by_shape(case_labels, per_output, tolerance_for)
+    if by_shape:
+        result["by_shape"] = by_shape
     failures = [f"{n}: {_failure_text(m)}" for n, m in outputs.items() if not m["passed"]]
     if classifier and classifier in names:
         pooled = [i for i, p in enumerate(pool_mask) if p]
         if pooled:
             ref_scores = np.concatenate([reference[i][classifier] for i in pooled])
             out_scores = np.concatenate([produced[i][classifier] for i in pooled if classifier in produced[i]] or [ref_scores * np.nan])
-            cls = classifier_metrics(ref_scores, out_scores, labels)
             tol = tolerance_for(classifier)
+            cls = classifier_metrics(ref_scores, out_scores, labels, tol.top_k)
             cls["min_top1"] = tol.min_top1
+            cls["min_topk"] = tol.min_topk
             cls["max_accuracy_drop"] = tol.max_accuracy_drop
-            ok = tol.min_top1 is None or cls["top1_agreement"] >= tol.min_top1
-            if tol.max_accuracy_drop is not None and "accuracy_delta" in cls:
-                ok = ok and -cls["accuracy_delta"] <= tol.max_accuracy_drop
+            cls["criteria"] = classifier_criteria(cls, tol)
+            cls["decided_by"] = decided_by(cls["criteria"])
+            ok = all(c["passed"] for c in cls["criteria"].values())
             cls["passed"] = ok
             if not ok:
-                failures.append(
-                    f"{classifier}: top-1 agreement {cls['top1_agreement']:.4f} (min {tol.min_top1})"
-                    + (f", accuracy_delta {cls['accuracy_delta']:+.4f} (max drop {tol.max_accuracy_drop})" if "accuracy_delta" in cls else "")
-                )
+                failures.append(f"{classifier}: " + "; ".join(_criteria_text(cls["criteria"])))
             result["classifier"] = cls
+            result["classifier_output"] = classifier
     weak = [n for n in names if stats[n]["degenerate"]]
     if weak:
         result["weak_evidence"] = {
@@ -218,15 +255,31 @@ def evaluate(
         }
     result["passed"] = not failures
     result["failures"] = failures
+    result["decided_by"] = _deciding(result)
     return result
 
 
+def _criteria_text(criteria: dict) -> list[str]:
+    from pipeline.verdict import criterion_text
+
+    return [criterion_text(k, c) for k, c in criteria.items() if not c["passed"]]
+
+
+def _deciding(result: dict) -> dict | None:
+    """The criterion that decided the whole verdict, with its output and margin."""
+    candidates = []
+    for name, m in result["outputs"].items():
+        for key, c in m.get("criteria", {}).items():
+            candidates.append((name, key, c))
+    for key, c in result.get("classifier", {}).get("criteria", {}).items():
+        candidates.append((f"{result.get('classifier_output', '')}", key, c))
+    if not candidates:
+        return None
+    failing = [t for t in candidates if not t[2]["passed"]]
+    pool = failing or candidates
+    name, key, c = max(pool, key=lambda t: float("inf") if t[2]["used"] is None else t[2]["used"])
+    return {"output": name, "criterion": key, "value": c["value"], "limit": c["limit"], "margin": c["margin"], "used": c["used"]}
+
+
 def _failure_text(m: dict) -> str:
-    if "error" in m:
-        return m["error"]
-    if m["nonfinite"]:
-        return f"{m['nonfinite']} elements where artifact and reference disagree on NaN/Inf"
-    return (
-        f"max_abs {m['max_abs']:.3g} > atol {m['atol']:.3g} (+ rtol {m['rtol']:.3g}*|ref|) on "
-        f"{m['outside']} of {m['elements']} elements ({100 * m['mismatch_fraction']:.2f}%); max_rel {m['max_rel']:.3g}, cosine {m['cosine']}"
-    )
+    return failure_text(m)

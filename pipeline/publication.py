@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.fsutil import apply_umask, publish_dir, write_json_atomic
-
-RECORD_NAME = ".tfship-record.json"
+from pipeline.reports.model import RECORD_NAME, overall_status, read_report, write_report
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
 
@@ -203,8 +202,6 @@ def reconcile(model_dir: Path, configured: set[str] | None = None) -> list[str]:
 
     Call under the model's lock. A folder's record describes exactly the files published
     with it, so when the two disagree the folder's record wins."""
-    from pipeline.report import overall_status, read_report, render_markdown, report_path
-
     done = sweep(model_dir)
     report = read_report(model_dir)
     if report is None:
@@ -219,10 +216,7 @@ def reconcile(model_dir: Path, configured: set[str] | None = None) -> list[str]:
             changed = True
     if changed:
         report["status"] = overall_status(report["targets"])
-        write_json_atomic(report_path(model_dir), report)
-        from pipeline.fsutil import write_text_atomic
-
-        write_text_atomic(model_dir / "report.md", render_markdown(report))
+        write_report(model_dir, report)
     return done
 
 

@@ -1,7 +1,7 @@
 """Small typed records that stages hand each other (plus paths on disk)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +29,6 @@ class TracedModel:
     """The signature-fixed tf.function: kwargs by input name -> {output name: tensor}."""
 
     function: Any
-    concrete: Any
     tracing_count: int
     batch_sizes_checked: tuple[int, ...]
 
@@ -46,11 +45,3 @@ class ParityData:
     pool: dict[str, np.ndarray]
     labels: np.ndarray | None
     cases: tuple[tuple[str, dict[str, np.ndarray]], ...]
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Eager outputs per case, in case order: [{output name: array}, ...]."""
-
-    outputs: tuple[dict[str, np.ndarray], ...]
-    degenerate: dict[str, bool] = field(default_factory=dict)  # near-constant across inputs

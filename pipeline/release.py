@@ -28,7 +28,6 @@ version that already exists, reports from another config or tool versions).
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import gzip
 import json
@@ -40,13 +39,14 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.ci_reports import iter_records, junit_xml, write_ci_reports
+from pipeline.reports.ci import write_ci_reports
+from pipeline.reports.junit import junit_xml
+from pipeline.reports.records import iter_records
 from pipeline.errors import IntegrityError, PipelineError
 from pipeline.fsutil import publish_dir, sha256_file, staging_dir, write_json_atomic, write_text_atomic
 
 MANIFEST_SCHEMA_VERSION = 1
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-META_FILES = ("manifest.json", "SHA256SUMS")
 
 
 class ReleaseRefused(PipelineError):
@@ -283,8 +283,9 @@ def assemble_release(
     """Check, copy, report, archive, hash, then publish `release_root/<version>` atomically.
 
     Raises ReleaseRefused (nothing published; the CI reports still land in `ci_dir`)."""
-    from pipeline.diff import Margins, compare, load_reports, render_markdown
-    from pipeline.report import overall_status, render_markdown as report_markdown
+    from pipeline.reports.diff import Margins, compare, load_reports, render_markdown
+    from pipeline.reports.markdown import render_markdown as report_markdown
+    from pipeline.reports.model import overall_status
 
     check_version(version)
     dest = release_root / version
@@ -313,7 +314,7 @@ def assemble_release(
                 write_json_atomic(report_file, source.report)
             write_text_atomic(model_out / "report.md", source.report_md if source.report_md is not None else report_markdown(source.report))
             write_text_atomic(model_out / "junit.xml", junit_xml([source.report], suite_name=f"tfship {source.name}"))
-            from pipeline.html_report import render_html
+            from pipeline.reports.html import render_html
 
             write_text_atomic(model_out / "report.html", render_html([source.report], f"tfship {source.name} {version}"))
             for name in ("report.json", "report.md", "junit.xml", "report.html"):
@@ -402,83 +403,3 @@ def source_from_artifacts(config, artifacts: Path) -> ModelSource:
         report_md=(model_dir / "report.md").read_text(encoding="utf-8") if (model_dir / "report.md").is_file() else None,
         extra={"origin": str(model_dir)},
     )
-
-
-def print_outcome(outcome: Outcome) -> None:
-    manifest = outcome.manifest
-    artifacts = [f for f in manifest["files"] if f["kind"] == "artifact"]
-    print(f"release {outcome.version}: {outcome.path}")
-    print(f"  {len(manifest['models'])} model(s), {len(artifacts)} artifact file(s), {sum(f['bytes'] for f in artifacts)} bytes")
-    for entry in manifest["excluded"]:
-        print(f"  left out (optional): {entry['model']} {entry['target']}: {entry['reason']}")
-    if manifest.get("drift"):
-        print(f"  drift against {manifest['drift']['against']}: " + ("no change beyond the margins" if not outcome.drift_lines else f"{len(outcome.drift_lines)} change(s), see drift.md"))
-    print(f"  check: (cd {outcome.path} && sha256sum -c SHA256SUMS)")
-
-
-def _previous(args, release_root: Path, version: str) -> Path | None:
-    if args.against == "none":
-        return None
-    if args.against == "auto":
-        return find_previous_release(release_root, version)
-    path = Path(args.against)
-    if not (path / "manifest.json").is_file():
-        raise ReleaseInputError(f"--against {path}: not a release folder (no manifest.json)")
-    return path
-
-
-def _handle_release(args: argparse.Namespace) -> int:
-    from pipeline.cli import config_files
-    from pipeline.config import load_configs
-    from pipeline.diff import margins_from
-
-    configs = load_configs(config_files(args.model, args.config_dir))
-    git = git_info()
-    version = check_version(args.version or default_version(git))
-    release_root = args.artifacts / "release"
-    if (release_root / version).exists() and not args.force:
-        raise ReleaseInputError(f"release {release_root / version} already exists; choose another --version, or pass --force to replace it")
-    margins = margins_from(args)
-    if not args.skip_export:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from pipeline.run import export_model
-
-        for config in configs:
-            export_model(config, None, args.artifacts)
-    sources = [source_from_artifacts(config, args.artifacts) for config in configs]
-    outcome = assemble_release(
-        sources,
-        version,
-        release_root,
-        git=git,
-        ci_dir=args.artifacts / "ci",
-        previous=_previous(args, release_root, version),
-        margins=margins,
-        allow_drift=args.allow_drift,
-        force=args.force,
-    )
-    print_outcome(outcome)
-    return 0
-
-
-def add_release_arguments(parser: argparse.ArgumentParser, version_required: bool = False) -> None:
-    from pipeline.diff import add_margin_arguments
-
-    parser.add_argument("--version", required=version_required, help="release name (default: git tag at HEAD, else UTC time + -g<commit>)")
-    parser.add_argument("--force", action="store_true", help="replace an existing release of the same version")
-    parser.add_argument("--against", default="auto", metavar="auto|none|DIR", help="previous release to diff against (default: the newest under <artifacts>/release)")
-    parser.add_argument("--allow-drift", action="store_true", help="publish even when the diff against the previous release finds something worse")
-    add_margin_arguments(parser)
-
-
-def register(subparsers, common) -> None:
-    parser = subparsers.add_parser(
-        "release",
-        help="export every model, then assemble artifacts/release/<version>/ (manifest, reports, archives, SHA256SUMS)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    common(parser)
-    add_release_arguments(parser)
-    parser.add_argument("--skip-export", action="store_true", help="assemble from what <artifacts> holds (refused when a report is from another config)")
-    parser.set_defaults(handler=_handle_release)

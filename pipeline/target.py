@@ -11,7 +11,7 @@ from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
-from pipeline.config import ModelConfig, TargetConfig
+from pipeline.spec import ModelConfig, TargetConfig
 from pipeline.records import LoadedModel
 from pipeline.tolerance import FP32, Tolerance
 

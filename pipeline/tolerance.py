@@ -6,7 +6,14 @@ An element passes when |artifact - reference| <= atol_eff + rtol * |reference|, 
 
 `output_step` is the artifact's own quantization step for that output (0 for float
 outputs), so quantized budgets are written in units of the step and of the
-reference's range rather than as one global atol.
+reference's range rather than as one global atol. That elementwise budget is a tail
+check: at most `mismatch_fraction` of the elements may exceed it.
+
+Beside the tail, pooled statistics decide (pipeline.verdict): the output's SQNR in dB
+(`min_sqnr_db`), its mean |error| as a fraction of the reference's range
+(`max_mean_error`), and for the classifier output, top-1 / top-k agreement
+(`min_top1`, `min_topk` with `top_k`) and the accuracy drop against labels
+(`max_accuracy_drop`). `None` leaves a criterion out.
 """
 from __future__ import annotations
 
@@ -23,6 +30,10 @@ class Tolerance:
     mismatch_fraction: float = 0.0
     min_top1: float | None = None
     max_accuracy_drop: float | None = None
+    min_sqnr_db: float | None = None
+    max_mean_error: float | None = None
+    min_topk: float | None = None
+    top_k: int = 5
 
     def effective_atol(self, output_step: float, reference_range: float) -> float:
         return max(self.atol, self.steps * output_step, self.range_fraction * reference_range)
@@ -33,7 +44,25 @@ class Tolerance:
 
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 
-# Shared defaults by numeric precision. Targets start from these and may adjust.
-FP32 = Tolerance(atol=1e-5, rtol=1e-5)
-FP16 = Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3)
-BF16 = Tolerance(atol=1e-2, rtol=2e-2, range_fraction=1e-2)
+# Default budgets per precision class, calibrated on a corpus of acceptable artifacts
+# and seeded breakages (examples/calibrate_budgets.py; figures in the README). Targets
+# pick the class their artifact computes in; YAML `tolerances:` override per output.
+PRECISION_CLASSES: dict[str, Tolerance] = {
+    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=1e-5, mismatch_fraction=0.0, min_sqnr_db=60.0, max_mean_error=1e-4,
+                         min_top1=0.99, max_accuracy_drop=0.01),
+    "float16": Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3, mismatch_fraction=0.01, min_sqnr_db=45.0, max_mean_error=1e-3,
+                         min_top1=0.99, max_accuracy_drop=0.01),
+    "bf16": Tolerance(atol=1e-2, rtol=2e-2, range_fraction=1e-2, mismatch_fraction=0.05, min_sqnr_db=23.0, max_mean_error=5e-3,
+                      min_top1=0.97, max_accuracy_drop=0.02),
+    "dynamic_range": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.03, min_sqnr_db=25.0, max_mean_error=0.01,
+                               min_top1=0.95, min_topk=0.99, max_accuracy_drop=0.02),
+    "int8": Tolerance(atol=1e-3, rtol=0.0, steps=3.0, range_fraction=0.05, mismatch_fraction=0.05, min_sqnr_db=15.0, max_mean_error=0.02,
+                      min_top1=0.95, min_topk=0.99, max_accuracy_drop=0.02),
+    "int16x8": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.03, min_sqnr_db=20.0, max_mean_error=0.01,
+                         min_top1=0.95, min_topk=0.99, max_accuracy_drop=0.02),
+}
+
+# Shorthands used by the targets.
+FP32 = PRECISION_CLASSES["float32"]
+BF16 = PRECISION_CLASSES["bf16"]
+INT8 = PRECISION_CLASSES["int8"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.errors import ModelError
-from pipeline.yamlsrc import KeyPath, format_key, load_located
+from pipeline.config.yamlsrc import KeyPath, format_key, load_located
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _OWN_CODE = tuple(str(_PACKAGE_ROOT / part) + "/" for part in ("pipeline", "targets"))

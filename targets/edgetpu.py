@@ -33,6 +33,7 @@ from typing import Literal
 
 from pipeline.target import Artifact, BuildInputs, Target
 from targets.support.litert import INT8_TOLERANCE
+from targets.support.repair import Recipe
 
 # Source: Coral documentation, "TensorFlow models on the Edge TPU", section
 # "Supported operations" (coral.ai/docs/edgetpu/models-intro/#supported-operations),
@@ -89,6 +90,10 @@ NOT_FOUND = "not found on PATH; placement is tfship's static estimate"
 class EdgeTPUOptions:
     io: Literal["int8", "uint8"] = "uint8"  # model input/output type
     calibration_samples: int = 64  # representative samples for int8 calibration
+    repair: bool = False  # when model.tflite fails parity, search for an int8 recipe that passes
+    repair_conversions: int = 8
+    repair_seconds: float = 300.0
+    recipes: tuple[Recipe, ...] = ()  # extra int8 files (`<name>.tflite`) built from a recipe
 
 
 def op_reasons(op: dict) -> list[str]:
@@ -157,12 +162,23 @@ class EdgeTPUTarget(Target):
         problems = []
         if options.calibration_samples < 1:
             problems.append(("calibration_samples", "expected a positive number of samples"))
+        for spec in model.get("inputs", ()):
+            if spec.dynamic_dims:
+                names = ", ".join(f"'{name}' (axis {axis})" for axis, name in spec.dynamic_dims)
+                problems.append(("", f"input '{spec.name}' has dynamic dimension(s) {names}; the Edge TPU runs static shapes only. "
+                                 f"Export a fixed shape for this target: a config whose input '{spec.name}' gives every dimension but the batch as a number"))
         data = model.get("data")
         if data is not None and data.samples < options.calibration_samples:
             problems.append(
                 ("calibration_samples", f"calibration uses {options.calibration_samples} samples but `data.samples` is {data.samples}; raise data.samples or lower calibration_samples")
             )
-        return problems
+        return problems + _check_recipes(options, data)
+
+    def variants(self, options: EdgeTPUOptions) -> tuple[str, ...]:
+        return ("",) + tuple(r.name for r in options.recipes) if options.recipes else ("",)
+
+    def repair_variants(self, options: EdgeTPUOptions) -> tuple[str, ...]:
+        return ("",) if options.repair else ()
 
     def build(self, job: BuildInputs) -> list[Artifact]:
         from pipeline.stages.savedmodel import write_saved_model
@@ -201,7 +217,14 @@ class EdgeTPUTarget(Target):
         compiled = run_edgetpu_compiler(model, job.out_dir)
         info.update(compiled)
         files = ["model.tflite"] + [f for f in ("model_edgetpu.tflite", "edgetpu_compiler.log") if (job.out_dir / f).exists()]
-        return [Artifact(variant="", files=tuple(files), tolerance=INT8_TOLERANCE, info=info)]
+        artifacts = [Artifact(variant="", files=tuple(files), tolerance=INT8_TOLERANCE, info=info)]
+        if options.recipes:
+            from targets.support import repair
+
+            float_content = _batch1_float(job)
+            for artifact in repair.build_recipe_variants(job, options.recipes, options.calibration_samples, float_content, {"int8": INT8_TOLERANCE}, "edgetpu"):
+                artifacts.append(_with_placement(job, artifact))
+        return artifacts
 
     def open(self, target_dir: Path, artifact: Artifact):
         from targets.support import litert
@@ -222,6 +245,85 @@ class EdgeTPUTarget(Target):
             return {"quantization_debugger": f"could not run: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}
         table["note"] = "the Edge TPU runs every op in int8: a layer kept in float would leave the TPU"
         return {"quantization_debugger": table}
+
+    def repair(self, job: BuildInputs, artifact: Artifact, entry: dict, verify, log):
+        """Recipes for the Edge TPU: integer activations only (no 16-bit, no float inputs);
+        a layer kept in float and every op after it run on the CPU, as `placement` says."""
+        from targets.support import repair
+
+        options: EdgeTPUOptions = job.target.options
+        if artifact.variant:
+            return None
+        if "repaired" in {r.name for r in options.recipes}:
+            log("repair skipped: the recipe `repaired` is configured and checked on its own")
+            return None
+        repaired, record = repair.repair_variant(
+            job, artifact, entry, verify, log, base="int8", name="repaired", float_content=_batch1_float(job),
+            calibrated=options.calibration_samples, budget=repair.Budget(options.repair_conversions, options.repair_seconds),
+            tolerance=INT8_TOLERANCE, target="edgetpu", edge=True,
+        )
+        if repaired is None:
+            return [], record
+        repaired = _with_placement(job, repaired)
+        record["ops_on_edgetpu"] = repaired.info["ops_on_edgetpu"]
+        record["ops_on_cpu"] = repaired.info["ops_on_cpu"]
+        record["first_cpu_op"] = repaired.info["first_cpu_op"]
+        on, total = repaired.info["ops_on_edgetpu"], len(repaired.info["placement"])
+        first = repaired.info["first_cpu_op"] or {}
+        record["summary"] += f"; {on} of {total} ops would run on the Edge TPU" + (f" (from op {first.get('index')} {first.get('op')} on, the CPU)" if on < total else "")
+        log(f"repair edgetpu: {on} of {total} ops of {repaired.files[0]} would run on the Edge TPU")
+        return [repaired], record
+
+
+def _batch1_float(job: BuildInputs) -> bytes:
+    """float32 flatbuffer of the batch-1 signature every recipe starts from."""
+    from pipeline.stages.savedmodel import write_saved_model
+    from pipeline.stages.trace import make_function
+    from targets.support import repair
+
+    with tempfile.TemporaryDirectory(prefix="tfship-edgetpu-") as scratch:
+        static = Path(scratch) / "batch1"
+        write_saved_model(static, job.loaded, {"serving_default": make_function(job.model, job.loaded, batch=1)})
+        return repair.float_flatbuffer(job, saved_model_dir=static)
+
+
+def _with_placement(job: BuildInputs, artifact: Artifact) -> Artifact:
+    """A recipe's file with the Edge TPU placement of its ops (float ops run on the CPU)."""
+    from targets.support import litert
+
+    ops = litert.list_ops((job.out_dir / artifact.files[0]).read_bytes())
+    rows, first = placement(ops)
+    artifact.info.update(
+        placement=rows,
+        ops_on_edgetpu=sum(r["runs_on"] == "edgetpu" for r in rows),
+        ops_on_cpu=sum(r["runs_on"] == "cpu" for r in rows),
+        first_cpu_op=first,
+        batch=1,
+        edgetpu_compiler="not run on recipe files; placement is tfship's static estimate",
+    )
+    return artifact
+
+
+def _check_recipes(options: EdgeTPUOptions, data) -> list[tuple]:
+    from targets.support.repair import check_recipe
+
+    problems = []
+    for i, recipe in enumerate(options.recipes):
+        if recipe.base != "int8":
+            problems.append((("recipes", i, "base"), f"the Edge TPU runs int8 only; expected base: int8, got {recipe.base}"))
+        if recipe.int16_layers:
+            problems.append((("recipes", i, "int16_layers"), "the Edge TPU has no 16-bit activations; remove this key"))
+        if recipe.float_inputs:
+            problems.append((("recipes", i, "float_inputs"), "the Edge TPU takes integer inputs; remove this key"))
+        if [r.name for r in options.recipes].count(recipe.name) > 1:
+            problems.append((("recipes", i, "name"), f"recipe '{recipe.name}' is listed twice"))
+        for key, message in check_recipe(recipe, ("model",), getattr(data, "samples", None)):
+            problems.append((("recipes", i, key), message))
+    if options.repair_conversions < 1:
+        problems.append(("repair_conversions", "expected at least 1 conversion"))
+    if options.repair_seconds <= 0:
+        problems.append(("repair_seconds", "expected a positive number of seconds"))
+    return problems
 
 
 TARGET = EdgeTPUTarget()

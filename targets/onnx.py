@@ -266,6 +266,19 @@ def _fix_interface(model, input_names: list[str], output_names: list[str], conve
             dims[0].dim_param = BATCH_DIM
 
 
+def _name_dynamic_dims(model, config) -> None:
+    """Every dynamic input axis gets the config's symbolic name (`seq` shared by ids and
+    mask, `image_1` for an unnamed one), so runtimes and readers see which agree."""
+    by_name = {v.name: v for v in model.graph.input}
+    for spec in config.inputs:
+        value = by_name.get(spec.name)
+        if value is None:
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if axis < len(spec.shape) and spec.shape[axis] is None and not dim.HasField("dim_value"):
+                dim.dim_param = spec.axis_name(axis)
+
+
 def _check(path: Path, model_name: str) -> None:
     import onnx
 
@@ -419,6 +432,7 @@ class OnnxTarget(Target):
             raise IncompatibleModel(_unsupported_message(config.name, options.opset, log))
 
         _fix_interface(converted.model, input_names, output_names, converted_order, set(converted.lifted))
+        _name_dynamic_dims(converted.model, config)
         path = job.out_dir / MODEL_FILE
         files = onnx_lift.attach(converted, path, external, MODEL_FILE + DATA_SUFFIX)
         _check(path, config.name)

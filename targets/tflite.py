@@ -14,35 +14,12 @@ Variants (`variants:`, several allowed):
 Conversion always goes through the canonical SavedModel (`from_saved_model`): a
 Keras 3 model converted from concrete functions comes out weightless.
 
-Default parity budgets (before `tolerances:` overrides in the YAML). An element
-passes when |a - r| <= max(atol, steps * step, range_fraction * range(r)) + rtol * |r|,
-where `step` is the output's quantization scale (integer outputs only) and
-`range(r)` the reference output's max - min over the parity data.
-`min_top1` / `max_accuracy_drop` apply to the config's classifier output.
-
-| variant       | atol  | rtol  | steps | range_fraction | mismatch_fraction | min_top1 | max_accuracy_drop |
-|---------------|-------|-------|-------|----------------|-------------------|----------|-------------------|
-| float32       | 1e-5  | 1e-4  | 0     | 1e-5           | 0                 | 0.99     | 0.01              |
-| float16       | 2e-3  | 1e-2  | 0     | 2e-3           | 0                 | 0.99     | 0.01              |
-| dynamic_range | 1e-3  | 0     | 0     | 0.03           | 0.01              | 0.95     | 0.02              |
-| int8          | 1e-3  | 0     | 3     | 0.05           | 0.01              | 0.95     | 0.02              |
-| int16x8       | 1e-3  | 0     | 0     | 0.03           | 0.01              | 0.95     | 0.02              |
-
-Why these: float32 differs from TensorFlow only by kernel summation order; float16
-rounds weights to 11 significant bits (the shared FP16 budget). Full-integer int8
-models round every activation, and the error piled up through the layers of a
-well-calibrated model stays within 5% of the output's range; 3 output steps is the
-floor when the parity data spans only part of the calibrated range. dynamic_range
-and int16x8 keep int8 weights, whose rounding then dominates (int16 activations
-are 256x finer), so they get 3% of the range; their outputs are float, so `steps`
-does not apply. One element in a hundred may exceed the elementwise budget for
-quantized variants (a value near a rounding boundary); the fraction is judged over
-every element of every parity case. Top-1 agreement and accuracy bound the
-classifier as a whole.
-
-A .tflite file is one FlatBuffer, at most 2 GiB: a variant whose weights alone would
-not fit (float32 weights; half for float16; a quarter for the int8-weight variants)
-is refused before the converter runs, naming the limit and the variants that fit.
+Default parity budgets (before `tolerances:` overrides in the YAML): each variant is
+judged at its precision class's budget (pipeline.tolerance.PRECISION_CLASSES: SQNR,
+mean error as a fraction of the range, the elementwise tail in quantization steps and
+range fractions, classifier agreement and accuracy), measured on the calibration
+corpus by examples/calibrate_budgets.py. Quantized outputs are compared after
+dequantization with the model's own scale and zero point.
 
 Select TF ops (Flex) are refused, naming the op and the layer, unless
 `allow_select_tf_ops: true`; such an artifact needs the Flex delegate at run time,
@@ -57,19 +34,13 @@ from typing import Literal
 
 from pipeline.errors import TargetUnavailable
 from pipeline.target import Artifact, BuildInputs, Target
-from pipeline.tolerance import Tolerance
-from targets.support.litert import INT8_TOLERANCE
+from pipeline.tolerance import PRECISION_CLASSES
 from targets.support.repair import Recipe
 
 Variant = Literal["float32", "float16", "dynamic_range", "int8", "int16x8"]
 
-DEFAULT_TOLERANCES = {
-    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=1e-5, min_top1=0.99, max_accuracy_drop=0.01),
-    "float16": Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3, min_top1=0.99, max_accuracy_drop=0.01),
-    "dynamic_range": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02),
-    "int8": INT8_TOLERANCE,
-    "int16x8": Tolerance(atol=1e-3, rtol=0.0, range_fraction=0.03, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02),
-}
+# Each variant computes in one precision class; the class's default budget applies.
+DEFAULT_TOLERANCES = {variant: PRECISION_CLASSES[variant] for variant in ("float32", "float16", "dynamic_range", "int8", "int16x8")}
 
 
 @dataclass(frozen=True)
@@ -170,6 +141,9 @@ class TFLiteTarget(Target):
                 info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
             runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
             info["quantization"] = litert.io_quantization(runner, job.model.input_names)
+            fixed = litert.fixed_dims(runner, job.model.inputs)
+            if fixed:  # the converter pinned a dimension the config declares dynamic: say which
+                info["fixed_dims"] = fixed
             if variant in litert.CALIBRATED:
                 info["calibration_samples"] = options.calibration_samples
             if conv.denylisted_nodes:
@@ -178,7 +152,8 @@ class TFLiteTarget(Target):
         if options.recipes:
             from targets.support import repair
 
-            artifacts += repair.build_recipe_variants(job, options, {a.variant: a for a in artifacts}, DEFAULT_TOLERANCES)
+            float_content = repair.float_flatbuffer(job, {a.variant: a for a in artifacts})
+            artifacts += repair.build_recipe_variants(job, options.recipes, options.calibration_samples, float_content, DEFAULT_TOLERANCES)
         sizes = {a.variant: a.info["size_bytes"] for a in artifacts}
         if "float32" in sizes:
             for a in artifacts:
@@ -222,6 +197,9 @@ class TFLiteTarget(Target):
         from targets.support import repair
 
         if artifact.variant not in repair.BASES:
+            return None
+        if f"{artifact.variant}_repaired" in {r.name for r in job.target.options.recipes}:
+            log(f"{artifact.variant}: repair skipped: the recipe {artifact.variant}_repaired is configured and checked on its own")
             return None
         return repair.repair_tflite(job, job.target.options, artifact, entry, verify, log, DEFAULT_TOLERANCES)
 

@@ -24,7 +24,8 @@ Variants: `fp32` (the SavedModel's serving_default run with XLA on CPU) and, wit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -37,10 +38,10 @@ from pipeline.tolerance import BF16, FP32
 GATE_PASS = "XLA-compilable on CPU; no known TPU-incompatible ops"
 ALIAS = "tpu_func"
 
-# The project's bfloat16 budget (pipeline.tolerance.BF16): bfloat16 keeps 8
-# significant bits, so each rounding is off by at most 2^-9 (0.2 %) relative; a few
-# layers of rounded tensors compound to about 1 % of an output's scale. Hence 1 % of
-# the reference range (scale-aware), 2 % relative, and an absolute floor of 1e-2.
+# The bf16 precision class (pipeline.tolerance): bfloat16 keeps 8 significant bits,
+# so each rounding is off by at most 2^-9 (0.2 %) relative and a network's outputs
+# carry the sum of many such roundings; the class's SQNR, mean-error and tail limits
+# were measured on the calibration corpus (examples/calibrate_budgets.py).
 BF16_EMULATION = BF16
 # The fp32 variant is XLA on CPU against eager TensorFlow: only fusion and
 # reassociation differ, so the float32 default applies.
@@ -53,6 +54,9 @@ class TpuOptions:
     precision: Literal["bfloat16", "float32"] = "bfloat16"  # what the converter is told to serve in
     batch_timeout_micros: int = 5000  # converter batching: wait at most this long to fill a batch
     num_batch_threads: int = 4  # converter batching: batches processed in parallel (about one per TPU core)
+    # Static sizes per dynamic non-batch dimension (e.g. {seq: [32, 64]}): tpu_func is
+    # compiled at each, and serving pads inputs up to the next one and slices outputs back.
+    dim_buckets: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def converter_options_text(options: TpuOptions) -> str:
@@ -105,33 +109,115 @@ class TpuServingRunner:
         return {name: np.concatenate(p, axis=0) for name, p in parts.items()}
 
 
-def _padding_server(config, tpu_func, sizes: tuple[int, ...]):
-    """serving_default: any batch 1..max(sizes), padded to the next compiled size, sliced back."""
+def static_shapes(config, options: TpuOptions) -> list[tuple[int, dict[str, int]]]:
+    """Every (batch, {dimension: bucket}) tpu_func is compiled at, in serving's branch order."""
+    dims = config.dynamic_dims
+    combos = list(itertools.product(*(sorted(options.dim_buckets[d]) for d in dims)))
+    return [(b, dict(zip(dims, combo))) for b in sorted(options.batch_sizes) for combo in combos]
+
+
+def output_dim_axes(config, loaded) -> dict[str, list[tuple[int, str]]]:
+    """Which output axes follow which dynamic input dimension (e.g. an encoder's
+    [batch, seq, hidden]), found by tracing at two sizes of each dimension: serving
+    slices those axes back to the request's size after padding to a bucket."""
+    from pipeline.stages.trace import make_function
+
+    def shapes(dims):
+        outputs = make_function(config, loaded, batch=1, dims=dims).get_concrete_function().structured_outputs
+        return {name: list(t.shape) for name, t in outputs.items()}
+
+    base_dims = {d: 5 for d in config.dynamic_dims}
+    base = shapes(base_dims)
+    axes: dict[str, list[tuple[int, str]]] = {name: [] for name in base}
+    for dim in config.dynamic_dims:
+        other = shapes({**base_dims, dim: 6})
+        for name, shape in other.items():
+            for axis in range(1, len(shape)):
+                if shape[axis] == base[name][axis]:
+                    continue
+                if (base[name][axis], shape[axis]) != (5, 6):
+                    raise ConversionError(
+                        f"output '{name}' axis {axis} changes with dimension '{dim}' but not one to one "
+                        f"({dim}=5 gives {base[name][axis]}, {dim}=6 gives {shape[axis]}): padded TPU outputs cannot be sliced back. "
+                        f"Fix: give '{dim}' a fixed size in the config for the tpu target"
+                    )
+                axes[name].append((axis, dim))
+    return axes
+
+
+def _padding_server(config, tpu_func, options: TpuOptions, out_axes: dict[str, list[tuple[int, str]]]):
+    """serving_default: any batch 1..max(batch_sizes) and any size of each dynamic dimension
+    up to its largest bucket, padded (zeros) to the next compiled shape; outputs sliced back."""
     import tensorflow as tf
 
     from pipeline.stages.trace import input_signature
 
-    sizes = tuple(sorted(sizes))
+    shapes = static_shapes(config, options)
+    sizes = tuple(sorted(options.batch_sizes))
+    dims = config.dynamic_dims
+    buckets = {d: tuple(sorted(options.dim_buckets[d])) for d in dims}
+    carrier = {d: next((i, axis) for i, spec in enumerate(config.inputs) for axis, name in spec.dynamic_dims if name == d) for d in dims}
+    per_batch = len(shapes) // len(sizes)
+
+    def next_index(value, choices):
+        return tf.reduce_sum(tf.cast(tf.constant(choices) < value, tf.int32))
 
     def serve(*args):
         n = tf.shape(args[0])[0]
         tf.debugging.assert_less_equal(n, sizes[-1], message=f"batch larger than the largest compiled TPU batch size {sizes[-1]}; split the request")
-        index = tf.reduce_sum(tf.cast(tf.constant(sizes) < n, tf.int32))
+        actual = {d: tf.shape(args[carrier[d][0]])[carrier[d][1]] for d in dims}
+        index = next_index(n, sizes) * per_batch
+        stride = per_batch
+        for d in dims:
+            tf.debugging.assert_less_equal(actual[d], buckets[d][-1], message=f"{d} larger than its largest TPU bucket {buckets[d][-1]}")
+            stride //= len(buckets[d])
+            index += next_index(actual[d], buckets[d]) * stride
 
-        def branch(size):
+        def branch(batch, bucket):
             def run():
                 padded = []
-                for value in args:
-                    pad = [[0, size - n]] + [[0, 0]] * (len(value.shape) - 1)
-                    padded.append(tf.ensure_shape(tf.pad(value, pad), [size, *value.shape[1:]]))
+                for spec, value in zip(config.inputs, args):
+                    target = [batch, *spec.sample_shape(bucket)] if spec.batched else list(value.shape)
+                    pad = [[0, target[0] - n]] + [[0, 0]] * (len(value.shape) - 1)
+                    for axis, name in spec.dynamic_dims:
+                        pad[axis] = [0, bucket[name] - actual[name]]
+                    padded.append(tf.ensure_shape(tf.pad(value, pad), target))
                 outputs = tpu_func(*padded)
-                return {name: t[:n] for name, t in outputs.items()}
+                result = {}
+                for name, t in outputs.items():
+                    begin, size = [0] * len(t.shape), [-1] * len(t.shape)
+                    size[0] = n
+                    for axis, dim in out_axes.get(name, ()):
+                        size[axis] = actual[dim]
+                    result[name] = tf.slice(t, begin, size)
+                return result
 
             return run
 
-        return tf.switch_case(index, [branch(s) for s in sizes])
+        return tf.switch_case(index, [branch(b, bucket) for b, bucket in shapes])
 
     return tf.function(serve, input_signature=input_signature(config))
+
+
+def _check_buckets(options: TpuOptions, model: dict) -> list[tuple[str, str]]:
+    """Every dynamic non-batch dimension needs static buckets that cover the sizes parity tests."""
+    problems = []
+    dims = list(dict.fromkeys(name for spec in model["inputs"] for _, name in spec.dynamic_dims))
+    data = model.get("data")
+    tested = dict(data.shapes) if data is not None else {}
+    for name in dims:
+        buckets = options.dim_buckets.get(name)
+        if not buckets:
+            example = max(tested.get(name, (32,)))
+            problems.append(("dim_buckets", f"dimension '{name}' is dynamic and a TPU compiles static shapes; give its sizes, e.g. `dim_buckets: {{{name}: [{example}]}}` (inputs are padded up to the next size)"))
+        elif any(b < 1 for b in buckets) or len(set(buckets)) != len(buckets):
+            problems.append(("dim_buckets", f"{name}: expected distinct positive sizes, got {list(buckets)}"))
+        elif name in tested and max(tested[name]) > max(buckets):
+            problems.append(("dim_buckets", f"{name}: parity tests size {max(tested[name])} (data.shapes) but the largest bucket is {max(buckets)}; add a bucket of at least {max(tested[name])}"))
+    for name in options.dim_buckets:
+        if name not in dims:
+            problems.append(("dim_buckets", f"no dynamic dimension named {name!r}; dynamic dimensions: {', '.join(dims) or 'none'}"))
+    return problems
 
 
 class TpuTarget(Target):
@@ -156,6 +242,7 @@ class TpuTarget(Target):
             problems.append(("", "every input needs a leading batch dimension for TPU batching"))
         if options.batch_timeout_micros < 0 or options.num_batch_threads < 1:
             problems.append(("", "batch_timeout_micros must be >= 0 and num_batch_threads >= 1"))
+        problems += _check_buckets(options, model)
         return problems
 
     def build(self, job: BuildInputs) -> list[Artifact]:
@@ -167,6 +254,7 @@ class TpuTarget(Target):
 
         config, options, out = job.model, job.target.options, job.out_dir
         sizes = tuple(sorted(options.batch_sizes))
+        shapes = static_shapes(config, options)
         where = f"tpu target of model '{config.name}'"
 
         # Gate, before anything is written: the op scan first (it names op and layer),
@@ -175,9 +263,10 @@ class TpuTarget(Target):
         findings = sx.scan_tpu_ops(make_function(config, job.loaded).get_concrete_function(), layers)
         if findings:
             raise sx.tpu_gate_error(config.name, findings)
-        static_args = {b: [tf.constant(v) for v in sx.static_inputs(config, job.calibration, b).values()] for b in sizes}
-        for b in sizes:
-            sx.xla_gate(make_function(config, job.loaded, batch=b, jit_compile=True), static_args[b], b, config.name, where)
+        static_args = {sx.shape_dir(b, d): [tf.constant(v) for v in sx.static_inputs(config, job.calibration, b, d).values()] for b, d in shapes}
+        for b, d in shapes:
+            sx.xla_gate(make_function(config, job.loaded, batch=b, dims=d, jit_compile=True), static_args[sx.shape_dir(b, d)], sx.shape_text(b, d), config.name, where)
+        out_axes = output_dim_axes(config, job.loaded) if config.dynamic_dims else {}
 
         names = config.input_names
         call = job.loaded.call
@@ -188,12 +277,13 @@ class TpuTarget(Target):
         tpu_func = tf.function(tpu_body, jit_compile=True, reduce_retracing=False)
         compile_seconds = {}
         ir_files: list[str] = []
-        for b in sizes:
-            tpu_func.get_concrete_function(*input_signature(config, b))
-            compile_seconds[f"b{b}"] = round(sx.timed_compile(tpu_func, static_args[b])[0], 4)
-            ir_files += sx.write_compiler_ir(tpu_func, static_args[b], out / "ir" / f"b{b}", f"ir/b{b}")
-        determinism = sx.determinism_check(tpu_func, static_args[sizes[-1]], config.name, where)
-        serving = _padding_server(config, tpu_func, sizes)
+        for b, d in shapes:
+            key = sx.shape_dir(b, d)
+            tpu_func.get_concrete_function(*input_signature(config, b, d))
+            compile_seconds[key] = round(sx.timed_compile(tpu_func, static_args[key])[0], 4)
+            ir_files += sx.write_compiler_ir(tpu_func, static_args[key], out / "ir" / key, f"ir/{key}")
+        determinism = sx.determinism_check(tpu_func, static_args[sx.shape_dir(*shapes[-1])], config.name, where)
+        serving = _padding_server(config, tpu_func, options, out_axes)
         try:
             write_saved_model(
                 out / "saved_model",
@@ -208,8 +298,13 @@ class TpuTarget(Target):
 
         common = {
             "gate": GATE_PASS,
-            "gate_checked": {"xla_compile_batch_sizes": list(sizes), "op_scan_source": sx.TPU_SCAN_SOURCE},
+            "gate_checked": {
+                "xla_compile_batch_sizes": list(sizes),
+                **({"xla_compile_shapes": [sx.shape_dir(b, d) for b, d in shapes]} if config.dynamic_dims else {}),
+                "op_scan_source": sx.TPU_SCAN_SOURCE,
+            },
             "batch_sizes": list(sizes),
+            **({"dim_buckets": {d: sorted(v) for d, v in options.dim_buckets.items()}, "sliced_output_axes": {k: [list(a) for a in v] for k, v in out_axes.items() if v}} if config.dynamic_dims else {}),
             "precision": options.precision,
             "function_alias": ALIAS,
             "runs_on": "CPU",
@@ -225,10 +320,35 @@ class TpuTarget(Target):
         artifacts = [Artifact(variant="fp32", files=("saved_model", "ir", "converter_options.txtpb"), tolerance=FP32_XLA, info=fp32_info)]
         if options.precision == "bfloat16":
             counts = sx.write_bf16_emulation(make_function(config, job.loaded).get_concrete_function(), config, out / "bf16_emulation")
-            bf16_info = {**common, "emulated": True, "what": sx.BF16_EMULATION_NOTE, **counts,
-                         "budget": "atol 1e-2, rtol 2e-2, 1% of the output's reference range (bfloat16 rounds to 2^-9 relative per step)"}
+            bf16_info = {**common, "emulated": True, "what": sx.BF16_EMULATION_NOTE, **counts, "budget": "the bf16 precision class"}
             artifacts.append(Artifact(variant="bf16", files=("bf16_emulation",), tolerance=BF16_EMULATION, info=bf16_info))
         return artifacts
+
+    def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
+        """A model with dynamic dimensions runs padded to a bucket here: when the shapes
+        that needed padding fail, the model is not padding-safe (nothing masks the padding)."""
+        by_shape = parity.get("by_shape") or {}
+        buckets = job.target.options.dim_buckets
+        padded, failed = [], []
+        for label, row in by_shape.items():
+            dims = dict(item.split("=") for item in label.split(","))
+            to = {d: min(b for b in buckets[d] if b >= int(v)) for d, v in dims.items() if d in buckets}
+            needs = {d: b for d, b in to.items() if b != int(dims[d])}
+            if needs:
+                padded.append(label)
+            if not row["passed"]:
+                failed.append((label, needs))
+        if not failed or not padded:
+            return None
+        clean = [label for label, row in by_shape.items() if row["passed"] and label not in padded]
+        where = "; ".join(f"{label} padded to {', '.join(f'{d}={b}' for d, b in needs.items())}" if needs else f"{label} (no padding)" for label, needs in failed)
+        reason = (
+            f"fails where inputs are padded to a TPU bucket ({where})"
+            + (f" and passes unpadded at {', '.join(clean)}" if clean else "")
+            + ": the model is not padding-safe, its outputs change when zeros are appended. "
+            "Fix: mask the padded positions (Embedding(mask_zero=True), an attention/padding mask input, masked pooling), or choose buckets equal to the lengths served"
+        )
+        return {"padding": {"failed": [label for label, _ in failed], "padded_shapes": padded}, "reason": reason}
 
     def open(self, target_dir: Path, artifact: Artifact):
         from targets.support import xla as sx

@@ -311,6 +311,10 @@ class XlaTarget(Target):
             problems.append(("ir_batch_sizes", "expected positive batch sizes"))
         if options.aot_batch < 1:
             problems.append(("aot_batch", "expected a positive batch size"))
+        dynamic = sorted({name for spec in model["inputs"] for _, name in spec.dynamic_dims})
+        if options.aot and dynamic:
+            problems.append(("aot", f"the AOT object is compiled at one static shape, and dimension(s) {', '.join(dynamic)} are dynamic; "
+                                    "drop `aot`, or export the AOT object from a config whose inputs fix those dimensions"))
         fixed = {s.fixed_batch for s in model["inputs"] if s.batched} - {None}
         if fixed and options.aot and options.aot_batch not in fixed:
             problems.append(("aot_batch", f"the model's batch dimension is fixed at {fixed.pop()}; aot_batch must equal it"))
@@ -330,12 +334,16 @@ class XlaTarget(Target):
         where = f"xla target of model '{config.name}'"
         ir_files: list[str] = []
         compile_seconds: dict[str, float] = {}
+        # A dynamic sequence length / image size is compiled at every size parity tests.
+        shape_sets = config.shape_sets
         for batch in batches:
-            fn = make_function(config, job.loaded, batch=batch, jit_compile=True)
-            args = [tf.constant(v) for v in sx.static_inputs(config, job.calibration, batch).values()]
-            sx.xla_gate(fn, args, batch, config.name, where)
-            ir_files += sx.write_compiler_ir(fn, args, out / "ir" / f"b{batch}", f"ir/b{batch}")
-            compile_seconds[f"b{batch}"] = round(sx.timed_compile(fn, args)[0], 4)
+            for dims in shape_sets:
+                fn = make_function(config, job.loaded, batch=batch, dims=dims, jit_compile=True)
+                args = [tf.constant(v) for v in sx.static_inputs(config, job.calibration, batch, dims).values()]
+                sx.xla_gate(fn, args, sx.shape_text(batch, dims), config.name, where)
+                folder = sx.shape_dir(batch, dims)
+                ir_files += sx.write_compiler_ir(fn, args, out / "ir" / folder, f"ir/{folder}")
+                compile_seconds[folder] = round(sx.timed_compile(fn, args)[0], 4)
         determinism = sx.determinism_check(fn, args, config.name, where)
 
         serving = make_function(config, job.loaded, jit_compile=True)
@@ -346,6 +354,7 @@ class XlaTarget(Target):
         info = {
             "jit_compile": True,
             "ir_batch_sizes": list(batches),
+            **({"ir_shapes": [dict(d) for d in shape_sets]} if config.dynamic_dims else {}),
             "ir_files": ir_files,
             "compile_seconds": compile_seconds,
             "determinism": determinism,
@@ -414,11 +423,12 @@ def latency(model: str, config_dir: Path, batches: tuple[int, ...] = (1, 32), ru
 
     from pipeline.config import load_config
     from pipeline.stages.data import make_parity_data
+    from targets import REGISTRY
     from pipeline.stages.load import load_model
     from pipeline.stages.trace import make_function
     from targets.support import xla as sx
 
-    config = load_config(config_dir / f"{model}.yaml")
+    config = load_config(config_dir / f"{model}.yaml", REGISTRY)
     loaded = load_model(config)
     pool = make_parity_data(config).pool
     result = {}

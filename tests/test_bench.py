@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.bench import BenchOptions, measure, render_benchmark_markdown
+from pipeline.bench import BenchOptions, measure
+from pipeline.reports.markdown import render_benchmark_markdown
 from pipeline.cli import main
 from pipeline.target import Artifact, Target
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.ci_reports import junit_xml, markdown_summary
-from pipeline.html_report import error_histogram, render_html
+from pipeline.reports.junit import junit_xml
+from pipeline.reports.markdown import markdown_summary
+from pipeline.reports.html import error_histogram, render_html
 from pipeline.parity import element_sample
 
 FROZEN = """\

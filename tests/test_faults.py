@@ -131,8 +131,7 @@ def _wait_for_group_gone(pgid: int, timeout: float = 60) -> None:
 def _consistency(model_dir: Path) -> list[str]:
     """Problems a consistent artifacts folder must not have (no TensorFlow needed)."""
     from pipeline.publication import stale_targets
-    from pipeline.report import read_report
-    from pipeline.run import verify_files
+    from pipeline.reports.model import read_report, verify_files
 
     report = read_report(model_dir)
     if report is None:

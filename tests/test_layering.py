@@ -1,13 +1,23 @@
-"""Architecture contracts, checked on the source: the core never imports a concrete
-target, targets never import each other, and nothing heavy loads at import time."""
+"""Architecture contracts, checked on the source: the import graph of pipeline/, targets/
+and tfship/ has no cycle, the library never imports its commands, the config never
+imports the targets, targets never import each other, the core never imports a
+concrete target, and nothing heavy loads at import time.
+
+The graph holds every `import` statement, lazy ones inside functions included: a cycle
+closed by a function-level import is still a cycle. The registry's `importlib` loading
+of target modules by name is plugin loading, not an import statement, and is not an edge.
+"""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 from targets import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("pipeline", "targets", "tfship")
 HEAVY = {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert", "h5py"}
 TARGET_FILES = sorted(p for p in (REPO / "targets").glob("*.py") if p.name != "__init__.py")
 
@@ -25,21 +35,129 @@ def _imports(path: Path, top_level_only: bool = False) -> list[str]:
     return names
 
 
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_modules() -> dict[str, Path]:
+    return {_module_name(p): p for package in PACKAGES if (REPO / package).is_dir() for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports. `from a.b import c` is an edge to a.b.c
+    when that is a module, else to a.b; parent packages run implicitly and are not edges."""
+    modules = _project_modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names if a.name in modules}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                base = node.module
+                if node.level:  # relative: resolve against this module's package
+                    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                    base = ".".join(package[: len(package) - node.level + 1] + [node.module])
+                for alias in node.names:
+                    target = f"{base}.{alias.name}"
+                    graph[name].add(target if target in modules else base)
+        graph[name] = {m for m in graph[name] if m in modules and m != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle as [a, b, ..., a], or None when the graph is acyclic (iterative DFS)."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    for root in sorted(graph):
+        if state.get(root):
+            continue
+        stack = [(root, iter(sorted(graph.get(root, ()))))]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+                continue
+            if state.get(child) == 1:
+                return path[path.index(child):] + [child]
+            if not state.get(child):
+                state[child] = 1
+                path.append(child)
+                stack.append((child, iter(sorted(graph.get(child, ())))))
+    return None
+
+
+def assert_acyclic(graph: dict[str, set[str]]) -> None:
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for child in graph.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def test_import_graph_is_acyclic():
+    graph = import_graph()
+    edges = sum(len(v) for v in graph.values())
+    assert edges > 50, f"the import graph looks empty ({edges} edges): the scan is broken"
+    assert_acyclic(graph)
+
+
+def test_a_cycle_in_a_synthetic_graph_fails():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    with pytest.raises(AssertionError, match="import cycle: a -> b -> c -> a"):
+        assert_acyclic(graph)
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "d": {"a", "c"}}) is None
+
+
+def test_nothing_imports_the_cli_or_the_commands():
+    for name, imported in import_graph().items():
+        if name == "pipeline.cli" or name.startswith("pipeline.commands") or name == "pipeline.__main__":
+            continue
+        bad = sorted(i for i in imported if i == "pipeline.cli" or i.startswith("pipeline.commands"))
+        assert not bad, f"{name} imports {bad}: the library never imports its command line"
+
+
+def test_config_and_spec_never_import_targets():
+    graph = import_graph()
+    for name in graph:
+        if name == "pipeline.spec" or name == "pipeline.config" or name.startswith("pipeline.config."):
+            bad = sorted(m for m in _reachable(graph, name) if m == "targets" or m.startswith("targets."))
+            assert not bad, f"{name} reaches {bad}: the registry is handed to the config loader, never imported by it"
+
+
+def test_targets_never_import_each_other_nor_execution_or_commands():
+    graph = import_graph()
+    names = {p.stem for p in TARGET_FILES}
+    for module, imported in graph.items():
+        if not module.startswith("targets."):
+            continue
+        own = module.split(".")[1]
+        others = sorted(i for i in imported if i.startswith("targets.") and i.split(".")[1] in names and i.split(".")[1] != own)
+        assert not others, f"{module} imports {others}"
+        upward = sorted(i for i in imported if i.startswith(("pipeline.execute", "pipeline.commands", "pipeline.cli")))
+        assert not upward, f"{module} imports {upward}: targets sit below the execution layer"
+
+
 def test_pipeline_never_imports_a_concrete_target():
     for path in (REPO / "pipeline").rglob("*.py"):
         concrete = [n for n in _imports(path) if n.startswith("targets.") and not n.startswith(("targets.REGISTRY", "targets.support"))]
         assert not concrete, f"{path.relative_to(REPO)} imports {concrete}"
 
 
-def test_targets_never_import_each_other():
-    names = {p.stem for p in TARGET_FILES}
-    for path in TARGET_FILES + sorted((REPO / "targets" / "support").glob("*.py")):
-        others = [n for n in _imports(path) if n.split(".")[:2][-1] in names and n.startswith("targets.") and n != f"targets.{path.stem}"]
-        assert not others, f"{path.relative_to(REPO)} imports {others}"
-
-
 def test_heavy_libraries_load_lazily():
-    light = TARGET_FILES + [REPO / "targets" / "__init__.py"] + sorted((REPO / "pipeline").glob("*.py"))
+    light = TARGET_FILES + [REPO / "targets" / "__init__.py"] + sorted(p for p in (REPO / "pipeline").rglob("*.py") if "stages" not in p.parts)
     for path in light:
         heavy = [n for n in _imports(path, top_level_only=True) if n.split(".")[0] in HEAVY]
         assert not heavy, f"{path.relative_to(REPO)} imports {heavy} at import time (the config is validated before TensorFlow loads)"
@@ -53,7 +171,5 @@ def test_every_registered_target_has_its_own_tests():
 
 
 def test_registry_refuses_duplicates():
-    import pytest
-
     with pytest.raises(ValueError, match="registered twice"):
         REGISTRY.register(REGISTRY.get("savedmodel"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.diff import Margins, compare
+from pipeline.reports.diff import Margins, compare
 
 AFFINE = """\
 source:

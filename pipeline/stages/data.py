@@ -4,6 +4,11 @@ The pool holds N samples per input. Parity cases are batches cut from it: first 
 batch per configured batch size (batch 1 and an odd batch > 1 by default, which
 catches code that assumes batch 1), then the whole pool in chunks of the largest
 size, so classifier agreement and accuracy cover every sample exactly once.
+
+A model with dynamic non-batch dimensions (sequence length, image size) is tested at
+every shape set of `config.shape_sets`: each set gets its own samples and the batch
+cases, labelled `seq=7/batch1`; the typical (middle) set also holds the pool, which
+calibrates quantizers and carries classifier agreement.
 """
 from __future__ import annotations
 
@@ -11,24 +16,32 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import InputSpec, ModelConfig
+from pipeline.spec import InputSpec, ModelConfig
 from pipeline.errors import ConfigError, Problem
+from pipeline.parity import SHAPE_SEPARATOR
 from pipeline.records import ParityData
 
 POOL_CASE_PREFIX = "pool"
 
 
-def _sample_shape(spec: InputSpec) -> tuple[int, ...]:
-    return tuple(spec.shape[1:]) if spec.batched else ()
+def shape_label(dims: dict[str, int]) -> str:
+    """`seq=7,width=32`: how reports and case labels name a shape set ('' without one)."""
+    return ",".join(f"{name}={value}" for name, value in dims.items())
 
 
-def _synthetic(config: ModelConfig) -> dict[str, np.ndarray]:
+def primary_shape_set(config: ModelConfig) -> dict[str, int]:
+    """The typical shape set: the pool, calibration and classifier agreement use it."""
+    sets = config.shape_sets
+    return sets[len(sets) // 2]
+
+
+def _synthetic(config: ModelConfig, dims: dict[str, int], index: int = 0) -> dict[str, np.ndarray]:
     data = config.data
-    rng = np.random.default_rng(0 if data.seed is None else data.seed)
+    rng = np.random.default_rng((0 if data.seed is None else data.seed) + index)
     pool = {}
     for spec in config.inputs:
         dist = data.synthetic_for(spec.name)
-        size = (data.samples,) + _sample_shape(spec)
+        size = (data.samples,) + spec.sample_shape(dims)
         if dist.distribution == "integers":
             values = rng.integers(int(dist.low), int(dist.high), size=size)
         elif dist.distribution == "normal":
@@ -46,13 +59,32 @@ def _numpy_dtype(dtype: str) -> Any:
 
 
 def _problem(config: ModelConfig, key: tuple, message: str) -> Problem:
+    """A data problem at the config's line for `key` (a key path such as ("data", "npz"))."""
+    from pipeline.config.yamlsrc import format_key
     from pipeline.usercode import config_line
-    from pipeline.yamlsrc import format_key
 
     return Problem(str(config.file), config_line(config.file, key), format_key(key), message)
 
 
-def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple) -> dict[str, np.ndarray]:
+def _dims_of(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple) -> dict[str, int]:
+    """The dynamic dimensions' values as the arrays have them (npz data has one shape);
+    a name shared by inputs must have one value."""
+    seen: dict[str, int] = {}
+    problems = []
+    for spec in config.inputs:
+        arr = arrays.get(spec.name)
+        if arr is None or np.ndim(arr) != len(spec.shape):
+            continue  # reported by _check_arrays
+        for axis, name in spec.dynamic_dims:
+            value = int(np.shape(arr)[axis])
+            if seen.setdefault(name, value) != value:
+                problems.append(_problem(config, key, f"{origin}: dimension '{name}' is {seen[name]} in one input and {value} in input '{spec.name}'; inputs that share a dimension name must agree"))
+    if problems:
+        raise ConfigError(problems)
+    return seen
+
+
+def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple, dims: dict[str, int]) -> dict[str, np.ndarray]:
     """Arrays from a file or generator must fit the signature: say which input and what was expected."""
     problems = []
     out = {}
@@ -66,10 +98,11 @@ def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: st
         except Exception as exc:  # ragged lists and the like
             problems.append(_problem(config, key, f"{where}: not an array ({type(exc).__name__}: {exc}); expected a NumPy array [N, ...]"))
             continue
-        want = _sample_shape(spec)
+        want = spec.sample_shape({name: dims.get(name, -1) for _, name in spec.dynamic_dims})
         got = arr.shape[1:]
-        if arr.ndim == 0 or len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
-            problems.append(_problem(config, key, f"{where}: samples have shape {list(got)} (array {list(arr.shape)}); expected [N, {', '.join(map(str, want))}] to match the input signature {list(spec.shape)}"))
+        if arr.ndim == 0 or len(got) != len(want) or any(w != g for w, g in zip(want, got)):
+            at = f" at {shape_label(dims)}" if dims else ""
+            problems.append(_problem(config, key, f"{where}: samples have shape {list(got)} (array {list(arr.shape)}); expected [N, {', '.join(map(str, want))}]{at} to match the input signature {list(spec.shape)}"))
             continue
         wanted_dtype = np.dtype(_numpy_dtype(spec.dtype))
         string_ok = spec.dtype == "string" and arr.dtype.kind in "USO"
@@ -130,14 +163,15 @@ def _available_memory() -> int | None:
 
 
 def pool_bytes(config: ModelConfig) -> int:
-    """Bytes the sample pool takes (strings counted at 64 bytes per element)."""
+    """Bytes the samples take over every shape set (strings counted at 64 bytes per element)."""
     total = 0
-    for spec in config.inputs:
-        elements = config.data.samples
-        for d in _sample_shape(spec):
-            elements *= d or 1
-        itemsize = 64 if spec.dtype == "string" else np.dtype(_numpy_dtype(spec.dtype)).itemsize
-        total += elements * itemsize
+    for dims in config.shape_sets:
+        for spec in config.inputs:
+            elements = config.data.samples
+            for d in spec.sample_shape(dims):
+                elements *= max(int(d), 1)
+            itemsize = 64 if spec.dtype == "string" else np.dtype(_numpy_dtype(spec.dtype)).itemsize
+            total += elements * itemsize
     return total
 
 
@@ -176,41 +210,70 @@ def _read_npz(config: ModelConfig) -> dict[str, np.ndarray]:
         )]) from None
 
 
+def _generated(config: ModelConfig, dims: dict[str, int]) -> tuple[dict[str, np.ndarray], Any]:
+    """Call the user's generator; what it raises or returns wrongly is bad input at `data.generator`."""
+    import inspect
+
+    from pipeline.usercode import bad_input, call_user, import_user_ref
+
+    data = config.data
+    key = ("data", "generator")
+    generator = import_user_ref(config, key, data.generator, "data generator")
+    kwargs: dict[str, Any] = {"n": data.samples} if data.seed is None else {"n": data.samples, "seed": data.seed}
+    if dims:
+        params = inspect.signature(generator).parameters.values()
+        if not any(p.name == "dims" or p.kind is p.VAR_KEYWORD for p in params):
+            raise ConfigError([_problem(config, key, f"the model has dynamic dimensions ({', '.join(dims)}), so the generator {data.generator} must accept `dims` ({{name: size}}) and make samples of those sizes, e.g. `def generate(n, seed=0, dims=None)`")])
+        kwargs["dims"] = dict(dims)
+    produced = call_user(config, key, f"data generator '{data.generator}'", generator, **kwargs)
+    arrays, labels = produced if isinstance(produced, tuple) and len(produced) == 2 else (produced, None)
+    if not isinstance(arrays, dict):
+        raise bad_input(
+            config, key,
+            f"data generator '{data.generator}' returned {type(produced).__name__}; expected a dict {{input name: array [N, ...]}} "
+            f"or a pair (that dict, labels). Fix: return {{{', '.join(repr(n) for n in config.input_names)}: ...}}.",
+        )
+    return arrays, labels
+
+
 def make_parity_data(config: ModelConfig) -> ParityData:
     data = config.data
     labels = None
+    primary = primary_shape_set(config)
+    others: list[tuple[dict[str, int], dict[str, np.ndarray]]] = []
     labels_key: tuple = ("data",)
-    if data.kind == "synthetic":
+    if data.kind != "npz":
         check_pool_memory(config)
-        pool = _synthetic(config)
+    if data.kind == "synthetic":
+        pool = _synthetic(config, primary)
+        others = [(dims, _synthetic(config, dims, k + 1)) for k, dims in enumerate(config.shape_sets) if dims != primary]
     elif data.kind == "npz":
         arrays = _read_npz(config)
-        pool = _check_arrays(config, arrays, f"data file {data.npz}", ("data", "npz"))
+        primary = _dims_of(config, arrays, f"data file {data.npz}", ("data", "npz"))
+        pool = _check_arrays(config, arrays, f"data file {data.npz}", ("data", "npz"), primary)
         if data.labels:
             labels_key = ("data", "labels")
             if data.labels not in arrays:
                 raise ConfigError([_problem(config, labels_key, f"{data.npz} has no array '{data.labels}'; it has: {', '.join(sorted(arrays))}")])
             labels = arrays[data.labels]
     else:
-        from pipeline.usercode import bad_input, call_user, import_user_ref
-
-        key = labels_key = ("data", "generator")
-        check_pool_memory(config)
-        generator = import_user_ref(config, key, data.generator, "data generator")
-        kwargs = {"n": data.samples} if data.seed is None else {"n": data.samples, "seed": data.seed}
-        produced = call_user(config, key, f"data generator '{data.generator}'", generator, **kwargs)
-        arrays, labels = produced if isinstance(produced, tuple) and len(produced) == 2 else (produced, None)
-        if not isinstance(arrays, dict):
-            raise bad_input(
-                config, key,
-                f"data generator '{data.generator}' returned {type(produced).__name__}; expected a dict {{input name: array [N, ...]}} "
-                f"or a pair (that dict, labels). Fix: return {{{', '.join(repr(n) for n in config.input_names)}: ...}}.",
-            )
-        pool = _check_arrays(config, arrays, f"data generator {data.generator}", key)
+        labels_key = ("data", "generator")
+        arrays, labels = _generated(config, primary)
+        pool = _check_arrays(config, arrays, f"data generator {data.generator}", labels_key, primary)
+        for dims in config.shape_sets:
+            if dims != primary:
+                produced, _ = _generated(config, dims)
+                others.append((dims, _check_arrays(config, produced, f"data generator {data.generator}", labels_key, dims)))
     n = min(len(a) for a in pool.values())
     pool = {k: v[: min(n, data.samples)] for k, v in pool.items()}
     n = min(n, data.samples)
-    return ParityData(pool=pool, labels=_labels(config, labels, n, "labels", labels_key), cases=tuple(make_cases(config, pool, n)))
+    cases = []
+    for dims, arrays in sorted([(primary, pool), *others], key=lambda item: tuple(item[0].values())):
+        prefix = shape_label(dims) + SHAPE_SEPARATOR if dims else ""
+        size = min(len(a) for a in arrays.values())
+        batch_cases = make_cases(config, arrays, size, with_pool=dims == primary)
+        cases += [(prefix + label, inputs) for label, inputs in batch_cases]
+    return ParityData(pool=pool, labels=_labels(config, labels, n, "labels", labels_key), cases=tuple(cases))
 
 
 def _slice(config: ModelConfig, pool: dict[str, np.ndarray], start: int, size: int) -> dict[str, np.ndarray]:
@@ -219,13 +282,13 @@ def _slice(config: ModelConfig, pool: dict[str, np.ndarray], start: int, size: i
     return {spec.name: (pool[spec.name][idx] if spec.batched else pool[spec.name][start % n]) for spec in config.inputs}
 
 
-def make_cases(config: ModelConfig, pool: dict[str, np.ndarray], n: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+def make_cases(config: ModelConfig, pool: dict[str, np.ndarray], n: int, with_pool: bool = True) -> list[tuple[str, dict[str, np.ndarray]]]:
     sizes = config.data.batch_sizes
     cases, offset = [], 0
     for size in sizes:
         cases.append((f"batch{size}", _slice(config, pool, offset, size)))
         offset += size
-    if any(spec.batched for spec in config.inputs):
+    if with_pool and any(spec.batched for spec in config.inputs):
         chunk = max(sizes)
         fixed = any(spec.fixed_batch is not None for spec in config.inputs)
         for start in range(0, n, chunk):
@@ -237,4 +300,5 @@ def make_cases(config: ModelConfig, pool: dict[str, np.ndarray], n: int) -> list
 
 
 def is_pool_case(label: str) -> bool:
-    return label.startswith(POOL_CASE_PREFIX)
+    return label.rsplit(SHAPE_SEPARATOR, 1)[-1].startswith(POOL_CASE_PREFIX)
+

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ModelConfig
+from pipeline.spec import ModelConfig
 from pipeline.errors import ModelError
 from pipeline.records import LoadedModel
 from pipeline.usercode import bad_input, call_user, first_line, import_user_module, import_user_ref

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.config import ModelConfig
+from pipeline.spec import ModelConfig
 from pipeline.errors import ModelError
 from pipeline.records import LoadedModel, ParityData
 

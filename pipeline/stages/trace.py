@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import InputSpec, ModelConfig
+from pipeline.spec import InputSpec, ModelConfig
 from pipeline.errors import ModelError
 from pipeline.records import LoadedModel, TracedModel
 
 
-def input_signature(config: ModelConfig, batch: int | None = None) -> list:
-    """TensorSpecs named after the config's inputs; `batch` fixes a dynamic batch dim."""
+def input_signature(config: ModelConfig, batch: int | None = None, dims: dict[str, int] | None = None) -> list:
+    """TensorSpecs named after the config's inputs; `batch` fixes a dynamic batch dim and
+    `dims` the named dynamic dimensions it gives a size."""
     import tensorflow as tf
 
     specs = []
@@ -25,11 +26,16 @@ def input_signature(config: ModelConfig, batch: int | None = None) -> list:
         shape = list(spec.shape)
         if batch is not None and shape and shape[0] is None:
             shape[0] = batch
+        for axis, name in spec.dynamic_dims:
+            if dims and name in dims:
+                shape[axis] = dims[name]
         specs.append(tf.TensorSpec(shape, tf.as_dtype(spec.dtype), name=spec.name))
     return specs
 
 
-def make_function(config: ModelConfig, loaded: LoadedModel, *, batch: int | None = None, jit_compile: bool = False) -> Any:
+def make_function(
+    config: ModelConfig, loaded: LoadedModel, *, batch: int | None = None, dims: dict[str, int] | None = None, jit_compile: bool = False
+) -> Any:
     """A tf.function over the loaded model: f(*inputs in config order) -> {output: tensor}."""
     import tensorflow as tf
 
@@ -39,14 +45,15 @@ def make_function(config: ModelConfig, loaded: LoadedModel, *, batch: int | None
     def serve(*args):
         return call(dict(zip(names, args)))
 
-    return tf.function(serve, input_signature=input_signature(config, batch), jit_compile=jit_compile or None)
+    return tf.function(serve, input_signature=input_signature(config, batch, dims), jit_compile=jit_compile or None)
 
 
-def sample_inputs(specs: tuple[InputSpec, ...], batch: int) -> dict[str, np.ndarray]:
-    """Zeros of the right dtype and shape, at `batch` for a dynamic batch dimension."""
+def sample_inputs(specs: tuple[InputSpec, ...], batch: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Zeros of the right dtype and shape, at `batch` for a dynamic batch dimension and
+    `dims` for the other dynamic ones."""
     out = {}
     for spec in specs:
-        shape = [batch if (i == 0 and d is None) else d for i, d in enumerate(spec.shape)]
+        shape = (batch if spec.shape[0] is None else spec.shape[0], *spec.sample_shape(dims or {})) if spec.batched else ()
         dtype = object if spec.dtype == "string" else spec.dtype
         out[spec.name] = np.zeros(shape, dtype=dtype) if spec.dtype not in ("bfloat16",) else np.zeros(shape, np.float32)
     return out
@@ -57,27 +64,29 @@ def trace_model(config: ModelConfig, loaded: LoadedModel) -> TracedModel:
 
     function = make_function(config, loaded)
     try:
-        concrete = function.get_concrete_function()
+        function.get_concrete_function()  # traces: user code raises here, before any batch runs
     except Exception as exc:  # tracing runs user code: explain in the model's terms
         raise explain_trace_error(exc, config, loaded) from None
     dynamic = any(spec.shape and spec.shape[0] is None for spec in config.inputs)
     batches = (1, 3) if dynamic else ((config.inputs[0].shape[0] or 1),) if config.inputs[0].shape else (1,)
-    for batch in batches:
-        feeds = sample_inputs(config.inputs, batch)
-        try:
-            function(*[tf.constant(feeds[n]) for n in config.input_names])
-        except Exception as exc:  # the traced graph runs user code's ops: explain at batch `batch`
-            raise explain_trace_error(exc, config, loaded) from None
+    for dims in config.shape_sets:  # every tested sequence length / image size, at each batch
+        for batch in batches:
+            feeds = sample_inputs(config.inputs, batch, dims)
+            try:
+                function(*[tf.constant(feeds[n]) for n in config.input_names])
+            except Exception as exc:  # the traced graph runs user code's ops: explain in the model's terms
+                raise explain_trace_error(exc, config, loaded) from None
     count = function.experimental_get_tracing_count()
     if count != 1:
         from pipeline.usercode import bad_input
 
+        shapes = f" and shapes {[dict(d) for d in config.shape_sets]}" if config.dynamic_dims else ""
         raise bad_input(
             config, ("inputs",),
-            f"model '{config.name}' was traced {count} times for batch sizes {list(batches)}; "
+            f"model '{config.name}' was traced {count} times for batch sizes {list(batches)}{shapes}; "
             "a signature-fixed function must trace once. Something in the model depends on Python values that change per call.",
         )
-    return TracedModel(function=function, concrete=concrete, tracing_count=count, batch_sizes_checked=batches)
+    return TracedModel(function=function, tracing_count=count, batch_sizes_checked=batches)
 
 
 def _signature_text(config: ModelConfig) -> str:

@@ -27,15 +27,14 @@ from typing import Any, Iterable
 import numpy as np
 
 from pipeline.errors import ConversionError, IncompatibleModel
-from pipeline.tolerance import Tolerance
+from pipeline.tolerance import INT8
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8", "int16x8")
 CALIBRATED = ("int8", "int16x8")  # variants that need a representative dataset
 QUANTIZED_TYPES = (np.int8, np.uint8, np.int16)
 
-# Full-integer int8 budget, shared by the tflite `int8` variant and edgetpu (the
-# reasoning is in targets/tflite.py's table).
-INT8_TOLERANCE = Tolerance(atol=1e-3, rtol=0.0, steps=3.0, range_fraction=0.05, mismatch_fraction=0.01, min_top1=0.95, max_accuracy_drop=0.02)
+# Full-integer int8 budget, shared by the tflite `int8` variant and edgetpu.
+INT8_TOLERANCE = INT8  # the int8 precision class (pipeline.tolerance)
 
 
 @dataclass(frozen=True)
@@ -424,6 +423,21 @@ def io_quantization(runner: LiteRTRunner, input_names: Iterable[str]) -> dict:
         "inputs": {n: row(runner.input_details[n]) for n in input_names},
         "outputs": {n: row(runner.output_details[n]) for n in runner.output_names},
     }
+
+
+def fixed_dims(runner: LiteRTRunner, inputs: Iterable[Any]) -> list[dict]:
+    """Dimensions the config declares dynamic that the converted file fixed (its
+    shape_signature holds a size, not -1): such a file only runs at that size."""
+    out = []
+    for spec in inputs:
+        detail = runner.input_details.get(spec.name)
+        if detail is None:
+            continue
+        signature = [int(d) for d in detail["shape_signature"]]
+        for axis, size in enumerate(signature):
+            if axis < len(spec.shape) and spec.shape[axis] is None and size != -1:
+                out.append({"input": spec.name, "axis": axis, "name": spec.axis_name(axis), "size": size})
+    return out
 
 
 # --------------------------------------------------------------------------- debugging

@@ -270,6 +270,30 @@ def blame_from_debugger(rows: list[dict]) -> list[str]:
     return layers
 
 
+def weight_damage(model, layers: Iterable[str]) -> dict[str, float]:
+    """{layer: share of its kernel's non-zero weights that per-channel symmetric int8
+    rounds to zero}: a layer whose channels mix large and tiny weights loses the tiny
+    ones (e.g. weights scaled down to compensate an activation outlier)."""
+    wanted = set(layers)
+    out: dict[str, float] = {}
+    stack = [model]
+    while stack:
+        item = stack.pop()
+        for layer in getattr(item, "layers", None) or []:
+            stack.append(layer)
+            if layer.name not in wanted:
+                continue
+            kernels = [np.asarray(w) for w in layer.get_weights() if np.ndim(w) >= 2]
+            if not kernels:
+                continue
+            w = kernels[0].reshape(-1, kernels[0].shape[-1])
+            scale = np.abs(w).max(axis=0) / 127.0
+            nonzero = w != 0
+            zeroed = nonzero & (np.abs(w) < scale / 2)
+            out[layer.name] = float(zeroed.sum() / max(nonzero.sum(), 1))
+    return out
+
+
 def blame_from_localization(localization: dict) -> list[str]:
     """Layers ordered worst first from a per-layer localization table: where the
     relative error grows most over its predecessor leads."""
@@ -405,12 +429,18 @@ def search(
     budget: Budget,
     baseline: dict,
     log: Callable[[str], None] = lambda line: None,
+    allow_int16: bool = True,
+    allow_float_inputs: bool = True,
+    weight_damage: dict[str, float] | None = None,
 ) -> SearchResult:
     """Try recipes for `variant` until one passes and cannot be made smaller, or the budget ends.
 
     `build(recipe)` returns the flatbuffer (raising on a conversion failure);
     `verify(recipe, content)` returns the parity record, computed exactly as for the variant;
-    `baseline` is the variant's own parity record.
+    `baseline` is the variant's own parity record. `allow_int16` / `allow_float_inputs`
+    say whether the deployment can take 16-bit activations and float inputs (an Edge TPU
+    cannot). `weight_damage` ({layer: share of its weights int8 rounds to zero}) orders
+    which blamed layers get float weights first.
     """
     start = time.perf_counter()
     tried: list[Candidate] = []
@@ -461,7 +491,14 @@ def search(
     def passing() -> list[Candidate]:
         return sorted((c for c in tried if c.status == "passed"), key=_rank)
 
+    def passing_without_float_layers() -> bool:
+        return any(c.status == "passed" and not c.recipe.float_layers for c in tried)
+
     samples = 0
+    # 0. The variant did not convert (no parity to start from): the quantizer's own plain
+    #    recipe first, which leaves ops it cannot quantize this way in float.
+    if not baseline.get("outputs"):
+        attempt(Recipe(name, variant))
     # 1. Calibration that covers the parity data.
     short = [n for n, c in cover.items() if c["outside_share"] > 0]
     if variant in CALIBRATED_BASES and short and pool_samples > calibrated:
@@ -469,18 +506,21 @@ def search(
         if cand is not None and cand.parity is not None and closeness(cand.parity) <= closeness(baseline):
             samples = pool_samples  # the wider ranges helped (or did no harm): later candidates calibrate on them too
     # 2. 16-bit activations for the blamed layers only.
-    if not passing() and variant == "int8" and blame:
+    if not passing() and allow_int16 and variant == "int8" and blame:
+        cand = None
         for k in sorted({min(2, len(blame)), len(blame)}):
             cand = attempt(Recipe(name, "int8", int16_layers=tuple(blame[:k]), calibration_samples=samples))
             if cand is None or cand.status == "passed":
                 break
+        if cand is not None and cand.status == "passed" and len(cand.recipe.int16_layers) == 2:
+            attempt(Recipe(name, "int8", int16_layers=tuple(blame[:1]), calibration_samples=samples))  # is one enough?
     # 3. Blamed layers with float activations (int8 weights), growing worst first
     #    (1, 2, 4, ... all), then bisected to the fewest and pruned. When all of them
     #    still fail, the inputs' own rounding is tried off, then the layers' weights
     #    go float too, worst first.
-    if blame and not any(c.status == "passed" and not c.recipe.float_layers for c in tried):
+    if blame and not passing_without_float_layers():
         passed = None
-        for float_inputs in ((False, True) if variant in CALIBRATED_BASES else (False,)):
+        for float_inputs in ((False, True) if allow_float_inputs and variant in CALIBRATED_BASES else (False,)):
 
             def make(layers, float_weights=(), fi=float_inputs):
                 return Recipe(name, variant, float_layers=tuple(layers), float_weights=tuple(float_weights), float_inputs=fi, calibration_samples=samples)
@@ -489,7 +529,8 @@ def search(
             if passed is not None:
                 break
         if passed is None and not stopped:
-            passed = _grow(blame, lambda k: make(blame, blame[:k]), attempt, start=1)
+            by_weights = sorted(blame, key=lambda layer: -(weight_damage or {}).get(layer, 0.0))
+            passed = _grow(by_weights, lambda k: make(blame, by_weights[:k]), attempt, start=1)
         if passed is not None:  # drop layers the passing set does not need, least blamed first
             best = passed
             for layer in reversed(list(best.float_layers)):
@@ -519,15 +560,17 @@ def engine_version() -> str:
         return f"{ENGINE} (not installed)"
 
 
-def float_flatbuffer(job, built: dict | None = None) -> bytes:
+def float_flatbuffer(job, built: dict | None = None, saved_model_dir=None) -> bytes:
     """The float32 flatbuffer every recipe starts from: the float32 variant's file when it
-    was built in this run, else one conversion of the SavedModel."""
+    was built in this run, else one conversion of the SavedModel (`saved_model_dir`, by
+    default the run's canonical one)."""
     from targets.support import litert
 
     path = job.out_dir / "float32.tflite"
     if built and "float32" in built and path.is_file():
         return path.read_bytes()
-    content, _ = litert.convert(job.saved_model_dir, litert.Conversion(variant="float32"), None, litert.keras_layer_names(job.loaded.obj), job.model.input_names)
+    source = saved_model_dir or job.saved_model_dir
+    content, _ = litert.convert(source, litert.Conversion(variant="float32"), None, litert.keras_layer_names(job.loaded.obj), job.model.input_names)
     return content
 
 
@@ -553,35 +596,34 @@ def _recipe_artifact(job, recipe: Recipe, content: bytes, file: str, tolerance, 
     return Artifact(variant=recipe.name, files=(file,), tolerance=tolerance, info=info)
 
 
-def build_recipe_variants(job, options, built: dict, tolerances: dict) -> list:
-    """The `recipes:` of the tflite target, each built into `<name>.tflite`."""
+def build_recipe_variants(job, recipes, calibrated: int, float_content: bytes, tolerances: dict, target: str = "tflite") -> list:
+    """A target's `recipes:`, each built from `float_content` into `<name>.tflite`."""
     from pipeline.errors import ConversionError
     from targets.support import litert
 
-    float_content = float_flatbuffer(job, built)
     selectable = layer_ops(float_content, litert.keras_layer_names(job.loaded.obj))
     out = []
-    for recipe in options.recipes:
-        n = recipe.calibration_samples or options.calibration_samples
+    for recipe in recipes:
+        n = recipe.calibration_samples or calibrated
         if recipe.base in CALIBRATED_BASES:
-            litert.check_calibration(job.model.inputs, job.calibration, n, f"model '{job.model.name}', tflite recipe {recipe.name} calibration")
+            litert.check_calibration(job.model.inputs, job.calibration, n, f"model '{job.model.name}', {target} recipe {recipe.name} calibration")
         t0 = time.perf_counter()
         missing = [layer for layer in recipe.float_layers + recipe.int16_layers if not selectable.get(layer)]
         if missing:
             raise ConversionError(
-                f"tflite recipe {recipe.name}: no op of the model belongs to {', '.join(repr(m) for m in missing)}; "
-                "name Keras layers (or tensor scopes) of this model in float_layers / int16_layers"
+                f"{target} recipe {recipe.name}: no op of the model belongs to {', '.join(repr(m) for m in missing)}; "
+                f"name Keras layers of this model in float_layers / int16_layers (these have ops: {', '.join(selectable)})"
             )
         try:
             content = build_recipe(float_content, recipe, calibration_samples(job.calibration, job.model.inputs, n), selectable)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConversionError(f"tflite recipe {recipe.name} ({recipe.describe()}): {ENGINE} failed: {first}") from exc
+            raise ConversionError(f"{target} recipe {recipe.name} ({recipe.describe()}): {ENGINE} failed: {first}") from exc
         out.append(_recipe_artifact(job, recipe, content, f"{recipe.name}.tflite", tolerances[recipe.base], time.perf_counter() - t0, n))
     return out
 
 
-def _blame(job, options, artifact, entry: dict, names: dict[str, list[str]], log) -> tuple[list[str], str]:
+def _blame(job, calibrated: int, label: str, entry: dict, names: dict[str, list[str]], log) -> tuple[list[str], str]:
     """Layers worst first, from the per-layer localization table when the run made one,
     else from QuantizationDebugger (int8 errors of the same calibration)."""
     from targets.support import litert
@@ -591,7 +633,7 @@ def _blame(job, options, artifact, entry: dict, names: dict[str, list[str]], log
         layers = layers_in_model(blame_from_localization(localization), names)
         if layers:
             return layers, "localization (relative error growth per layer)"
-    samples = min(options.calibration_samples, min(len(v) for v in job.calibration.values()))
+    samples = min(calibrated, min(len(v) for v in job.calibration.values()))
     representative = litert.representative_dataset(job.calibration, job.model.inputs, samples)
     try:
         table = litert.debug_quantization(
@@ -599,31 +641,42 @@ def _blame(job, options, artifact, entry: dict, names: dict[str, list[str]], log
             litert.keras_layer_names(job.loaded.obj), top=10**9,
         )
     except Exception as exc:  # without per-layer errors the search falls back to model order
-        log(f"{artifact.variant}: repair: QuantizationDebugger could not run ({type(exc).__name__}); trying layers in model order")
+        log(f"{label}: repair: QuantizationDebugger could not run ({type(exc).__name__}); trying layers in model order")
         return layers_in_model(litert.keras_layer_names(job.loaded.obj)[::-1], names), "model order, output side first (no per-layer errors)"
     return layers_in_model(blame_from_debugger(table["worst_layers"]), names), "QuantizationDebugger (int8 RMSE/scale and rounded_to_zero per layer)"
 
 
 def repair_tflite(job, options, artifact, entry: dict, verify, log, tolerances: dict) -> tuple[list, dict]:
     """Search recipes for a failed tflite variant; publish the winner as `<variant>_repaired`."""
+    variant = artifact.variant
+    float_content = float_flatbuffer(job, {"float32": True} if "float32" in options.variants else None)
+    repaired, record = repair_variant(
+        job, artifact, entry, verify, log,
+        base=variant, name=f"{variant}_repaired", float_content=float_content,
+        calibrated=options.calibration_samples, budget=Budget(options.repair_conversions, options.repair_seconds),
+        tolerance=tolerances[variant], target="tflite",
+    )
+    return ([repaired] if repaired is not None else []), record
+
+
+def repair_variant(job, artifact, entry: dict, verify, log, *, base: str, name: str, float_content: bytes, calibrated: int,
+                   budget: Budget, tolerance, target: str, edge: bool = False):
+    """Search recipes for one failed quantized artifact; returns (the repaired Artifact
+    written as `<name>.tflite`, or None; the report record). `edge`: the deployment runs
+    integer ops only (no 16-bit activations, no float inputs)."""
     import shutil
 
     from pipeline.target import Artifact
-
-    start = time.perf_counter()
-    variant = artifact.variant
-    name = f"{variant}_repaired"
-    calibrated = options.calibration_samples
-    pool_samples = min(len(v) for v in job.calibration.values())
-    float_content = float_flatbuffer(job, {"float32": True} if "float32" in options.variants else None)
     from targets.support import litert
 
+    start = time.perf_counter()
+    label = artifact.variant or target
+    pool_samples = min(len(v) for v in job.calibration.values())
     selectable = layer_ops(float_content, litert.keras_layer_names(job.loaded.obj))
-    blame, source = _blame(job, options, artifact, entry, selectable, log)
-    cover = coverage(job.calibration, calibrated) if variant in CALIBRATED_BASES else {}
+    blame, source = _blame(job, calibrated, label, entry, selectable, log)
+    cover = coverage(job.calibration, calibrated) if base in CALIBRATED_BASES else {}
     scratch = job.out_dir / ".repair"
     scratch.mkdir(exist_ok=True)
-    tolerance = tolerances[variant]
 
     def build(recipe: Recipe) -> bytes:
         n = recipe.calibration_samples or calibrated
@@ -634,25 +687,28 @@ def repair_tflite(job, options, artifact, entry: dict, verify, log, tolerances: 
         (job.out_dir / file).write_bytes(content)
         return verify(Artifact(variant=recipe.name, files=(file,), tolerance=tolerance, info={"outputs": list(job.model.output_names)}))
 
-    budget = Budget(options.repair_conversions, options.repair_seconds)
     try:
-        result = search(variant, name, build, check, blame, source, cover, calibrated, pool_samples, budget, entry.get("parity") or {}, log=log)
+        result = search(
+            base, name, build, check, blame, source, cover, calibrated, pool_samples, budget, entry.get("parity") or {},
+            log=lambda line: log(line.replace(f"repair {base} ", f"repair {label} ", 1)), allow_int16=not edge, allow_float_inputs=not edge,
+            weight_damage=weight_damage(job.loaded.obj, blame),
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    record = search_record(result, entry, budget, float_content, artifact.info.get("size_bytes"), time.perf_counter() - start)
+    record = search_record(result, entry, budget, float_content, artifact.info.get("size_bytes"), time.perf_counter() - start, label, target)
+    prefix = f"{artifact.variant}: " if artifact.variant else ""
+    log(f"{prefix}{record['summary']}")
     if result.chosen is None:
-        log(f"{variant}: {record['summary']}")
-        return [], record
+        return None, record
     chosen = result.chosen
     n = chosen.recipe.calibration_samples or calibrated
     repaired = _recipe_artifact(job, chosen.recipe, chosen.content, f"{name}.tflite", tolerance, chosen.seconds, n)
-    repaired.info["repaired_from"] = variant
+    repaired.info["repaired_from"] = label
     repaired.info["size_vs_float32"] = round(len(chosen.content) / len(float_content), 3)
     if artifact.info.get("size_bytes"):
-        repaired.info[f"size_vs_{variant}"] = round(len(chosen.content) / artifact.info["size_bytes"], 3)
-    log(f"{variant}: {record['summary']}")
-    log(f"{variant}: to ship {name}, add under the tflite target of the config:\n{record['config_snippet']}")
-    return [repaired], record
+        repaired.info[f"size_vs_{label}"] = round(len(chosen.content) / artifact.info["size_bytes"], 3)
+    log(f"{prefix}to ship {name}, add under the {target} target of the config:\n{record['config_snippet']}")
+    return repaired, record
 
 
 def describe_float(recipe: Recipe) -> str:
@@ -679,10 +735,32 @@ def describe_float(recipe: Recipe) -> str:
     return "; ".join(parts)
 
 
-def search_record(result: SearchResult, entry: dict, budget: Budget, float_content: bytes, variant_bytes: int | None, seconds: float) -> dict:
+def _no_recipe_reason(result: SearchResult) -> str:
+    """Why nothing passed, from what was tried."""
+    if not result.blame:
+        return "no per-layer errors to say which layers to keep in float"
+    everything = [
+        c for c in result.tried
+        if c.parity is not None and set(result.blame) <= set(c.recipe.float_layers) and set(result.blame) <= set(c.recipe.float_weights)
+    ]
+    if everything:
+        c = everything[-1]
+        n = parity_numbers(c.parity)
+        stays = "the model's inputs" if not c.recipe.float_inputs else "the layers outside the blame list"
+        return (
+            f"with every blamed layer and its weights in float the file still fails (max_abs {n['max_abs']:.3g}); "
+            f"what stays integer ({stays}) is enough to break the budget"
+        )
+    if result.stopped.startswith(("conversion budget", "time budget")):
+        return f"the {result.stopped}; raise repair_conversions / repair_seconds to search further"
+    return "every planned recipe was tried"
+
+
+def search_record(result: SearchResult, entry: dict, budget: Budget, float_content: bytes, variant_bytes: int | None, seconds: float, label: str, target: str) -> dict:
     """The report record of one search; `summary` is the console's sentence."""
     record: dict[str, Any] = {
-        "variant": result.variant,
+        "variant": label,
+        "target": target,
         "engine": engine_version(),
         "budget": {"conversions": budget.conversions, "seconds": budget.seconds},
         "conversions": len(result.tried),
@@ -692,7 +770,7 @@ def search_record(result: SearchResult, entry: dict, budget: Budget, float_conte
         "blame": result.blame,
         "blame_source": result.blame_source,
         "tried": [c.summary() for c in result.tried],
-        "sizes": {"float32_bytes": len(float_content), f"{result.variant}_bytes": variant_bytes},
+        "sizes": {"float32_bytes": len(float_content), f"{label}_bytes": variant_bytes},
         "variant_parity": parity_numbers(entry.get("parity") or {}),
     }
     if result.coverage:
@@ -701,11 +779,13 @@ def search_record(result: SearchResult, entry: dict, budget: Budget, float_conte
     if chosen is None:
         best = result.best_failed()
         record["found"] = False
-        text = f"repair {result.variant}: no recipe found within {len(result.tried)} tries ({result.stopped}, {seconds:.1f} s)"
+        text = f"repair {label}: no recipe found within {len(result.tried)} tries ({result.stopped}, {seconds:.1f} s)"
         if best is not None:
             record["best_candidate"] = best.summary()
             numbers = parity_numbers(best.parity)
             text += f"; best: {best.recipe.describe()}: {'; '.join(numbers['failures'][:2])}"
+        record["reason"] = _no_recipe_reason(result)
+        text += f". Why: {record['reason']}"
         record["summary"] = text
         return record
     numbers = parity_numbers(chosen.parity)
@@ -721,15 +801,15 @@ def search_record(result: SearchResult, entry: dict, budget: Budget, float_conte
         config_snippet="    recipes:\n" + chosen.recipe.as_yaml(),
     )
     if variant_bytes:
-        record[f"size_vs_{result.variant}"] = round(size / variant_bytes, 3)
+        record[f"size_vs_{label}"] = round(size / variant_bytes, 3)
     what = describe_float(chosen.recipe)
-    sizes = f"{size} bytes ({record['size_vs_float32']:.2f}x float32" + (f", {record[f'size_vs_{result.variant}']:.2f}x plain {result.variant})" if variant_bytes else ")")
+    sizes = f"{size} bytes ({record['size_vs_float32']:.2f}x float32" + (f", {record[f'size_vs_{label}']:.2f}x plain {label})" if variant_bytes else ")")
     accuracy = ""
     if numbers.get("top1_agreement") is not None:
         accuracy = f"; top-1 agreement with the float model {numbers['top1_agreement']:.3f}"
         if numbers.get("accuracy") is not None:
             accuracy += f", accuracy {numbers['accuracy']:.3f} (float {numbers['reference_accuracy']:.3f})"
     record["summary"] = (
-        f"repair {result.variant}: {chosen.recipe.name} passes parity after {len(result.tried)} tries in {seconds:.1f} s: {what}; {sizes}{accuracy}; worst max_abs {numbers['max_abs']:.3g}"
+        f"repair {label}: {chosen.recipe.name} passes parity after {len(result.tried)} tries in {seconds:.1f} s: {what}; {sizes}{accuracy}; worst max_abs {numbers['max_abs']:.3g}"
     )
     return record

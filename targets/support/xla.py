@@ -26,13 +26,41 @@ def batch_of(pool: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([pool] * reps, axis=0)[:batch] if reps > 1 else pool[:batch]
 
 
-def static_inputs(config: Any, calibration: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    """Representative inputs at a static batch size, in the config's dtypes."""
+def fit_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """`array` cut or zero-padded to `size` along `axis`."""
+    have = array.shape[axis]
+    if have >= size:
+        return np.take(array, np.arange(size), axis=axis)
+    pad = [(0, 0)] * array.ndim
+    pad[axis] = (0, size - have)
+    return np.pad(array, pad)
+
+
+def static_inputs(config: Any, calibration: dict[str, np.ndarray], batch: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Representative inputs at a static batch size (and sizes of the dynamic dimensions,
+    fitted from the pool's), in the config's dtypes."""
     out = {}
     for spec in config.inputs:
         pool = np.asarray(calibration[spec.name])
-        out[spec.name] = batch_of(pool, batch).astype(spec.dtype, copy=False) if spec.batched else pool[0]  # an unbatched input holds one value per sample
+        if not spec.batched:
+            out[spec.name] = pool[0]  # an unbatched input holds one value per sample
+            continue
+        value = batch_of(pool, batch).astype(spec.dtype, copy=False)
+        for axis, name in spec.dynamic_dims:
+            if dims and name in dims:
+                value = fit_axis(value, axis, dims[name])
+        out[spec.name] = value
     return out
+
+
+def shape_text(batch: int, dims: dict[str, int] | None = None) -> str:
+    """`batch 8` or `batch 8, seq=32`: a static shape in messages."""
+    return ", ".join([f"batch {batch}", *(f"{k}={v}" for k, v in (dims or {}).items())])
+
+
+def shape_dir(batch: int, dims: dict[str, int] | None = None) -> str:
+    """`b8` or `b8-seq32`: the IR folder of one static shape."""
+    return "-".join([f"b{batch}", *(f"{k}{v}" for k, v in (dims or {}).items())])
 
 
 def ir_batches(config: Any, requested: tuple[int, ...]) -> tuple[int, ...]:
@@ -57,8 +85,9 @@ def write_compiler_ir(fn: Any, args: list, folder: Path, rel: str) -> list[str]:
     return files
 
 
-def xla_gate(fn: Any, args: list, batch: int, model_name: str, what: str) -> None:
-    """Prove XLA compiles `fn` at a static shape on CPU, or say which op it cannot compile."""
+def xla_gate(fn: Any, args: list, batch: int | str, model_name: str, what: str) -> None:
+    """Prove XLA compiles `fn` at a static shape on CPU, or say which op it cannot compile.
+    `batch` is the static batch, or a shape_text()."""
     try:
         fn.experimental_get_compiler_ir(*args)(stage="hlo")
     except Exception as exc:  # XLA raises InvalidArgumentError/UnimplementedError/... with the op in the text
@@ -66,7 +95,7 @@ def xla_gate(fn: Any, args: list, batch: int, model_name: str, what: str) -> Non
         op = re.search(r"No registered '(\w+)' OpKernel", text) or re.search(r"unsupported operations[^:]*: (\w+)", text)
         first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
         raise IncompatibleModel(
-            f"{what}: XLA cannot compile model '{model_name}' at static batch {batch} on CPU"
+            f"{what}: XLA cannot compile model '{model_name}' at static {batch if isinstance(batch, str) else f'batch {batch}'} on CPU"
             f"{f' (op {op.group(1)})' if op else ''}: {first.strip()[:400]}. "
             "Expected every op to have an XLA kernel and every shape to be static. "
             "Fix: replace the op with XLA-compilable TensorFlow ops, or export with a target that does not need XLA (savedmodel)."

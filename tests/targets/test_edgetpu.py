@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
+from targets import REGISTRY
 
 TINY = """\
 name: tiny
@@ -82,13 +83,13 @@ def test_tiny_classifier_is_full_integer_batch_one_and_maps_every_op(project):
 
 
 def test_first_unsupported_op_sends_it_and_everything_after_to_the_cpu(tmp_path):
-    from pipeline.run import RunContext, prepare
+    from pipeline.execute.build import RunContext, prepare
     from pipeline.target import BuildInputs
     from targets.edgetpu import TARGET
 
     path = tmp_path / "leaky.yaml"
     path.write_text(LEAKY)
-    config = load_config(path)
+    config = load_config(path, REGISTRY)
     prep = prepare(RunContext(config, tmp_path / "artifacts"))
     out = tmp_path / "out"
     out.mkdir()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
+from targets import REGISTRY
 from pipeline.errors import ConfigError, ConversionError, IncompatibleModel
 from pipeline.target import BuildInputs
 from targets.onnx import TARGET, _check, _fix_interface
@@ -107,12 +108,12 @@ def _saved_module(path, signature_fn, variables=None):
 def _write_config(tmp_path, text: str):
     path = tmp_path / "model.yaml"
     path.write_text(text)
-    return load_config(path)
+    return load_config(path, REGISTRY)
 
 
 def _build(tmp_path, config):
     """Run the shared stages, then the onnx target's build into a fresh folder."""
-    from pipeline.run import RunContext, prepare
+    from pipeline.execute.build import RunContext, prepare
 
     prep = prepare(RunContext(config, tmp_path / "artifacts"))
     out_dir = tmp_path / "onnx_out"
@@ -292,7 +293,7 @@ targets:
         path = tmp_path / f"opset{opset}.yaml"
         path.write_text(base.format(path=tmp_path / "m.keras", opset=opset))
         with pytest.raises(ConfigError, match=rf"opset: opset {opset} is outside what tf2onnx 1.17 supports; allowed 14\.\.18"):
-            load_config(path)
+            load_config(path, REGISTRY)
     for opset in (14, 18):
         assert TARGET.check_options(TARGET.Options(opset=opset), {"inputs": ()}) == []
 

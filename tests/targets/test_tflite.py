@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import InputSpec, load_config
+from pipeline.config import load_config
+from pipeline.spec import InputSpec
+from targets import REGISTRY
 from pipeline.errors import ConfigError, IncompatibleModel
 
 TINY = """\
@@ -217,13 +219,13 @@ def test_flex_ops_are_refused_naming_the_ops_and_the_layer(project):
 
 def test_allow_select_tf_ops_converts_and_records_that_the_flex_delegate_is_needed(tmp_path):
     from pipeline.errors import TargetUnavailable
-    from pipeline.run import RunContext, prepare
+    from pipeline.execute.build import RunContext, prepare
     from pipeline.target import BuildInputs
     from targets.tflite import TARGET
 
     path = tmp_path / "strings.yaml"
     path.write_text(FLEX.format(name="strings", factory="string_op", extra="    allow_select_tf_ops: true\n"))
-    config = load_config(path)
+    config = load_config(path, REGISTRY)
     prep = prepare(RunContext(config, tmp_path / "artifacts"))
     out = tmp_path / "out"
     out.mkdir()
@@ -242,7 +244,7 @@ def test_calibration_needs_more_samples_than_the_data_has_is_a_config_error(tmp_
     text = TINY.format(name="tiny", factory="tiny_keras3_classifier", variants="int8").replace("samples: 96", "samples: 16")
     path.write_text(text + "    calibration_samples: 32\n")
     with pytest.raises(ConfigError, match=r"calibration_samples: int8 calibrate on 32 samples but `data.samples` is 16"):
-        load_config(path)
+        load_config(path, REGISTRY)
 
 
 def test_calibration_arrays_that_do_not_fit_the_signature_name_the_input():
@@ -265,7 +267,7 @@ def test_options_are_validated_before_tensorflow_loads(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY.format(name="tiny", factory="tiny_keras3_classifier", variants="float32, int4"))
     with pytest.raises(ConfigError, match=r"invalid value 'int4'.*expected one of: float32, float16, dynamic_range, int8, int16x8"):
-        load_config(path)
+        load_config(path, REGISTRY)
     path.write_text(TINY.format(name="tiny", factory="tiny_keras3_classifier", variants="float32") + '    denylisted_nodes: ["a"]\n')
     with pytest.raises(ConfigError, match=r"denylisted_nodes: applies to the int8 variant only"):
-        load_config(path)
+        load_config(path, REGISTRY)

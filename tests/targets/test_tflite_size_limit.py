@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import load_config
+from targets import REGISTRY
 from pipeline.errors import IncompatibleModel
 from pipeline.target import BuildInputs
 from targets.support.sizes import FLATBUFFER_LIMIT, check_flatbuffer_fits
@@ -54,7 +55,7 @@ def test_a_model_over_two_gib_is_refused_before_the_converter_runs(tmp_path):
         "data: {inputs: {ids: {distribution: integers, low: 0, high: 10}}, samples: 4}\n"
         "targets:\n  - {name: tflite, variants: [float32]}\n"
     )
-    config = load_config(config_path)
+    config = load_config(config_path, REGISTRY)
 
     class Loaded:
         obj = None

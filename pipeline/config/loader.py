@@ -1,7 +1,9 @@
-"""Model configs: frozen dataclasses built by one loader that collects every problem.
+"""The config loader: YAML in, frozen `pipeline.spec` dataclasses out, every problem
+collected with file, line and key path.
 
 Nothing here imports TensorFlow: the whole plan (every model, every target, every
-option) is validated first, so a typo costs milliseconds and writes nothing.
+option) is validated first, so a typo costs milliseconds and writes nothing. The
+target registry is handed in by the caller; this package never imports `targets`.
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import hashlib
 import json
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,112 +19,11 @@ import yaml
 
 from pipeline.errors import ConfigError, Problem
 from pipeline.tolerance import TOLERANCE_KEYS, Tolerance
-from pipeline.yamlsrc import KeyPath, Located, format_key, load_located
+from pipeline.config.yamlsrc import KeyPath, Located, format_key, load_located
+from pipeline.spec import BATCH_DIM, DEFAULT_DIM_VALUES, DataConfig, InputSpec, ModelConfig, OutputSpec, SourceConfig, SyntheticInput, TargetConfig, config_as_dict
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool", "string")
 DISTRIBUTIONS = ("uniform", "normal", "integers")
-SOURCE_KINDS = ("keras", "h5", "saved_model", "factory")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-
-    @property
-    def batched(self) -> bool:
-        """True when the leading dimension is the batch (dynamic or fixed)."""
-        return len(self.shape) > 0
-
-    @property
-    def fixed_batch(self) -> int | None:
-        return self.shape[0] if self.shape else None
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    name: str
-    source: str | None = None  # key in the model's own outputs, when it differs
-    allow_nonfinite: bool = False  # NaN/Inf in the eager reference are expected (and must match exactly)
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    kind: str  # one of SOURCE_KINDS
-    path: Path | None = None
-    factory: str | None = None  # "module:function"
-    build: str | None = None  # "module:function" that writes `path` when missing
-    signature: str = "serving_default"
-    modules: tuple[str, ...] = ()  # imported in the worker before loading: they register custom layers
-    custom_objects: tuple[tuple[str, str], ...] = ()  # class name -> "module:attr", for tf-keras .h5 files
-
-
-@dataclass(frozen=True)
-class SyntheticInput:
-    distribution: str = "uniform"
-    low: float = 0.0
-    high: float = 1.0
-    mean: float = 0.0
-    std: float = 1.0
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    kind: str  # synthetic | npz | generator
-    synthetic: tuple[tuple[str, SyntheticInput], ...] = ()
-    npz: Path | None = None
-    generator: str | None = None
-    labels: str | None = None  # key of the labels array in the npz
-    seed: int | None = None  # synthetic data defaults to 0; generators keep their own default
-    samples: int = 64
-    batch_sizes: tuple[int, ...] = ()
-    classifier: str | None = None  # output holding class scores
-    allow_nonfinite: bool = False  # NaN/Inf in the input data are intended
-
-    def synthetic_for(self, name: str) -> SyntheticInput:
-        return dict(self.synthetic).get(name, SyntheticInput())
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    name: str
-    options: Any  # the target's own frozen Options dataclass
-    tolerances: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
-    optional: bool = False
-
-    def tolerance_overrides(self, variant: str, output: str) -> dict:
-        """Overrides for one output: `tolerances.<output>` then `tolerances.<variant>.<output>`."""
-        table = {k: dict(v) for k, v in self.tolerances}
-        merged = dict(table.get(output, {}))
-        merged.update(table.get(f"{variant or 'default'}/{output}", {}))
-        return merged
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str
-    file: Path
-    source: SourceConfig
-    inputs: tuple[InputSpec, ...]
-    outputs: tuple[OutputSpec, ...]
-    data: DataConfig
-    targets: tuple[TargetConfig, ...]
-    sha256: str = field(default="", compare=False)
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(i.name for i in self.inputs)
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(o.name for o in self.outputs)
-
-    def target(self, name: str) -> TargetConfig:
-        for t in self.targets:
-            if t.name == name:
-                return t
-        raise KeyError(name)
 
 
 # --------------------------------------------------------------------------- loader
@@ -191,6 +91,16 @@ def check_value(col: _Collector, value: Any, hint: Any, path: KeyPath) -> tuple[
         hint_text = _closest(str(value), [str(a) for a in args])
         col.add(path, f"invalid value {value!r}{hint_text}; expected one of: {', '.join(map(str, args))}")
         return False, None
+    if origin is dict:  # {name: value}: keys are names, values checked against the value type
+        if not isinstance(value, dict):
+            col.add(path, f"expected a mapping, got {_describe(value)}")
+            return False, None
+        out, ok_all = {}, True
+        for key, item in value.items():
+            ok, converted = check_value(col, item, args[1], path + (key,))
+            ok_all &= ok and isinstance(key, str)
+            out[key] = converted
+        return ok_all, out
     if origin is tuple:
         items = value if isinstance(value, list) else None
         if items is None:
@@ -349,19 +259,30 @@ def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
         elif name in seen:
             col.add(p + ("name",), f"duplicate input name '{name}'")
             ok = False
-        if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape):
-            col.add(p + ("shape",), f"expected a list of positive integers or null (dynamic), got {_describe(shape)}")
+        dims: tuple = ()
+        if not isinstance(shape, list) or not all(_is_dim(d) for d in shape):
+            col.add(p + ("shape",), f"expected a list of positive integers, null (dynamic) or a dimension name (dynamic, shared by inputs), got {_describe(shape)}")
             ok = False
-        elif None in shape[1:]:
-            col.add(p + ("shape",), "only the leading (batch) dimension may be null; give the other dimensions as integers")
+        elif shape and isinstance(shape[0], str):
+            col.add(p + ("shape", 0), f"the leading dimension is the batch: write null (dynamic) or a number, not the name {shape[0]!r}")
             ok = False
+        elif BATCH_DIM in shape[1:]:
+            col.add(p + ("shape",), f"'{BATCH_DIM}' names the leading dimension; give the other dynamic dimensions another name")
+            ok = False
+        else:
+            dims = tuple(d if isinstance(d, str) else None for d in shape)
+            shape = [None if isinstance(d, str) else d for d in shape]
         if dtype not in DTYPES:
             col.add(p + ("dtype",), f"unknown dtype {dtype!r}{_closest(str(dtype), DTYPES)}; expected one of: {', '.join(DTYPES)}")
             ok = False
         if ok:
             seen.add(name)
-            specs.append(InputSpec(name, tuple(shape), dtype))
+            specs.append(InputSpec(name, tuple(shape), dtype, dims if any(dims) else ()))
     return tuple(specs)
+
+
+def _is_dim(d: Any) -> bool:
+    return d is None or (isinstance(d, str) and d.isidentifier()) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
 
 
 def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
@@ -403,7 +324,7 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
     raw = {} if raw is None else col.mapping(raw, path, "parity data")
     if raw is None:
         return None
-    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier", "allow_nonfinite"))
+    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier", "shapes", "allow_nonfinite"))
     kinds = [k for k in ("npz", "generator") if k in raw]
     if len(kinds) > 1 or (kinds and "inputs" in raw):
         col.add(path, "give at most one data source: 'inputs' (synthetic), 'npz' or 'generator'")
@@ -470,6 +391,7 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
             col.add(path + ("classifier",), f"expected the name of the output holding class scores, one of: {', '.join(out_names)}")
         else:
             values["classifier"] = raw["classifier"]
+    values["shapes"] = _parse_shapes(col, raw.get("shapes"), path + ("shapes",), inputs, kind)
     fixed = {i.fixed_batch for i in inputs if i.batched}
     if "batch_sizes" in raw:
         ok, sizes = check_value(col, raw["batch_sizes"], tuple[int, ...], path + ("batch_sizes",))
@@ -519,12 +441,37 @@ def _parse_tolerances(col: _Collector, raw: Any, path: KeyPath, outputs: set[str
     return tuple(flat)
 
 
-def _parse_targets(col: _Collector, raw: Any, model: dict) -> tuple[TargetConfig, ...]:
-    from targets import REGISTRY  # the registry is pure Python; targets import TF lazily
+def _parse_shapes(col: _Collector, raw: Any, path: tuple, inputs: tuple[InputSpec, ...], kind: str) -> tuple:
+    """`data.shapes`: the concrete values parity tests each dynamic non-batch dimension at.
+    Every dynamic dimension gets DEFAULT_DIM_VALUES unless listed; npz data has the one
+    shape its arrays have."""
+    names = list(dict.fromkeys(name for spec in inputs for _, name in spec.dynamic_dims))
+    if raw is None:
+        return tuple((name, DEFAULT_DIM_VALUES) for name in names) if kind != "npz" else ()
+    if kind == "npz":
+        col.add(path, "npz data has the one shape its arrays have; 'shapes' applies to synthetic and generator data")
+        return ()
+    if col.mapping(raw, path, "dimension name -> list of sizes") is None:
+        return ()
+    out = dict((name, DEFAULT_DIM_VALUES) for name in names)
+    for name, sizes in raw.items():
+        p = path + (name,)
+        if name not in names:
+            known = ", ".join(names) if names else "none (give an input a dimension as null or a name)"
+            col.add(p, f"no dynamic dimension named {name!r}{_closest(str(name), names)}; dynamic dimensions: {known}")
+            continue
+        ok, sizes = check_value(col, sizes, tuple[int, ...], p)
+        if ok and (not sizes or any(v < 1 for v in sizes)):
+            col.add(p, "expected a non-empty list of positive sizes, e.g. [7, 32, 128]")
+        elif ok:
+            out[name] = sizes
+    return tuple(out.items())
 
+
+def _parse_targets(col: _Collector, raw: Any, model: dict, registry) -> tuple[TargetConfig, ...]:
     path = ("targets",)
     if not isinstance(raw, list) or not raw:
-        col.add(path, f"expected a non-empty list of targets; known: {', '.join(REGISTRY.names())}")
+        col.add(path, f"expected a non-empty list of targets; known: {', '.join(registry.names())}")
         return ()
     out, seen = [], set()
     for i, item in enumerate(raw):
@@ -534,16 +481,16 @@ def _parse_targets(col: _Collector, raw: Any, model: dict) -> tuple[TargetConfig
         elif isinstance(item, dict) and "name" in item:
             name, opts = item["name"], {k: v for k, v in item.items() if k != "name"}
         else:
-            col.add(p, f"expected a target name or a mapping with 'name'; known: {', '.join(REGISTRY.names())}")
+            col.add(p, f"expected a target name or a mapping with 'name'; known: {', '.join(registry.names())}")
             continue
-        if name not in REGISTRY:
-            col.add(p, f"unknown target {name!r}{_closest(str(name), REGISTRY.names())}; known: {', '.join(REGISTRY.names())}")
+        if name not in registry:
+            col.add(p, f"unknown target {name!r}{_closest(str(name), registry.names())}; known: {', '.join(registry.names())}")
             continue
         if name in seen:
             col.add(p, f"target '{name}' is listed twice")
             continue
         seen.add(name)
-        target = REGISTRY.get(name)
+        target = registry.get(name)
         generic = {k: opts.pop(k) for k in ("tolerances", "optional") if k in opts}
         before = len(col.problems)
         options = parse_dataclass(col, target.Options, opts, p)
@@ -570,8 +517,9 @@ def _sha256_of(config: ModelConfig) -> str:
     return hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()
 
 
-def load_config(file: Path) -> ModelConfig:
-    """Read and validate one model config; raise ConfigError listing every problem."""
+def load_config(file: Path, registry) -> ModelConfig:
+    """Read and validate one model config against `registry` (the known targets);
+    raise ConfigError listing every problem."""
     file = Path(file)
     col = _Collector(file, None)
     try:
@@ -602,19 +550,19 @@ def load_config(file: Path) -> ModelConfig:
     outputs = _parse_outputs(col, raw.get("outputs"))
     data = _parse_data(col, raw.get("data"), base, inputs, outputs)
     model_view = {"name": name, "inputs": inputs, "outputs": [o.name for o in outputs], "data": data}
-    targets = _parse_targets(col, raw.get("targets"), model_view) if "targets" in raw else ()
+    targets = _parse_targets(col, raw.get("targets"), model_view, registry) if "targets" in raw else ()
     if col.problems:
         raise ConfigError(col.problems)
     config = ModelConfig(name=name, file=file, source=source, inputs=inputs, outputs=outputs, data=data, targets=targets)
     return dataclasses.replace(config, sha256=_sha256_of(config))
 
 
-def load_configs(files: list[Path]) -> list[ModelConfig]:
+def load_configs(files: list[Path], registry) -> list[ModelConfig]:
     """Load every config, collecting problems across all files before raising."""
     configs, problems = [], []
     for file in files:
         try:
-            configs.append(load_config(file))
+            configs.append(load_config(file, registry))
         except ConfigError as exc:
             problems.extend(exc.problems)
     names = [c.name for c in configs]
@@ -626,16 +574,26 @@ def load_configs(files: list[Path]) -> list[ModelConfig]:
     return configs
 
 
-def config_as_dict(config: ModelConfig) -> dict:
-    """A JSON-friendly view of the resolved config (for reports and cache keys)."""
-
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, Path):
-            return str(value)
-        return value
-
-    return plain(config)
+def config_files(models: list[str] | None, config_dir: Path) -> list[Path]:
+    """The config files for `--model` names or paths (every config in `config_dir` when none)."""
+    if not models:
+        files = sorted(config_dir.glob("*.yaml")) + sorted(config_dir.glob("*.yml"))
+        if not files:
+            raise ConfigError([Problem(str(config_dir), None, "", "no model configs (*.yaml) found; create configs/models/<name>.yaml")])
+        return files
+    files, problems = [], []
+    for model in models:
+        path = Path(model)
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            files.append(path)
+            continue
+        candidates = [config_dir / f"{model}.yaml", config_dir / f"{model}.yml"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            known = sorted(p.stem for p in config_dir.glob("*.y*ml"))
+            problems.append(Problem(str(config_dir), None, "--model", f"no config for model '{model}'; known: {', '.join(known) or 'none'}"))
+        else:
+            files.append(found)
+    if problems:
+        raise ConfigError(problems)
+    return files

@@ -17,7 +17,7 @@ import html
 import math
 from typing import Iterable
 
-from pipeline.ci_reports import Record, bench_figures, fmt, iter_records, latency_p50, output_failed, record_bytes
+from pipeline.reports.records import Record, bench_figures, fmt, iter_records, latency_p50, output_failed, record_bytes
 
 WIDTH, HEIGHT = 360, 220
 MARGIN = {"left": 52, "right": 12, "top": 22, "bottom": 40}

@@ -43,9 +43,10 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     sys.path[:0] = [p for p in sys_path if p not in sys.path]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipeline.config import load_config
-    from pipeline.run import run_targets
+    from pipeline.execute.build import run_targets
+    from targets import REGISTRY
 
-    config = load_config(Path(config_file))
+    config = load_config(Path(config_file), REGISTRY)
 
     def on_event(kind: str, name: str, payload: dict) -> None:
         conn.send((kind, name, payload))

@@ -1,0 +1,58 @@
+"""Where a run's progress and native libraries' noise go."""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+from pathlib import Path
+
+_log_sink = None  # a worker sends its progress lines to the parent through this
+
+
+def set_log_sink(sink) -> None:
+    """Route `log` lines to `sink(line)` (a worker's pipe to its parent) instead of stderr."""
+    global _log_sink
+    _log_sink = sink
+
+
+def log(model: str, message: str) -> None:
+    line = f"[{model}] {message}"
+    if _log_sink is not None:
+        _log_sink(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def quiet_tensorflow() -> None:
+    # TensorFlow's C++ INFO lines drown the report; warnings and errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def native_stderr_to(log_path: Path):
+    """While active, what native libraries write to fd 2 (absl and CUDA probes print
+    even with TF_CPP_MIN_LOG_LEVEL set) goes to `log_path`; Python's own messages keep
+    the terminal. Both are restored afterwards."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    previous = sys.stderr
+    saved_fd = os.dup(2)
+    terminal = None
+    if previous is sys.__stderr__:  # not captured by a caller: keep writing to the real terminal
+        terminal = os.fdopen(os.dup(2), "w", buffering=1)
+        sys.stderr = terminal
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            sys.stderr = previous
+            if terminal is not None:
+                terminal.close()

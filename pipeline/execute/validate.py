@@ -1,0 +1,70 @@
+"""`validate`: re-check exported artifacts on disk (hashes, then parity) without re-exporting."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline.errors import IntegrityError
+from pipeline.execute.build import RunContext, check_parity, prepare
+from pipeline.execute.console import log
+from pipeline.reports.model import read_report, verify_files
+from pipeline.spec import ModelConfig
+from pipeline.target import Artifact
+from pipeline.tolerance import Tolerance
+
+
+def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
+    """Re-check artifacts on disk: stale records, hashes, then parity, without re-exporting.
+    Holds the model's lock: an export running meanwhile finishes first."""
+    from pipeline.publication import ModelLock
+
+    ctx = RunContext(config, artifacts_root)
+    path = ctx.model_dir / "report.json"
+    if not path.exists():
+        log(config.name, f"no report at {path}: run `tfship export --model {config.name}` first")
+        return 1
+    with ModelLock(artifacts_root, config.name, echo=lambda line: print(line, file=sys.stderr, flush=True)):
+        return _validate_locked(ctx, config)
+
+
+def _validate_locked(ctx: RunContext, config: ModelConfig) -> int:
+    from pipeline.publication import stale_targets
+    from targets import REGISTRY
+
+    report = read_report(ctx.model_dir)
+    if report is None:
+        raise IntegrityError(
+            f"{ctx.model_dir / 'report.json'} is not a tfship report (not JSON, or not its format); "
+            f"run `tfship export --model {config.name} --force` to rebuild and rewrite it"
+        )
+    # A kill between publishing a target and recording it: name exactly which target.
+    stale = stale_targets(ctx.model_dir, report, {t.name for t in config.targets})
+    if stale:
+        lines = [f"{name}: {why}" for name, why in stale.items()]
+        log(config.name, "report.json is stale for " + ", ".join(stale) + ":\n  " + "\n  ".join(lines))
+        raise IntegrityError(f"{config.name}: report.json is stale for {', '.join(stale)}; run `tfship export --model {config.name}` to record what is on disk")
+    changed = verify_files(ctx.model_dir, report)
+    if changed:
+        log(config.name, "artifact files changed since export:\n  " + "\n  ".join(changed))
+        raise IntegrityError(f"{config.name}: {len(changed)} file(s) differ from report.json: " + "; ".join(changed))
+    log(config.name, "all recorded files match their sha256")
+    prep = prepare(ctx, saved_model=False)
+    code = 0
+    for name, entry in report.get("targets", {}).items():
+        if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
+            continue
+        target = REGISTRY.get(name)
+        try:
+            target_cfg = config.target(name)
+        except KeyError:
+            continue
+        records = entry.get("variants") or {"": entry}
+        for variant, record in records.items():
+            art = record["artifact"]
+            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
+            parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
+            label = f"{name}/{variant}" if variant else name
+            log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
+            if not parity["passed"]:
+                code = 1
+    return code

@@ -1,0 +1,208 @@
+"""Markdown renderers: a model's report.md (parity, then the benchmark section) and the
+short CI job summary over several reports."""
+from __future__ import annotations
+
+from pipeline.reports.records import fmt, iter_records, latency_p50, record_bytes, worst_output
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _parity_rows(prefix: str, entry: dict) -> list[str]:
+    rows = []
+    parity = entry.get("parity") or {}
+    for name, m in (parity.get("outputs") or {}).items():
+        mark = "pass" if m.get("passed") else "FAIL"
+        rows.append(
+            f"| {prefix} | {name} | {mark} | {_fmt(m.get('max_abs'))} | {_fmt(m.get('max_rel'))} | {_fmt(m.get('rmse'))} | "
+            f"{_fmt(m.get('cosine'))} | {_fmt(m.get('mismatch_fraction'))} | {_fmt(m.get('atol'))} |"
+        )
+    return rows
+
+
+def render_markdown(report: dict) -> str:
+    lines = [f"# tfship report: {report['model']}", ""]
+    lines.append(f"Status: **{report['status']}** · updated {report['updated']} · config sha256 `{report['config_sha256'][:12]}`")
+    lines.append("")
+    lines.append("| target | status | files | bytes | build s | parity s | note |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for name, entry in sorted(report["targets"].items()):
+        files = entry.get("files", [])
+        timings = entry.get("timings", {})
+        note = entry.get("message", "").splitlines()[0][:120] if entry.get("message") else ""
+        lines.append(
+            f"| {name} | {entry.get('status')} | {len(files)} | {sum(f['bytes'] for f in files)} | "
+            f"{_fmt(timings.get('build_s'))} | {_fmt(timings.get('parity_s'))} | {note} |"
+        )
+    lines += ["", "## Parity (worst over cases)", ""]
+    lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for name, entry in sorted(report["targets"].items()):
+        lines += _parity_rows(name, entry)
+        for variant, sub in sorted((entry.get("variants") or {}).items()):
+            lines += _parity_rows(f"{name}/{variant}", sub)
+    extra = []
+    for name, entry in sorted(report["targets"].items()):
+        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]:
+            parity = sub.get("parity") or {}
+            cls = parity.get("classifier")
+            if cls:
+                extra.append(
+                    f"- {label}: top-1 agreement {_fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
+                    + (f", accuracy {_fmt(cls.get('accuracy'))} vs reference {_fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
+                )
+            for out, why in (parity.get("weak_evidence") or {}).items():
+                extra.append(f"- {label}: weak evidence for `{out}`: {why}")
+            for failure in parity.get("failures") or []:
+                extra.append(f"- {label}: FAILED {failure}")
+    if extra:
+        lines += ["", "## Notes", ""] + extra
+    from pipeline.reports.repairs import render_repairs_markdown
+
+    repairs = render_repairs_markdown(report)
+    if repairs:
+        lines += ["", repairs.rstrip("\n")]
+    benchmark = render_benchmark_markdown(report)
+    if benchmark:
+        lines += ["", benchmark.rstrip("\n")]
+    lines += ["", "Tool versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def markdown_summary(reports: list[dict], title: str = "tfship parity", release: dict | None = None) -> str:
+    """A CI job summary: one line per artifact, failures and exclusions spelled out."""
+    records = [r for report in reports for r in iter_records(report)]
+    failing = [r for r in records if r.status != "passed"]
+    blocking = [r for r in failing if not r.target_entry.get("optional")]
+    verdict = "passed" if not failing else ("failed" if blocking else "passed (optional targets failed)")
+    icon = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️"}
+    lines = [f"## {title}", ""]
+    if release:
+        state = release.get("state", "published")
+        lines.append(f"Release **{release.get('version')}**: {state}" + (f" · {release['path']}" if release.get("path") else ""))
+        lines.append("")
+    lines.append(f"**{verdict}** · {len(reports)} model(s), {len(records)} artifact(s), {len(failing)} not passing")
+    lines += ["", "| model | target | status | worst output | max_abs | atol | cosine | bytes | p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        name, m = worst_output(r)
+        p50 = latency_p50(r.entry)
+        status = f"{icon.get(r.status, '')} {r.status}" + (" (optional)" if r.target_entry.get("optional") else "")
+        lines.append(
+            f"| {r.model} | {r.label} | {status} | {name or '-'} | {fmt(m.get('max_abs'))} | {fmt(m.get('atol'))} | "
+            f"{fmt(m.get('cosine'), 6)} | {record_bytes(r) or '-'} | {fmt(p50)} |"
+        )
+    problems = []
+    for r in failing:
+        if r.status == "error" or not r.outputs:
+            message = (r.entry.get("message") or r.target_entry.get("message") or "").splitlines()
+            problems.append(f"- **{r.model} {r.label}** {r.status}: {message[0] if message else 'no details'}")
+        for failure in r.parity.get("failures") or []:
+            problems.append(f"- **{r.model} {r.label}** failed: {failure}")
+    if problems:
+        lines += ["", "### Failures", ""] + problems
+    if release and release.get("excluded"):
+        lines += ["", "### Left out of the release", ""]
+        lines += [f"- {e['model']} {e['target']}: {e['reason']}" for e in release["excluded"]]
+    if release and release.get("refused"):
+        lines += ["", "### Why the release was refused", ""] + [f"- {why}" for why in release["refused"]]
+    if release and release.get("drift"):
+        lines += ["", "### Drift against the previous release", ""] + [f"- {line}" for line in release["drift"]]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def _rows(report: dict) -> list[tuple[str, str, dict]]:
+    """(label, call, benchmark) for the baselines, then every artifact."""
+    rows = []
+    for kind, baseline in (report.get("baselines") or {}).items():
+        rows.append((f"{kind} (baseline)", "TensorFlow", baseline))
+    for record in iter_records(report):
+        bench = record.entry.get("benchmark")
+        if bench is not None:
+            rows.append((record.label, bench.get("call", "-"), bench))
+    return rows
+
+
+def _speedup(value: float) -> str:
+    return f"{value:.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
+
+
+def _cell(figure: dict | None, skipped: str | None) -> tuple[str, str, str]:
+    if figure is None:
+        return ("skipped" if skipped else "-", "-", "-")
+    latency = f"{figure['p50_ms']:.3g} / {figure['p90_ms']:.3g} / {figure['p99_ms']:.3g}" + ("" if figure.get("stable", True) else " (unstable)")
+    throughput = f"{figure['throughput_sps']:,.0f}" if figure.get("throughput_sps") else "-"
+    speed = _speedup(figure["speedup_vs_eager"]) if figure.get("speedup_vs_eager") else "-"
+    return latency, throughput, speed
+
+
+def render_benchmark_markdown(report: dict) -> str:
+    """The `## Benchmark` section of report.md: a speedup table and the harness check."""
+    run = report.get("benchmark")
+    rows = _rows(report)
+    if not run or not rows:
+        return ""
+    settings = run.get("settings", {})
+    batches = [str(b) for b in settings.get("batches", [1])]
+    host = run.get("host", {})
+    lines = ["## Benchmark", ""]
+    lines.append(
+        f"Measured {run.get('measured', '?')} on {host.get('cpus', '?')} CPU(s) ({host.get('cpu', '?')}), "
+        f"{settings.get('threads', '?')} thread(s) per runtime. Latency p50 / p90 / p99 in ms; throughput in samples/s "
+        f"(batch / p50); speedup = eager p50 / p50 at the same batch."
+    )
+    lines.append("")
+    header = "| artifact | timed call |"
+    rule = "|---|---|"
+    for b in batches:
+        header += f" batch {b} latency ms | batch {b} samples/s | batch {b} speedup |"
+        rule += "---|---|---|"
+    lines += [header, rule]
+    notes = []
+    for label, call, bench in rows:
+        line = f"| {label} | {call} |"
+        skipped = bench.get("skipped") or {}
+        for b in batches:
+            cells = _cell((bench.get("batches") or {}).get(b), skipped.get(b) or skipped.get("all"))
+            line += " " + " | ".join(cells) + " |"
+        lines.append(line)
+        for key, why in skipped.items():
+            notes.append(f"- {label}: {'not timed' if key == 'all' else 'batch ' + key + ' skipped'}: {why}")
+        for note in bench.get("notes") or []:
+            notes.append(f"- {label}: {note}")
+    bare = [(label, bench["bare_loop"]) for label, _, bench in rows if "bare_loop_ms" in (bench.get("bare_loop") or {})]
+    if bare:
+        budget = bare[0][1].get("budget", 0.05)
+        lines += [
+            "",
+            f"Harness overhead at batch 1: bare `for` loops around the runtime call alternate with the harness's per-call "
+            f"timing of the same number of calls; overhead = median harness / bare - 1 (budget ±{budget:.0%}).",
+            "",
+            "| artifact | runtime call | bare loop ms | harness ms | overhead | bench p50 ms | p50 vs bare |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, b in bare:
+            mark = "" if b.get("within_budget") else " (over budget)"
+            versus = f"{b['bench_p50_vs_bare']:+.1%}" if b.get("bench_p50_vs_bare") is not None else "-"
+            lines.append(
+                f"| {label} | {b['call']} | {b['bare_loop_ms']:.4g} | {b['harness_mean_ms']:.4g} | {b['overhead']:+.1%}{mark} | {b['bench_p50_ms']:.4g} | {versus} |"
+            )
+    load = run.get("load_average") or {}
+    if load:
+        notes.append(
+            f"- Load average (1 min) {load.get('before', '?')} before and {load.get('after', '?')} after timing on {host.get('cpus', '?')} CPU(s): "
+            "other processes competing for the CPUs widen p90/p99 and move every figure."
+        )
+    tf_threads = run.get("tensorflow_threads") or {}
+    if tf_threads.get("note"):
+        notes.append(f"- TensorFlow threads: {tf_threads.get('intra_op_parallelism_threads')} intra-op, {tf_threads.get('inter_op_parallelism_threads')} inter-op ({tf_threads['note']})")
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""report.json for one model: read, merge, verify against the files on disk.
+
+Exporting targets one at a time merges into the same report: each run replaces
+the entries of the targets it ran and keeps the others.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from pipeline.fsutil import expand_files, sha256_file, write_json_atomic, write_text_atomic
+
+SCHEMA_VERSION = 1
+RECORD_NAME = ".tfship-record.json"  # a target's entry, published inside its folder (pipeline.publication)
+
+_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer")
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (no TensorFlow import)."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def report_path(model_dir: Path) -> Path:
+    return model_dir / "report.json"
+
+
+def read_report(model_dir: Path) -> dict | None:
+    path = report_path(model_dir)
+    if not path.exists():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not JSON, not UTF-8, unreadable: not a report
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("targets", {}), dict):
+        return None
+    return report
+
+
+def merge_report(
+    model_dir: Path, model: str, config_sha256: str, config_file: str, run: dict, targets: dict[str, dict], still_valid: frozenset[str] | None = None
+) -> dict:
+    """Fold this run's targets into the existing report and write both files atomically.
+
+    When the config changed since the report was written, only the older entries named in
+    `still_valid` (their stage cache key still holds and their files are intact) are kept."""
+    previous = read_report(model_dir) or {}
+    if previous.get("config_sha256") not in (None, config_sha256):
+        kept = set(still_valid or ())
+        previous["targets"] = {k: v for k, v in (previous.get("targets") or {}).items() if k in kept}
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "model": model,
+        "config_file": config_file,
+        "config_sha256": config_sha256,
+        "versions": tool_versions(),
+        "created": previous.get("created", now()),
+        "updated": now(),
+        "run": run,
+        "targets": {**previous.get("targets", {}), **targets},
+    }
+    for key in ("baselines", "benchmark"):  # figures of reused targets stay valid; rebuilt ones lost theirs
+        if key in previous and previous.get("config_sha256") == config_sha256:
+            report[key] = previous[key]
+    report["status"] = overall_status(report["targets"])
+    write_report(model_dir, report)
+    return report
+
+
+def write_report(model_dir: Path, report: dict) -> None:
+    """report.json and its report.md, each written atomically."""
+    from pipeline.reports.markdown import render_markdown
+
+    write_json_atomic(report_path(model_dir), report)
+    write_text_atomic(model_dir / "report.md", render_markdown(report))
+
+
+def overall_status(targets: dict[str, dict]) -> str:
+    statuses = {t.get("status") for t in targets.values()}
+    for status in ("error", "failed"):
+        if status in statuses:
+            return status
+    return "passed" if "passed" in statuses else "skipped"
+
+
+def verify_files(model_dir: Path, report: dict) -> list[str]:
+    """Files whose bytes differ from the report (or that are gone)."""
+    changed = []
+    for name, entry in report.get("targets", {}).items():
+        for f in entry.get("files", []):
+            path = model_dir / f["path"]
+            if not path.is_file():
+                changed.append(f"{f['path']} (missing)")
+            elif sha256_file(path) != f["sha256"]:
+                changed.append(f"{f['path']} (sha256 {sha256_file(path)[:12]}, recorded {f['sha256'][:12]})")
+        target_dir = model_dir / name
+        if target_dir.is_dir() and entry.get("files"):
+            recorded = {f["path"] for f in entry["files"]}
+            for path in expand_files(model_dir, [name]):
+                rel = path.relative_to(model_dir).as_posix()
+                if rel not in recorded and path.name != RECORD_NAME:
+                    changed.append(f"{rel} (not in the report)")
+    return changed

@@ -1,0 +1,222 @@
+"""Verdict criteria for one output: robust error statistics, SQNR and the tail check.
+NumPy only.
+
+Every figure is computed over every element of every parity case, pooled, so a few
+elements near a rounding boundary cannot decide alone, and a systematic error over
+many elements cannot hide behind a small maximum.
+
+Each criterion records its value, its limit, whether it holds, its margin in its own
+units (positive = inside the budget) and `used`: the share of its allowance used
+(1.0 is the limit). `used` is comparable across criteria, so the criterion that
+decided a verdict is the one with the largest `used`: the worst one when the output
+failed, the closest to failing when it passed.
+
+- `sqnr_db`: 10*log10(sum(ref^2) / sum((out - ref)^2)); judged only when the error's
+  RMS exceeds the absolute floor `atol` (an output that is zero everywhere, matched
+  to 1e-9, has no meaningful ratio). used = noise power / allowed noise power.
+- `mean_error`: mean |out - ref| as a fraction of the reference's range.
+  used = value / limit.
+- `tail`: the share of elements outside the elementwise budget
+  |out - ref| <= atol_eff + rtol * |ref|, at most `mismatch_fraction`. used is the
+  factor by which the elementwise budget would have to grow for the share to hold:
+  the (k+1)-th largest ratio |err| / budget, k = floor(mismatch_fraction * elements).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pipeline.tolerance import Tolerance
+
+QUANTILES = (0.5, 0.99, 0.999)
+
+
+def _pooled(reference: list, produced: list) -> tuple[np.ndarray, np.ndarray]:
+    ref = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in reference]) if reference else np.zeros(0)
+    out = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in produced]) if produced else np.zeros(0)
+    return ref, out
+
+
+def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB; +inf when the two are identical."""
+    ref, out = np.asarray(ref, dtype=np.float64), np.asarray(out, dtype=np.float64)
+    noise = float(np.sum(np.square(out - ref)))
+    signal = float(np.sum(np.square(ref)))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0 or not math.isfinite(noise):
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def error_statistics(reference: list, produced: list, ref_range: float) -> dict:
+    """Pooled error figures of one output (finite elements only): mean, median, high
+    quantiles and max of |out - ref|, each also as a fraction of the reference range,
+    the error's RMS and the SQNR."""
+    ref, out = _pooled(reference, produced)
+    finite = np.isfinite(ref) & np.isfinite(out)
+    ref, out = ref[finite], out[finite]
+    err = np.abs(out - ref)
+    stats: dict = {"elements": int(err.size)}
+    if not err.size:
+        return stats
+    stats["mean_abs"] = float(err.mean())
+    for q in QUANTILES:
+        stats[_quantile_key(q)] = float(np.quantile(err, q))
+    stats["max_abs"] = float(err.max())
+    stats["rms_error"] = float(np.sqrt(np.mean(np.square(err))))
+    scale = ref_range if ref_range > 0 else None
+    for key in ("mean_abs", *(_quantile_key(q) for q in QUANTILES), "max_abs"):
+        stats[f"{key}_of_range"] = stats[key] / scale if scale else None
+    sqnr = sqnr_db(ref, out)
+    stats["sqnr_db"] = sqnr if math.isfinite(sqnr) else (None if sqnr > 0 else -999.0)
+    stats["sqnr_exact"] = sqnr == math.inf
+    return stats
+
+
+def _quantile_key(q: float) -> str:
+    text = f"{100 * q:g}".replace(".", "_")
+    return "median_abs" if q == 0.5 else f"p{text}_abs"
+
+
+def tail_used(reference: list, produced: list, atol_eff: float, rtol: float, mismatch_fraction: float) -> float:
+    """How far the elementwise budget is used at the allowed tail share (see module doc)."""
+    ref, out = _pooled(reference, produced)
+    if not ref.size:
+        return 0.0
+    err = np.abs(out - ref)
+    err = np.where(np.isfinite(err), err, np.inf)
+    budget = atol_eff + rtol * np.abs(np.where(np.isfinite(ref), ref, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(budget > 0, err / np.where(budget > 0, budget, 1.0), np.where(err > 0, np.inf, 0.0))
+    k = int(math.floor(mismatch_fraction * ratio.size + 1e-9))
+    if k >= ratio.size:
+        return 0.0
+    return float(np.partition(ratio, ratio.size - 1 - k)[ratio.size - 1 - k])
+
+
+def _criterion(value, limit, passed: bool, margin, used: float, unit: str = "") -> dict:
+    return {"value": value, "limit": limit, "passed": passed, "margin": margin, "used": _clean(used), **({"unit": unit} if unit else {})}
+
+
+def _clean(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def output_criteria(stats: dict, tol: Tolerance, mismatch_fraction: float, tail_ratio: float) -> dict[str, dict]:
+    """The per-output criteria of `tol` on pooled figures. `mismatch_fraction` is the
+    pooled share outside the elementwise budget; `tail_ratio` from :func:`tail_used`."""
+    criteria: dict[str, dict] = {}
+    criteria["tail"] = _criterion(
+        mismatch_fraction, tol.mismatch_fraction, mismatch_fraction <= tol.mismatch_fraction, tol.mismatch_fraction - mismatch_fraction, tail_ratio, "share of elements"
+    )
+    if not stats.get("elements"):
+        return criteria
+    if tol.min_sqnr_db is not None:
+        sqnr = stats.get("sqnr_db")
+        noise_used = 0.0 if stats.get("sqnr_exact") else 10 ** ((tol.min_sqnr_db - sqnr) / 10)
+        # An error within the absolute floor has no meaningful ratio to a signal that is
+        # (nearly) zero everywhere: the criterion holds if either bound does.
+        floor_used = (stats["rms_error"] / tol.atol) ** 2 if tol.atol > 0 else math.inf
+        used = min(noise_used, floor_used)
+        criteria["sqnr_db"] = _criterion(sqnr, tol.min_sqnr_db, used <= 1.0, None if sqnr is None else sqnr - tol.min_sqnr_db, used, "dB")
+        if noise_used > 1.0 >= floor_used:
+            criteria["sqnr_db"]["note"] = f"error RMS {stats['rms_error']:.3g} within atol {tol.atol:.3g}"
+    if tol.max_mean_error is not None:
+        value = stats.get("mean_abs_of_range")
+        if value is None:  # constant reference: compare with the absolute floor instead
+            value, limit = stats["mean_abs"], tol.atol
+        else:
+            limit = tol.max_mean_error
+        used = value / limit if limit > 0 else (math.inf if value > 0 else 0.0)
+        criteria["mean_error"] = _criterion(value, limit, value <= limit, limit - value, used, "fraction of range")
+    return criteria
+
+
+def classifier_criteria(cls: dict, tol: Tolerance) -> dict[str, dict]:
+    """top-1 / top-k agreement and accuracy drop, where the tolerance sets a limit."""
+    criteria: dict[str, dict] = {}
+    if tol.min_top1 is not None:
+        v = cls["top1_agreement"]
+        criteria["top1_agreement"] = _criterion(v, tol.min_top1, v >= tol.min_top1, v - tol.min_top1, _disagreement_used(v, tol.min_top1))
+    if tol.min_topk is not None and "topk_agreement" in cls:
+        v = cls["topk_agreement"]
+        criteria["topk_agreement"] = _criterion(v, tol.min_topk, v >= tol.min_topk, v - tol.min_topk, _disagreement_used(v, tol.min_topk))
+    if tol.max_accuracy_drop is not None and "accuracy_delta" in cls:
+        drop = -cls["accuracy_delta"]
+        used = drop / tol.max_accuracy_drop if tol.max_accuracy_drop > 0 else (math.inf if drop > 0 else 0.0)
+        criteria["accuracy_drop"] = _criterion(drop, tol.max_accuracy_drop, drop <= tol.max_accuracy_drop, tol.max_accuracy_drop - drop, max(used, 0.0))
+    return criteria
+
+
+def _disagreement_used(agreement: float, minimum: float) -> float:
+    allowed = 1.0 - minimum
+    missing = 1.0 - agreement
+    if allowed <= 0:
+        return math.inf if missing > 0 else 0.0
+    return missing / allowed
+
+
+def decided_by(criteria: dict[str, dict]) -> str | None:
+    """The criterion that decided: the first failing one with the largest `used`, or,
+    when all hold, the one closest to its limit."""
+    if not criteria:
+        return None
+    failing = {k: c for k, c in criteria.items() if not c["passed"]}
+    pool = failing or criteria
+    return max(pool, key=lambda k: math.inf if pool[k]["used"] is None else pool[k]["used"])
+
+
+LABELS = {
+    "sqnr_db": ("SQNR", ">=", " dB"),
+    "mean_error": ("mean |error| / range", "<=", ""),
+    "top1_agreement": ("top-1 agreement", ">=", ""),
+    "topk_agreement": ("top-k agreement", ">=", ""),
+    "accuracy_drop": ("accuracy drop", "<=", ""),
+    "tail": ("share beyond the elementwise budget", "<=", ""),
+}
+
+
+def criterion_text(name: str, c: dict) -> str:
+    """One criterion for failure messages: value, limit, margin."""
+    shares = name in ("top1_agreement", "topk_agreement", "accuracy_drop")
+
+    def f(x):
+        return "n/a" if x is None else (f"{x:.4f}" if shares else f"{x:.4g}")
+
+    label, comparison, unit = LABELS.get(name, (name, "<=", ""))
+    return f"{label} {f(c['value'])}{unit} (limit {comparison} {f(c['limit'])}{unit}, margin {f(c['margin'])})"
+
+
+def judge_output(figures: dict, reference: list, produced: list, tol: Tolerance, ref_range: float) -> dict:
+    """Add pooled statistics, criteria and the deciding criterion to one output's
+    figures (from parity's per-case pass) and set its verdict. Returns `figures`."""
+    stats = error_statistics(reference, produced, ref_range)
+    ratio = tail_used(reference, produced, figures["atol"], figures["rtol"], tol.mismatch_fraction)
+    criteria = output_criteria(stats, tol, figures["mismatch_fraction"], ratio)
+    figures["statistics"] = {k: (_clean(v) if isinstance(v, float) else v) for k, v in stats.items() if k != "sqnr_exact"}
+    figures["sqnr_db"] = figures["statistics"].get("sqnr_db")
+    figures["criteria"] = criteria
+    figures["decided_by"] = decided_by(criteria)
+    figures["passed"] = figures["nonfinite"] == 0 and all(c["passed"] for c in criteria.values())
+    if figures["nonfinite"]:
+        figures["decided_by"] = "nonfinite"
+    return figures
+
+
+def failure_text(figures: dict) -> str:
+    """Why one output failed: the failing criteria, worst first, with their margins."""
+    if "error" in figures:
+        return figures["error"]
+    if figures.get("nonfinite"):
+        return f"{figures['nonfinite']} elements where artifact and reference disagree on NaN/Inf"
+    criteria = figures.get("criteria", {})
+    failing = sorted((k for k, c in criteria.items() if not c["passed"] and k != "tail"), key=lambda k: -(math.inf if criteria[k]["used"] is None else criteria[k]["used"]))
+    parts = [criterion_text(k, criteria[k]) for k in failing]
+    if "tail" in criteria and not criteria["tail"]["passed"]:
+        parts.insert(0, (
+            f"max_abs {figures['max_abs']:.3g} > atol {figures['atol']:.3g} (+ rtol {figures['rtol']:.3g}*|ref|) on "
+            f"{figures['outside']} of {figures['elements']} elements ({100 * figures['mismatch_fraction']:.2f}%, {100 * criteria['tail']['limit']:.2f}% allowed)"
+        ))
+    return "; ".join(parts)

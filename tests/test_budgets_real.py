@@ -1,0 +1,74 @@
+"""The default budgets on a real trained model (a tf-keras LSTM from the calibration
+corpus): the standard recipes pass, seeded breakages fail, and each verdict names
+the criterion that decided it. The whole corpus runs behind the `heavy` marker."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from examples import budget_corpus as bc
+from examples import calibrate_budgets as cb
+from pipeline.parity import evaluate
+from pipeline.tolerance import PRECISION_CLASSES
+
+
+def _verdict(model, runner, cls: str, reference=None, transform=None) -> dict:
+    name = bc.output_name(model.arch)
+    cases = [inputs for _, inputs in model.prep.data.cases]
+    produced = [cb._run(runner, c, transform) for c in cases]
+    labels = [label for label, _ in model.prep.data.cases]
+    tol = PRECISION_CLASSES[cls]
+    return evaluate(
+        labels, list(reference or model.prep.reference), produced, lambda _: tol, dict(runner.output_steps), model.prep.stats,
+        list(model.prep.pool_mask), classifier=name, labels=model.prep.data.labels,
+    )
+
+
+@pytest.fixture(scope="module")
+def lstm(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    figures = bc.ensure_built("lstm", root, edits=("weights_1pct",))
+    bc.traced_drift_layer(bc._keras("lstm"))
+    work = tmp_path_factory.mktemp("work")
+    return figures, cb._Model("lstm", None, work, root), cb._Model("lstm", "weights_1pct", work, root)
+
+
+def test_lstm_standard_recipes_pass_at_the_defaults_with_their_figures(lstm):
+    figures, base, _ = lstm
+    assert figures["heldout_accuracy"] > 0.85  # a model that does its job, not a flat softmax
+    artifacts = base.tflite(("float32", "int8"))
+    f32 = _verdict(base, artifacts["float32"][0], "float32")
+    assert f32["passed"], f32["failures"]
+    assert f32["outputs"]["probs"]["sqnr_db"] > 80
+    assert f32["classifier"]["top1_agreement"] == 1.0
+    int8 = _verdict(base, artifacts["int8"][0], "int8")
+    assert int8["passed"], int8["failures"]
+    out = int8["outputs"]["probs"]
+    assert PRECISION_CLASSES["int8"].min_sqnr_db < out["sqnr_db"] < 60  # quantized: real noise, within budget
+    assert 0 < out["statistics"]["median_abs"] <= out["statistics"]["p99_9_abs"] <= out["statistics"]["max_abs"]
+    decided = int8["decided_by"]
+    assert decided["used"] <= 1.0 and decided["margin"] is not None
+    assert decided["criterion"] in out["criteria"] or decided["criterion"] in int8["classifier"]["criteria"]
+
+
+def test_lstm_seeded_breakages_fail_at_the_defaults(lstm):
+    _, base, perturbed = lstm
+    int8 = base.tflite(("int8",))["int8"][0]
+    swapped = _verdict(base, int8, "int8", transform=lambda v: v[..., ::-1])
+    assert not swapped["passed"]
+    assert swapped["decided_by"]["used"] > 1.0 and swapped["decided_by"]["margin"] < 0
+    zeros = {k: np.zeros_like(v) for k, v in base.prep.data.pool.items()}
+    zero_calibrated = base.tflite(("int8",), calibration=zeros)["int8"][0]
+    assert not _verdict(base, zero_calibrated, "int8")["passed"]
+    # A float32 file of a model whose weights moved by 1%: wrong, although it still classifies.
+    moved = _verdict(perturbed, perturbed.tflite(("float32",))["float32"][0], "float32", reference=base.prep.reference)
+    assert not moved["passed"]
+    assert moved["outputs"]["probs"]["criteria"]["sqnr_db"]["value"] < PRECISION_CLASSES["float32"].min_sqnr_db
+
+
+@pytest.mark.heavy
+def test_calibration_corpus_has_no_false_failure_and_no_false_pass(capsys):
+    code = cb.main([])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "(WRONG)" not in out

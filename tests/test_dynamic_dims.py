@@ -1,0 +1,123 @@
+"""Dynamic dimensions beyond the batch: named dimensions shared by inputs, parity at
+several concrete sizes with one trace, and each target's honest behaviour."""
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+from targets import REGISTRY
+
+ENCODER = """\
+source:
+  factory: fixture_dynamic:{factory}
+inputs:
+  - {{name: ids, shape: [null, seq], dtype: int32}}
+  - {{name: mask, shape: [null, seq], dtype: int32}}
+  - {{name: segments, shape: [null, seq], dtype: int32}}
+outputs: [sequence, logits]
+data:
+  samples: 12
+  shapes: {{seq: [7, 32, 64]}}
+  inputs:
+    ids: {{distribution: integers, low: 1, high: 100}}
+    mask: {{distribution: integers, low: 1, high: 2}}
+    segments: {{distribution: integers, low: 0, high: 2}}
+targets:
+{targets}
+"""
+
+
+def variant(report: dict, target: str, name: str = "") -> dict:
+    entry = report["targets"][target]
+    variants = entry.get("variants")
+    if not variants:
+        return entry
+    return variants[name or next(iter(variants))]
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_named_and_unnamed_dynamic_dimensions(tmp_path):
+    config = load_config(write(tmp_path, ENCODER.format(factory="bert_encoder", targets="  - savedmodel").replace(
+        "  - {name: segments, shape: [null, seq], dtype: int32}", "  - {name: segments, shape: [null, null], dtype: int32}")), REGISTRY)
+    ids, _, segments = config.inputs
+    assert ids.dynamic_dims == ((1, "seq"),)
+    assert segments.dynamic_dims == ((1, "segments_1"),)
+    assert config.dynamic_dims == ("seq", "segments_1")
+    # the listed sizes for seq; the defaults for the unnamed one, taken together
+    assert config.shape_sets == ({"seq": 7, "segments_1": 7}, {"seq": 32, "segments_1": 32}, {"seq": 64, "segments_1": 128})
+
+
+def test_old_configs_keep_one_shape_set(tmp_path):
+    text = "source: {factory: examples.affine:build}\ninputs:\n  - {name: x, shape: [null, 4], dtype: float32}\noutputs: [y]\ntargets: [savedmodel]\n"
+    config = load_config(write(tmp_path, text), REGISTRY)
+    assert config.dynamic_dims == () and config.shape_sets == ({},)
+    assert config.data.shapes == ()
+
+
+@pytest.mark.parametrize(
+    "targets, replace, message",
+    [
+        ("  - edgetpu", None, r"m.yaml:\d+: targets\[0\]: input 'ids' has dynamic dimension\(s\) 'seq' \(axis 1\); the Edge TPU runs static shapes only"),
+        ("  - name: tpu\n    batch_sizes: [1]", None, r"targets\[0\].dim_buckets: dimension 'seq' is dynamic and a TPU compiles static shapes; give its sizes, e.g. `dim_buckets: \{seq: \[64\]\}`"),
+        ("  - name: tpu\n    dim_buckets: {seq: [32]}", None, r"parity tests size 64 \(data.shapes\) but the largest bucket is 32"),
+        ("  - name: tpu\n    dim_buckets: {seq: [64], len: [3]}", None, r"no dynamic dimension named 'len'"),
+        ("  - name: xla\n    aot: true", None, r"targets\[0\].aot: the AOT object is compiled at one static shape"),
+        ("  - savedmodel", ("shapes: {seq: [7, 32, 64]}", "shapes: {sq: [7]}"), r"data.shapes.sq: no dynamic dimension named 'sq' \(did you mean 'seq'\?\)"),
+        ("  - savedmodel", ("shapes: {seq: [7, 32, 64]}", "shapes: {seq: [0]}"), r"data.shapes.seq: expected a non-empty list of positive sizes"),
+    ],
+)
+def test_dynamic_dimension_problems_name_line_and_key(tmp_path, targets, replace, message):
+    text = ENCODER.format(factory="bert_encoder", targets=targets)
+    if replace:
+        text = text.replace(*replace)
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), REGISTRY)
+
+
+def test_encoder_with_dynamic_sequence_passes_at_every_length(project):
+    project.config("encoder", ENCODER.format(factory="bert_encoder", targets="  - savedmodel\n  - onnx\n  - {name: tflite, variants: [float32, dynamic_range]}\n  - xla"))
+    result = project.run("export")
+    assert result.code == 0, result.err
+    report = project.report("encoder")
+    model = report["run"]["model"]
+    assert model["tracing_count"] == 1
+    assert model["dynamic_dims"]["seq"] == {"axes": [{"input": "ids", "axis": 1}, {"input": "mask", "axis": 1}, {"input": "segments", "axis": 1}], "tested": [7, 32, 64]}
+    assert model["retrace_checked_at_shapes"] == [{"seq": 7}, {"seq": 32}, {"seq": 64}]
+    for target, name in (("savedmodel", ""), ("onnx", ""), ("tflite", "float32"), ("tflite", "dynamic_range"), ("xla", "")):
+        by_shape = variant(report, target, name)["parity"]["by_shape"]
+        assert list(by_shape) == ["seq=7", "seq=32", "seq=64"], (target, name)
+        assert all(row["passed"] for row in by_shape.values()), (target, name, by_shape)
+    assert variant(report, "onnx")["parity"]["outputs"]["sequence"]["max_abs"] < 1e-5
+    assert variant(report, "tflite", "float32")["parity"]["outputs"]["sequence"]["max_abs"] < 1e-5
+    graph = onnx.load(str(project.artifacts / "encoder" / "onnx" / "model.onnx")).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
+    assert dims == {"ids": ["batch", "seq"], "mask": ["batch", "seq"], "segments": ["batch", "seq"]}
+    assert "fixed_dims" not in variant(report, "tflite", "float32")["artifact"]["info"]
+    xla_files = {p.name for p in (project.artifacts / "encoder" / "xla" / "ir").iterdir()}
+    assert {"b1-seq7", "b3-seq32", "b3-seq64"} <= xla_files
+
+
+def test_tpu_buckets_pad_and_expose_a_model_that_is_not_padding_safe(project):
+    tpu = "  - name: tpu\n    precision: float32\n    batch_sizes: [4]\n    dim_buckets: {seq: [32, 64]}"
+    project.config("masked", ENCODER.format(factory="bert_encoder", targets=tpu))
+    project.config("unmasked", ENCODER.format(factory="bert_encoder_unmasked", targets=tpu))
+    result = project.run("export")
+    assert result.code == 1
+    masked = variant(project.report("masked"), "tpu", "fp32")
+    assert masked["status"] == "passed"
+    assert all(row["passed"] for row in masked["parity"]["by_shape"].values())
+    assert masked["artifact"]["info"]["sliced_output_axes"] == {"sequence": [[1, "seq"]]}
+    unmasked = variant(project.report("unmasked"), "tpu", "fp32")
+    assert unmasked["status"] == "failed"
+    by_shape = unmasked["parity"]["by_shape"]
+    assert not by_shape["seq=7"]["passed"] and by_shape["seq=32"]["passed"] and by_shape["seq=64"]["passed"]
+    reason = unmasked["diagnosis"]["reason"]
+    assert "seq=7 padded to seq=32" in reason and "not padding-safe" in reason
+    assert "not padding-safe" in result.err
