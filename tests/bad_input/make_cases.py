@@ -43,7 +43,7 @@ case("custom_objects_bad_ref", "source:\n  path: m.h5\n  custom_objects: {MyLaye
 # ---------------------------------------------------------------- types and values
 case("inputs_not_a_list", AFFINE + "inputs: x\noutputs: [y]\n" + SM, r"expected a non-empty list of inputs", 3)
 case("input_bad_dtype", AFFINE + "inputs:\n  - {name: x, shape: [null, 4], dtype: float33}\noutputs: [y]\n" + SM, r"unknown dtype 'float33' \(did you mean 'float32'\?\)", 4)
-case("input_inner_dim_null", AFFINE + "inputs:\n  - {name: x, shape: [null, null], dtype: float32}\noutputs: [y]\n" + SM, r"only the leading \(batch\) dimension may be null", 4)
+case("input_shape_not_a_list", AFFINE + "inputs:\n  - {name: x, shape: 4, dtype: float32}\noutputs: [y]\n" + SM, r"inputs\[0\].shape: expected a list", 4)
 case("input_negative_dim", AFFINE + "inputs:\n  - {name: x, shape: [null, -4], dtype: float32}\noutputs: [y]\n" + SM, r"positive integers", 4)
 case("input_duplicate", AFFINE + "inputs:\n  - {name: x, shape: [null, 4], dtype: float32}\n  - {name: x, shape: [null, 4], dtype: float32}\noutputs: [y]\n" + SM, r"duplicate input name 'x'", 5)
 case("outputs_empty", AFFINE + "inputs:\n  - {name: x, shape: [null, 4], dtype: float32}\noutputs: []\n" + SM, r"non-empty list of output names", 5)
