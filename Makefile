@@ -14,7 +14,7 @@ FORCE  ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test test-heavy clean install targets release bench calibrate-budgets
+.PHONY: export validate test test-heavy clean install targets release bench bench-scale calibrate-budgets
 
 VERSION ?=
 BATCH   ?= 32
@@ -41,6 +41,12 @@ targets: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/tfship bench $(MODEL_ARGS) $(TARGET_ARGS) --artifacts $(ARTIFACTS) --batch $(BATCH) --max-seconds $(BENCH_SECONDS) $(if $(THREADS),--threads $(THREADS))
+
+# How export time and memory grow with model size (5, 50, 553 MB and 2.5 GB when the
+# memory is free), next to the raw converter calls; a benchmark, not a test.
+SCALE_SIZES ?= 5 50 553 2500
+bench-scale: $(STAMP)
+	$(BIN)/python -m examples.bench_scale --sizes $(SCALE_SIZES)
 
 release: $(STAMP)
 	$(BIN)/tfship release $(MODEL_ARGS) --artifacts $(ARTIFACTS) $(if $(VERSION),--version $(VERSION))

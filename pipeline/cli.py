@@ -20,9 +20,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Export trained TensorFlow/Keras models to deployment targets and prove parity with the eager model.",
         epilog="Exit codes: 0 everything passed; 1 a target failed parity or conversion; 2 bad input (config, model, data).",
     )
+    parser.add_argument("--version", action="version", version=f"tfship {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", action="append", type=Path, metavar="PATH", help="a model config file; repeatable")
         p.add_argument("--model", action="append", metavar="NAME", help="model name (config file stem) or a config path; repeatable; default: every config")
         p.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR, help="folder of model YAML configs (default: %(default)s)")
         p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="output folder (default: %(default)s)")
@@ -30,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub, common)
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("tfship")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,6 +122,10 @@ class ModelConfig:
     data: DataConfig
     targets: tuple[TargetConfig, ...]
     sha256: str = field(default="", compare=False)
+    # What a target needs from this model that it does not have: (target name, Problem).
+    # Raised only when that target is selected (a check for tflite's int8 calibration
+    # must not refuse `export --target savedmodel`); derived, so no part of the hash.
+    target_problems: tuple = field(default=(), compare=False, repr=False, metadata={"derived": True})
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -160,7 +164,7 @@ def config_as_dict(config: ModelConfig) -> dict:
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if not f.metadata.get("derived")}
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         if isinstance(value, Path):

@@ -79,6 +79,11 @@ class Target:
         """
         return []
 
+    def default_tolerance(self, variant: str) -> Tolerance:
+        """The parity budget of a variant before YAML overrides (also used to judge
+        artifacts of this kind that tfship did not build)."""
+        return FP32
+
     def build(self, job: BuildInputs) -> list[Artifact]:
         raise NotImplementedError
 

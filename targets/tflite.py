@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pipeline import progress
 from pipeline.errors import TargetUnavailable
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import PRECISION_CLASSES
@@ -83,6 +84,9 @@ class TFLiteTarget(Target):
         wanted = options.variants if options.repair is True else options.repair or ()
         return tuple(v for v in wanted if v in BASES)
 
+    def default_tolerance(self, variant: str) -> Tolerance:
+        return DEFAULT_TOLERANCES.get(variant, DEFAULT_TOLERANCES["float32"])
+
     def check_options(self, options: TFLiteOptions, model: dict) -> list[tuple[str, str]]:
         problems = []
         if not options.variants:
@@ -123,7 +127,12 @@ class TFLiteTarget(Target):
             if variant in litert.CALIBRATED:
                 where = f"model '{job.model.name}', tflite {variant} calibration"
                 litert.check_calibration(job.model.inputs, job.calibration, options.calibration_samples, where)
-                representative = litert.representative_dataset(job.calibration, job.model.inputs, options.calibration_samples)
+                progress.stage(job.model.name, self.name, f"calibrate {variant}", total=options.calibration_samples)
+                representative = litert.representative_dataset(
+                    job.calibration, job.model.inputs, options.calibration_samples, on_sample=lambda: progress.advance(job.model.name, self.name)
+                )
+            else:
+                progress.stage(job.model.name, self.name, f"convert {variant}")
             content, seconds = litert.convert(job.saved_model_dir, conv, representative, layers, job.model.input_names)
             file = f"{variant}.tflite"
             (job.out_dir / file).write_bytes(content)

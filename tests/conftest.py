@@ -55,3 +55,19 @@ class Project:
 @pytest.fixture
 def project(tmp_path, capsys) -> Project:
     return Project(tmp_path, capsys)
+
+
+@pytest.fixture(scope="session")
+def hand_made(tmp_path_factory):
+    """A SavedModel and TFLite/ONNX files converted from it by hand, plus a broken copy."""
+    import fixture_artifacts as fa
+
+    folder = tmp_path_factory.mktemp("hand_made")
+    module = fa.build_module()
+    saved = fa.save(module, folder / "savedmodel" / "1")
+    paths = {"savedmodel": saved, "onnx": fa.to_onnx(module, folder / "model.onnx")}
+    for variant in ("float32", "float16", "int8"):
+        paths[variant] = fa.to_tflite(saved, folder / f"{variant}.tflite", variant)
+    shifted = fa.save(fa.build_module(shift=0.05), folder / "shifted")
+    paths["shifted"] = fa.to_tflite(shifted, folder / "shifted.tflite")
+    return paths

@@ -1,9 +1,12 @@
 """tfship from Python: the same functions the `tfship` command calls.
 
     import tfship
+    result = tfship.export(model, targets=["savedmodel", "tflite", "onnx"])  # a live model, no YAML
+    assert result.passed
+    tfship.compare("artifacts/m/savedmodel", "elsewhere/model.tflite")     # parity of any artifacts
     configs = tfship.load_configs(["configs/models/affine.yaml"])
-    code = tfship.export(configs, None, Path("artifacts"))      # 0 passed, 1 failed, 2 bad input
-    print(tfship.plan(configs, None, Path("artifacts")).lines())  # what would build, and why
+    code = tfship.export_configs(configs, None, Path("artifacts"))          # 0 passed, 1 failed, 2 bad input
+    print(tfship.plan(configs, None, Path("artifacts")).lines())            # what would build, and why
 
 Importing this package never imports TensorFlow; the functions load it when they run.
 """
@@ -12,8 +15,11 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+from pipeline.api import compare, export, inspect, validate
 from pipeline.bench import BenchOptions, benchmark_model
-from pipeline.execute.export import export, export_model
+from pipeline.errors import ConfigError, ModelError, PipelineError
+from pipeline.execute.export import export as export_configs
+from pipeline.execute.export import export_model
 from pipeline.execute.validate import validate_model
 from pipeline.matrix import matrix, merge
 from pipeline.plan import Plan, make_plan
@@ -51,13 +57,19 @@ def plan(configs, only: list[str] | None, artifacts: str | Path | None, force: b
 
 __all__ = [
     "BenchOptions",
+    "ConfigError",
     "Margins",
+    "ModelError",
+    "PipelineError",
     "__version__",
     "assemble_release",
     "benchmark_model",
+    "compare",
     "diff_paths",
     "export",
+    "export_configs",
     "export_model",
+    "inspect",
     "load_config",
     "load_configs",
     "matrix",
@@ -65,6 +77,7 @@ __all__ = [
     "plan",
     "read_report",
     "source_from_artifacts",
+    "validate",
     "validate_model",
     "write_ci_reports",
 ]

@@ -13,4 +13,6 @@ MODULES: tuple[str, ...] = (
     "pipeline.commands.matrix",
     "pipeline.commands.merge",
     "pipeline.commands.repair",
+    "pipeline.commands.inspect",
+    "pipeline.commands.compare",
 )

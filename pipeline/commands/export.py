@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
+import sys
 
-from pipeline.commands._common import selected_configs, target_filter
+from pipeline.commands._common import add_output_arguments, output_level, selected_configs, target_filter
 from pipeline.errors import ConfigError, Problem
 
 
@@ -16,20 +17,25 @@ def register(subparsers, common) -> None:
     export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     export.add_argument("--bench", action="store_true", help="after exporting, time what was exported (as `tfship bench`)")
     export.add_argument("--dry-run", action="store_true", help="print what would be built or reused, and why; build and write nothing")
+    export.add_argument("--strict", action="store_true", help="weak evidence (a near-constant reference output) fails the run (exit 1)")
+    add_output_arguments(export)
     export.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     configs = selected_configs(args)
+    from pipeline.api import run_configs
     from pipeline.execute.console import quiet_tensorflow
-    from pipeline.execute.export import export
 
     quiet_tensorflow()
     if args.jobs < 1:
         raise ConfigError([Problem("", None, "--jobs", f"expected at least 1 worker, got {args.jobs}")])
     only = target_filter(args.target, configs)
     if args.dry_run:
+        from pipeline.config import require_selected
         from pipeline.plan import make_plan
+
+        require_selected(configs, only)
         from pipeline.reports.model import tool_versions
 
         plan = make_plan(configs, only, args.artifacts, tool_versions(), force=args.force)
@@ -37,36 +43,26 @@ def run(args: argparse.Namespace) -> int:
         building = sum(j.action == "build" for j in plan.jobs)
         print(f"\n{building} to build, {len(plan.jobs) - building} up to date (dry run: nothing built or written)")
         return 0
-    code = export(configs, only, args.artifacts, jobs=args.jobs, force=args.force)
-    _summary(configs, args.artifacts, only)
+    results = run_configs(configs, args.artifacts, only, force=args.force, strict=args.strict, level=output_level(args), jobs=args.jobs)
+    codes = [r.exit_code for r in results]
+    code = 2 if 2 in codes else max(codes, default=0)
     if args.bench and code == 0:
         from pipeline.bench import DEFAULT_BATCH, DEFAULT_MAX_SECONDS
         from pipeline.commands.bench import run as run_bench
 
         bench_args = argparse.Namespace(
-            model=args.model, config_dir=args.config_dir, artifacts=args.artifacts, target=args.target,
+            model=args.model, config=args.config, config_dir=args.config_dir, artifacts=args.artifacts, target=args.target,
             batch=DEFAULT_BATCH, threads=None, max_seconds=DEFAULT_MAX_SECONDS,
         )
         code = run_bench(bench_args)
+    if args.json:
+        document = {"exit_code": code, "passed": code == 0, "strict": args.strict, "models": [r.to_dict() for r in results]}
+        json.dump(document, sys.stdout, indent=2, default=str)
+        print()
+        return code
+    from pipeline.verdicts import summary_table
+
+    print()
+    print(summary_table([v for r in results for v in r.verdicts], strict=args.strict))
+    print(f"\nreports: {args.artifacts}/<model>/report.json, report.md and report.html")
     return code
-
-
-def _summary(configs, artifacts: Path, only: list[str] | None) -> None:
-    from pipeline.reports.model import read_report
-
-    reports = [(config, read_report(artifacts / config.name) or {}) for config in configs]
-    if not any(report.get("targets") for _, report in reports):
-        return  # nothing recorded (bad input): the error above is the whole story
-    print("\nmodel        target       status   max_abs (worst output)")
-    for config, report in reports:
-        for name, entry in sorted(report.get("targets", {}).items()):
-            if only is not None and name not in only:
-                continue
-            rows = [(name, entry)] + [(f"{name}/{v}", e) for v, e in sorted((entry.get("variants") or {}).items())]
-            for label, e in rows:
-                outputs = (e.get("parity") or {}).get("outputs") or {}
-                worst = max((m.get("max_abs") or 0.0 for m in outputs.values()), default=None)
-                if label == name and entry.get("variants"):
-                    worst = None
-                print(f"{config.name:12} {label:24} {e.get('status', '-'):8} {'-' if worst is None else f'{worst:.3g}'}")
-    print(f"\nreports: {artifacts}/<model>/report.json and report.md")

@@ -468,7 +468,9 @@ def _parse_shapes(col: _Collector, raw: Any, path: tuple, inputs: tuple[InputSpe
     return tuple(out.items())
 
 
-def _parse_targets(col: _Collector, raw: Any, model: dict, registry) -> tuple[TargetConfig, ...]:
+def _parse_targets(col: _Collector, raw: Any, model: dict, registry, deferred: list | None = None) -> tuple[TargetConfig, ...]:
+    """`deferred` receives (target, Problem) for what a target needs from the model
+    (its `check_options`): those count only when the target is selected."""
     path = ("targets",)
     if not isinstance(raw, list) or not raw:
         col.add(path, f"expected a non-empty list of targets; known: {', '.join(registry.names())}")
@@ -495,7 +497,12 @@ def _parse_targets(col: _Collector, raw: Any, model: dict, registry) -> tuple[Ta
         before = len(col.problems)
         options = parse_dataclass(col, target.Options, opts, p)
         for key, message in (target.check_options(options, model) if options is not None else []):
-            col.add(p + (key if isinstance(key, tuple) else (key,) if key else ()), message)  # a tuple key: a nested path
+            key_path = p + (key if isinstance(key, tuple) else (key,) if key else ())  # a tuple key: a nested path
+            if deferred is None:
+                col.add(key_path, message)
+            else:
+                line = col.located.line(key_path) if col.located else None
+                deferred.append((name, Problem(str(col.file), line, format_key(key_path), message)))
         optional = generic.get("optional", False)
         if not isinstance(optional, bool):
             col.add(p + ("optional",), f"expected true or false, got {_describe(optional)}")
@@ -550,11 +557,19 @@ def load_config(file: Path, registry) -> ModelConfig:
     outputs = _parse_outputs(col, raw.get("outputs"))
     data = _parse_data(col, raw.get("data"), base, inputs, outputs)
     model_view = {"name": name, "inputs": inputs, "outputs": [o.name for o in outputs], "data": data}
-    targets = _parse_targets(col, raw.get("targets"), model_view, registry) if "targets" in raw else ()
+    deferred: list = []
+    targets = _parse_targets(col, raw.get("targets"), model_view, registry, deferred) if "targets" in raw else ()
     if col.problems:
         raise ConfigError(col.problems)
-    config = ModelConfig(name=name, file=file, source=source, inputs=inputs, outputs=outputs, data=data, targets=targets)
+    config = ModelConfig(name=name, file=file, source=source, inputs=inputs, outputs=outputs, data=data, targets=targets, target_problems=tuple(deferred))
     return dataclasses.replace(config, sha256=_sha256_of(config))
+
+
+def require_selected(configs: list[ModelConfig], only: list[str] | None) -> None:
+    """Raise ConfigError for what the selected targets (None: all) need and lack."""
+    problems = [problem for config in configs for name, problem in config.target_problems if only is None or name in only]
+    if problems:
+        raise ConfigError(problems)
 
 
 def load_configs(files: list[Path], registry) -> list[ModelConfig]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import progress
 from pipeline.errors import PipelineError, TargetUnavailable
 from pipeline.execute.console import log, peak_rss_mb, set_log_sink
 from pipeline.fsutil import file_records, publish_dir, staging_dir
@@ -55,10 +56,12 @@ class Prepared:
 
 
 class _Stopwatch:
-    def __init__(self) -> None:
+    def __init__(self, model: str = "") -> None:
         self.timings: dict[str, dict] = {}
+        self.model = model
 
     def run(self, name: str, fn, *args):
+        progress.stage(self.model, "", name)
         start = time.perf_counter()
         result = fn(*args)
         self.timings[name] = {"seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
@@ -83,7 +86,7 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
     from pipeline.stages.trace import trace_model
     from pipeline.usercode import call_user, source_key
 
-    watch = _Stopwatch()
+    watch = _Stopwatch(ctx.config.name)
     config = ctx.config
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
@@ -164,9 +167,11 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
     """Run the artifact from disk on every case and compare with the eager reference."""
     runner = target.open(target_dir, artifact)
     produced = []
+    progress.stage(ctx.config.name, target.name, f"parity {artifact.variant}".strip(), total=len(prep.data.cases))
     for _, inputs in prep.data.cases:
         out = runner(inputs)
         produced.append({k: np.asarray(v) for k, v in out.items()})
+        progress.advance(ctx.config.name, target.name)
     labels = [label for label, _ in prep.data.cases]
     return evaluate(
         labels,
@@ -247,6 +252,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             labels=prep.data.labels,
         )
         t0 = time.perf_counter()
+        progress.stage(ctx.config.name, target.name, "convert")
         artifacts = target.build(job)
         build_s = time.perf_counter() - t0
         variant_entries: dict[str, dict] = {}
@@ -268,6 +274,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             record["parity"] = parity
             record["status"] = "passed" if parity["passed"] else "failed"
             if not parity["passed"]:
+                progress.stage(ctx.config.name, target.name, f"diagnose {artifact.variant}".strip())
                 diagnosis = target.diagnose(job, artifact, parity)
                 if diagnosis:
                     record["diagnosis"] = diagnosis
@@ -280,6 +287,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         entry["staged"] = str(staged)  # published by the parent with its report record (pipeline.publication)
+        progress.finish(ctx.config.name, target.name, entry["status"])
         return entry
     except BaseException as exc:  # one target failing never stops the others
         shutil.rmtree(staged, ignore_errors=True)
@@ -288,6 +296,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         entry = _error_entry(exc, started)
         brief = "refused: the model or its config does not fit this target (the reason follows at the end)" if entry["exit_code"] == 2 else f"error: {entry['message']}"
         log(ctx.config.name, f"{target.name}: {brief}")
+        progress.finish(ctx.config.name, target.name, "error")
         return entry
 
 
@@ -327,8 +336,10 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
             on_event("bad_input", "", entry)
             return
         log(config.name, f"error: {entry['message']}")
+        progress.finish(config.name, "", "error")
         on_event("model_error", "", entry)
         return
+    progress.finish(config.name, "", "ready")
     timings = dict(prep.timings)
     on_event(
         "run",

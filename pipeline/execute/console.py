@@ -17,11 +17,14 @@ def set_log_sink(sink) -> None:
 
 
 def log(model: str, message: str) -> None:
-    line = f"[{model}] {message}"
+    """A worker sends the line to its parent; elsewhere it goes to the progress view
+    (plain `[model] message` on stderr when there is none)."""
     if _log_sink is not None:
-        _log_sink(line)
+        _log_sink(f"[{model}] {message}")
     else:
-        print(line, file=sys.stderr, flush=True)
+        from pipeline import progress
+
+        progress.note(model, message)
 
 
 def peak_rss_mb() -> float:

@@ -13,22 +13,30 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipeline import progress
+from pipeline.errors import ModelError
 from pipeline.execute.console import log
 from pipeline.reports.model import merge_report, now, read_report
 from pipeline.spec import ModelConfig
 
 
-def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False, repair: dict[str, list[str]] | None = None) -> int:
+def export(
+    configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False,
+    repair: dict[str, list[str]] | None = None, in_process: bool = False,
+) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, publish.
 
     `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
     search on the named variants; their entries get no cache key (the config alone would
-    not rebuild the repaired variant)."""
+    not rebuild the repaired variant). `in_process` runs the workers' half here instead
+    (a live model exists only in this process)."""
+    from pipeline.config import require_selected
     from pipeline.errors import ConfigError, Problem
     from pipeline.publication import ModelLock, check_writable, reconcile
     from pipeline.reports.model import tool_versions
     from pipeline.stages.data import check_pool_memory, make_parity_data
 
+    require_selected(configs, only)  # what the selected targets need: checked before anything runs
     for config in configs:
         if config.data.kind == "npz":
             make_parity_data(config)  # NumPy only: bad data is a config error before anything is written
@@ -44,6 +52,7 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
     versions = tool_versions()
     root_existed = artifacts_root.exists()
     codes: list[int] = []
+    refusals: list[str] = []  # bad input found by the workers, raised once everything else is done
     with contextlib.ExitStack() as locks:
         for config in sorted(selected, key=lambda c: c.name):  # one order for everyone: no deadlock between runs
             locks.enter_context(ModelLock(artifacts_root, config.name, echo=lambda line: print(line, file=sys.stderr, flush=True)))
@@ -51,13 +60,17 @@ def export(configs: list[ModelConfig], only: list[str] | None, artifacts_root: P
         for config in selected:
             for done in reconcile(artifacts_root / config.name, {t.name for t in config.targets}):
                 log(config.name, f"recovered from an interrupted run: {done}")
-        _export_locked(selected, only, artifacts_root, jobs, force, repair or {}, versions, codes, existed)
+        _export_locked(selected, only, artifacts_root, jobs, force, repair or {}, versions, codes, existed, in_process, refusals)
     if not root_existed and artifacts_root.is_dir() and not any(artifacts_root.iterdir()):
         artifacts_root.rmdir()  # bad input: leave no trace, not even the folder
+    if refusals:
+        raise ModelError("\nerror: ".join(refusals))
     return max(codes, default=0) if 2 not in codes else 2
 
 
-def _export_locked(configs, only, artifacts_root: Path, jobs: int, force: bool, repair: dict, versions: dict, codes: list[int], existed: dict) -> None:
+def _export_locked(
+    configs, only, artifacts_root: Path, jobs: int, force: bool, repair: dict, versions: dict, codes: list[int], existed: dict, in_process: bool, refusals: list[str]
+) -> None:
     """Everything that reads or writes the models' folders: runs under their locks."""
     from pipeline.cache import source_digest
     from pipeline.execute.workers import ModelJob, run_jobs
@@ -129,13 +142,13 @@ def _export_locked(configs, only, artifacts_root: Path, jobs: int, force: bool, 
         config = by_name[job.model]
         kept, _, still_valid = reused[job.model]
         model_dir = artifacts_root / job.model
-        messages = [job.bad_input["message"]] if job.bad_input else []
-        messages += [
-            f"{config_where(config, ('targets', _target_index(config, name)))}: {name}: {e['message']}" if e.get("exit_code") == 2 else f"{name}: {e['message']}"
-            for name, e in refused[job.model].items()
-        ]
-        for message in messages:
-            print(f"error: {message}", file=sys.stderr, flush=True)
+        if job.bad_input:
+            refusals.append(job.bad_input["message"])
+        for name, e in refused[job.model].items():
+            if e.get("exit_code") == 2:
+                refusals.append(f"{config_where(config, ('targets', _target_index(config, name)))}: {name}: {e['message']}")
+            else:  # a full disk
+                print(f"error: {name}: {e['message']}", file=sys.stderr, flush=True)
         if recorded[job.model]:
             merge_report(model_dir, config.name, config.sha256, str(config.file), run_so_far(job, "finished"), {**kept, **recorded[job.model]}, still_valid)
             _keep_log(job.log_path, model_dir / ".logs" / "worker.log")
@@ -146,10 +159,15 @@ def _export_locked(configs, only, artifacts_root: Path, jobs: int, force: bool, 
         codes.append(exit_code_for({**kept, **recorded[job.model], **refused[job.model]}) if not job.bad_input else 2)
 
     def echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        progress.note_line(line)
 
     try:
-        run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done, on_target=on_target)
+        if in_process:
+            from pipeline.execute.inprocess import run_jobs_in_process
+
+            run_jobs_in_process(jobs_to_run, artifacts_root, echo, on_model_done, by_name, on_target=on_target)
+        else:
+            run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done, on_target=on_target)
     finally:
         for job in jobs_to_run:
             job.log_path.unlink(missing_ok=True)

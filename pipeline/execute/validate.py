@@ -13,8 +13,9 @@ from pipeline.target import Artifact
 from pipeline.tolerance import Tolerance
 
 
-def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
+def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | None = None) -> int:
     """Re-check artifacts on disk: stale records, hashes, then parity, without re-exporting.
+    Each parity check is appended to `checks` when given ({target, passed, failures, max_abs}).
     Holds the model's lock: an export running meanwhile finishes first."""
     from pipeline.publication import ModelLock
 
@@ -24,10 +25,10 @@ def validate_model(config: ModelConfig, artifacts_root: Path) -> int:
         log(config.name, f"no report at {path}: run `tfship export --model {config.name}` first")
         return 1
     with ModelLock(artifacts_root, config.name, echo=lambda line: print(line, file=sys.stderr, flush=True)):
-        return _validate_locked(ctx, config)
+        return _validate_locked(ctx, config, checks)
 
 
-def _validate_locked(ctx: RunContext, config: ModelConfig) -> int:
+def _validate_locked(ctx: RunContext, config: ModelConfig, checks: list | None) -> int:
     from pipeline.publication import stale_targets
     from targets import REGISTRY
 
@@ -65,6 +66,9 @@ def _validate_locked(ctx: RunContext, config: ModelConfig) -> int:
             parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
             label = f"{name}/{variant}" if variant else name
             log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
+            if checks is not None:
+                worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=None)
+                checks.append({"target": label, "passed": parity["passed"], "failures": parity["failures"], "max_abs": worst})
             if not parity["passed"]:
                 code = 1
     return code

@@ -9,6 +9,7 @@ remaining targets.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -42,10 +43,12 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     sys.stderr = log
     sys.path[:0] = [p for p in sys_path if p not in sys.path]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipeline import progress
     from pipeline.config import load_config
     from pipeline.execute.build import run_targets
     from targets import REGISTRY
 
+    progress.set_sink(lambda event: conn.send(("progress", "", event)))
     config = load_config(Path(config_file), REGISTRY)
 
     def on_event(kind: str, name: str, payload: dict) -> None:
@@ -54,6 +57,22 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     run_targets(config, targets, Path(artifacts_root), on_event, repair)
     conn.send(("done", "", {}))
     conn.close()
+
+
+@contextlib.contextmanager
+def _caller_script_hidden():
+    """Spawn re-runs the parent's `__main__` script in the child unless it has no path;
+    a worker needs nothing from it, and a script that calls the Python API at top
+    level (no `if __name__ == "__main__":` guard) would export again inside its worker."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    for key in saved:
+        setattr(main, key, None) if key == "__spec__" else delattr(main, key)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
 
 
 @dataclass
@@ -101,7 +120,8 @@ class _Running:
             args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child, os.getpid(), job.repair),
             daemon=True,
         )
-        self.process.start()
+        with _caller_script_hidden():
+            self.process.start()
         child.close()
         self.done = False
 
@@ -126,6 +146,10 @@ class _Running:
                     self.remaining = []
                 elif kind == "log":
                     echo(payload["line"])
+                elif kind == "progress":
+                    from pipeline import progress
+
+                    progress.emit(payload)
                 elif kind == "done":
                     self.done = True
         except (EOFError, OSError):

@@ -347,27 +347,60 @@ def _model_section(report: dict) -> str:
     return "\n".join(parts)
 
 
-def render_html(reports: Iterable[dict], title: str = "tfship parity") -> str:
-    reports = sorted(reports, key=lambda r: r.get("model", ""))
+def _conversion_seconds(record: Record) -> float | None:
+    info = record.entry.get("info") or {}
+    if info.get("conversion_seconds") is not None:
+        return info["conversion_seconds"]
+    return (record.target_entry.get("timings") or {}).get("build_s")
+
+
+def verdict_table(reports: list[dict]) -> str:
+    """One row per model, target and variant: status, worst max_abs, size, conversion
+    seconds and, for every non-pass (and weak evidence), the reason in one line."""
+    from pipeline.verdicts import entry_verdicts
+
     rows = []
     for report in reports:
+        verdicts = {}
+        for name, entry in (report.get("targets") or {}).items():
+            verdicts.update({(v.model, v.target): v for v in entry_verdicts(report.get("model", "?"), name, entry)})
         for r in iter_records(report):
+            verdict = verdicts.get((r.model, r.label))
             worst = max((m.get("max_abs") or 0.0 for m in r.outputs.values()), default=None)
+            reason = verdict.line_reason() if verdict else ""
             rows.append(
                 f'<tr><td><a href="#{esc(r.model)}">{esc(r.model)}</a></td><td>{esc(r.label)}</td><td class="{esc(r.status)}">{esc(r.status)}</td>'
-                f"<td>{esc(fmt(worst, 4))}</td><td>{record_bytes(r)}</td><td>{esc(fmt(latency_p50(r.entry)))}</td></tr>"
+                f"<td>{esc(fmt(worst, 4))}</td><td>{record_bytes(r)}</td><td>{esc(fmt(_conversion_seconds(r)))}</td>"
+                f"<td>{esc(fmt(latency_p50(r.entry)))}</td><td>{esc(reason)}</td></tr>"
             )
+    return (
+        "<table><tr><th>model</th><th>target</th><th>status</th><th>max_abs (worst output)</th><th>bytes</th>"
+        "<th>conversion s</th><th>p50 ms</th><th>reason</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _versions_line(reports: list[dict]) -> str:
     versions = {}
     for report in reports:
         versions.update(report.get("versions") or {})
+    return f'<div class="muted">{len(reports)} model(s) · ' + esc(", ".join(f"{k} {v}" for k, v in sorted(versions.items()))) + "</div>"
+
+
+def render_html(reports: Iterable[dict], title: str = "tfship parity") -> str:
+    reports = sorted(reports, key=lambda r: r.get("model", ""))
     head = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; img-src data:">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
     )
-    summary = (
-        f"<h1>{esc(title)}</h1>"
-        f'<div class="muted">{len(reports)} model(s) · ' + esc(", ".join(f"{k} {v}" for k, v in sorted(versions.items()))) + "</div>"
-        "<table><tr><th>model</th><th>target</th><th>status</th><th>max_abs (worst output)</th><th>bytes</th><th>p50 ms</th></tr>" + "".join(rows) + "</table>"
-    )
+    summary = f"<h1>{esc(title)}</h1>" + _versions_line(reports) + verdict_table(reports)
     return head + summary + "\n".join(_model_section(r) for r in reports) + "</body></html>\n"
+
+
+def render_fragment(reports: Iterable[dict], title: str = "tfship parity") -> str:
+    """The same content without the document around it (for Jupyter's _repr_html_);
+    the style is scoped to the fragment's own container."""
+    reports = sorted(reports, key=lambda r: r.get("model", ""))
+    scoped = "".join(f".tfship {rule}}}" for rule in CSS.replace("\n", "").split("}") if rule.strip() and not rule.strip().startswith("body"))
+    body = f"<h1>{esc(title)}</h1>" + _versions_line(reports) + verdict_table(reports) + "\n".join(_model_section(r) for r in reports)
+    return f'<div class="tfship"><style>{scoped}</style>{body}</div>'

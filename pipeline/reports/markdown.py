@@ -25,16 +25,55 @@ def _parity_rows(prefix: str, entry: dict) -> list[str]:
     return rows
 
 
+def _table_text(text: str) -> str:
+    """Whole text in one table cell: no line breaks, pipes escaped (never cut)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _diagnosis_lines(report: dict) -> list[str]:
+    """The quantization debugger's table and fix for every variant that has one."""
+    lines = []
+    for name, entry in sorted(report["targets"].items()):
+        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]:
+            diagnosis = sub.get("diagnosis") or {}
+            table = diagnosis.get("quantization_debugger")
+            if isinstance(table, dict):
+                lines += ["", f"### {label}: quantization debugger ({table.get('layers_checked', '?')} tensors checked)", ""]
+                lines.append("| layer | tensor | op | RMSE/scale | rounded to zero | max abs error |")
+                lines.append("|---|---|---|---|---|---|")
+                for row in table.get("worst_layers") or []:
+                    lines.append(
+                        f"| {_table_text(row.get('layer'))} | `{_table_text(row.get('tensor'))}` | {row.get('op')} | {_fmt(row.get('rmse_over_scale'))} | "
+                        f"{_fmt(row.get('rounded_to_zero'))} | {_fmt(row.get('max_abs_error'))} |"
+                    )
+                if table.get("note"):
+                    lines += ["", table["note"]]
+                if table.get("suggested_fix"):
+                    lines += ["", f"Fix: {table['suggested_fix']}"]
+            elif isinstance(table, str):
+                lines += ["", f"### {label}: quantization debugger", "", f"The debugger {table}."]
+            elif diagnosis.get("suggested_fix"):
+                lines += ["", f"### {label}: diagnosis", "", f"Fix: {diagnosis['suggested_fix']}"]
+    return lines
+
+
 def render_markdown(report: dict) -> str:
+    from pipeline.verdicts import report_verdicts
+
     lines = [f"# tfship report: {report['model']}", ""]
     lines.append(f"Status: **{report['status']}** · updated {report['updated']} · config sha256 `{report['config_sha256'][:12]}`")
+    lines.append("")
+    lines.append("| target | status | max_abs | reason |")
+    lines.append("|---|---|---|---|")
+    for verdict in report_verdicts(report):
+        lines.append(f"| {verdict.target} | {verdict.status} | {_fmt(verdict.max_abs)} | {_table_text(verdict.line_reason())} |")
     lines.append("")
     lines.append("| target | status | files | bytes | build s | parity s | note |")
     lines.append("|---|---|---|---|---|---|---|")
     for name, entry in sorted(report["targets"].items()):
         files = entry.get("files", [])
         timings = entry.get("timings", {})
-        note = entry.get("message", "").splitlines()[0][:120] if entry.get("message") else ""
+        note = _table_text(entry.get("message", "").strip().splitlines()[0]) if (entry.get("message") or "").strip() else ""
         lines.append(
             f"| {name} | {entry.get('status')} | {len(files)} | {sum(f['bytes'] for f in files)} | "
             f"{_fmt(timings.get('build_s'))} | {_fmt(timings.get('parity_s'))} | {note} |"
@@ -62,6 +101,9 @@ def render_markdown(report: dict) -> str:
                 extra.append(f"- {label}: FAILED {failure}")
     if extra:
         lines += ["", "## Notes", ""] + extra
+    diagnosis = _diagnosis_lines(report)
+    if diagnosis:
+        lines += ["", "## Diagnosis"] + diagnosis
     from pipeline.reports.repairs import render_repairs_markdown
 
     repairs = render_repairs_markdown(report)

@@ -82,11 +82,13 @@ def merge_report(
 
 
 def write_report(model_dir: Path, report: dict) -> None:
-    """report.json and its report.md, each written atomically."""
+    """report.json, report.md and report.html, each written atomically."""
+    from pipeline.reports.html import render_html
     from pipeline.reports.markdown import render_markdown
 
     write_json_atomic(report_path(model_dir), report)
     write_text_atomic(model_dir / "report.md", render_markdown(report))
+    write_text_atomic(model_dir / "report.html", render_html([report], title=f"tfship report: {report.get('model', '')}"))
 
 
 def overall_status(targets: dict[str, dict]) -> str:

@@ -35,6 +35,11 @@ def write_saved_model(path: Path, loaded: LoadedModel, signatures: dict[str, Any
     for name, fn in (functions or {}).items():
         setattr(module, name, fn)
     concrete = {name: (fn.get_concrete_function() if hasattr(fn, "get_concrete_function") else fn) for name, fn in signatures.items()}
+    if loaded.flavour == "function":
+        # A bare function owns nothing: track the variables its graph captured (a
+        # notebook's tf.function closing over tf.Variables, or over a Keras model).
+        captured = {id(v): v for c in concrete.values() for v in c.variables}
+        module.captured_variables = list(captured.values())
     tf.saved_model.save(module, str(path), signatures=concrete, options=options)
     return path
 

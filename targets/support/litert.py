@@ -88,13 +88,16 @@ def check_calibration(inputs: Iterable[Any], calibration: dict[str, np.ndarray],
             )
 
 
-def representative_dataset(calibration: dict[str, np.ndarray], inputs: Iterable[Any], samples: int):
-    """A converter `representative_dataset`: one sample per step, keyed by input name."""
+def representative_dataset(calibration: dict[str, np.ndarray], inputs: Iterable[Any], samples: int, on_sample=None):
+    """A converter `representative_dataset`: one sample per step, keyed by input name.
+    `on_sample()` is called after each sample (progress)."""
     specs = list(inputs)
 
     def generate():
         for i in range(samples):
             yield {spec.name: np.asarray(calibration[spec.name][i : i + 1]).astype(spec.dtype) for spec in specs}
+            if on_sample is not None:
+                on_sample()
 
     return generate
 

@@ -54,6 +54,18 @@ class Converted:
     input_names: list[str] = field(default_factory=list)  # the signature's TF tensor names
 
 
+class _ShapeOnly:
+    """Stands in for a lifted value in TF's freezing: the right shape (a While loop
+    copies it into its output shapes) and a single zero as content, which TF writes
+    as a one-value splat Const instead of the full tensor."""
+
+    def __init__(self, shape: tuple[int, ...], dtype) -> None:
+        self.shape, self.dtype = shape, np.dtype(dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.zeros((), dtype or self.dtype)
+
+
 def _frozen_graph_def(concrete, lift_min_bytes: float) -> tuple[Any, dict[str, Lifted]]:
     """The function frozen into one GraphDef (control flow kept, calls inlined), with
     captured values of at least `lift_min_bytes` as Placeholders rather than Consts."""
@@ -64,8 +76,8 @@ def _frozen_graph_def(concrete, lift_min_bytes: float) -> tuple[Any, dict[str, L
     lifted: dict[str, Lifted] = {}
 
     class LiftingConverterData(c2c._FunctionConverterDataInEager):
-        """TF's own freezing data, except that large values are never read: a scalar
-        stands in for them in the Const TF writes, replaced by a Placeholder below."""
+        """TF's own freezing data, except that large values are never read: a
+        shape-only stand-in takes their place, and its Const becomes a Placeholder below."""
 
         def _build_tensor_data(self):
             variables = {id(v.handle): v for v in self._func.graph.variables}
@@ -81,7 +93,7 @@ def _frozen_graph_def(concrete, lift_min_bytes: float) -> tuple[Any, dict[str, L
                 nbytes = (shape.num_elements() or 0) * dtype.size if shape.is_fully_defined() else 0
                 if nbytes >= lift_min_bytes and dtype.is_numpy_compatible and dtype != tf.string:
                     lifted[name] = Lifted(value, tuple(shape.as_list()), dtype.as_numpy_dtype)
-                    data = np.zeros((), dtype.as_numpy_dtype)
+                    data = _ShapeOnly(tuple(shape.as_list()), dtype.as_numpy_dtype)
                 else:
                     data = np.array(self._eval(value))
                 self._tensor_data[name] = c2c._TensorData(numpy=data, dtype=dtype.as_datatype_enum, index=index)

@@ -32,8 +32,9 @@ def check_flatbuffer_fits(model: str, variant: str, weights: int) -> None:
     fitting = [v for v, fraction in STORED_FRACTION.items() if weights * fraction < FLATBUFFER_LIMIT]
     advice = []
     if fitting:
-        advice.append(f"use a variant whose weights fit: {', '.join(fitting)} (variants: [{', '.join(fitting)}])")
-    advice.append("export the onnx target, which writes weights over 2 GB as external data beside the graph")
+        sizes = ", ".join(f"{v} ~{weights * STORED_FRACTION[v] / 1e9:.2f} GB" for v in fitting)
+        advice.append(f"a variant whose stored weights are under the limit ({sizes}): variants: [{', '.join(fitting)}]")
+    advice.append("the onnx target, which writes weights over 2 GB as external data beside the graph")
     raise IncompatibleModel(
         f"tflite/{variant}: model '{model}' has {weights / 1e9:.2f} GB of float32 weights, stored as about "
         f"{stored / 1e9:.2f} GB in a {variant} .tflite; a TFLite file is one FlatBuffer, limited to 2 GiB "

@@ -561,3 +561,30 @@ def test_lifted_weights_are_attached_by_name_with_kernel_layout_folded(tmp_path)
     expected = model(x).numpy()
     assert expected.std(axis=0).min() > 1e-3
     assert np.abs(produced - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())
+
+
+def test_lifted_weights_fed_through_recurrent_loops_keep_their_shapes(tmp_path):
+    """LSTM and GRU weights enter TF While loops; lifted, they keep their shapes there
+    (the loop records its inputs' shapes) and the file computes what Keras computes.
+    tf2onnx's LSTM fusion needs constant weights, so the lifted model runs as a Loop."""
+    import keras
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from targets.support import onnx_lift
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((10, 8), name="x")
+    h = keras.layers.GRU(24)(keras.layers.LSTM(32, return_sequences=True)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4)(h))
+    signature = [tf.TensorSpec([None, 10, 8], tf.float32, name="x")]
+    function = tf.function(lambda x: {"y": model(x)}, input_signature=signature)
+
+    converted = onnx_lift.convert_function(function, signature, opset=17, lift_min_bytes=256)
+    assert len(converted.lifted) >= 4
+    onnx_lift.attach(converted, tmp_path / "model.onnx", external=False, data_name="unused")
+    x = np.random.default_rng(0).normal(size=(3, 10, 8)).astype(np.float32)
+    (produced,) = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    expected = model(x).numpy()
+    assert expected.std() > 1e-2
+    assert np.abs(produced - expected).max() <= 1e-5

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import load_config
+from pipeline.config import load_config, require_selected
 from pipeline.spec import InputSpec
 from targets import REGISTRY
 from pipeline.errors import ConfigError, IncompatibleModel
@@ -243,8 +243,9 @@ def test_calibration_needs_more_samples_than_the_data_has_is_a_config_error(tmp_
     path = tmp_path / "tiny.yaml"
     text = TINY.format(name="tiny", factory="tiny_keras3_classifier", variants="int8").replace("samples: 96", "samples: 16")
     path.write_text(text + "    calibration_samples: 32\n")
+    config = load_config(path, REGISTRY)  # checked when the target is selected
     with pytest.raises(ConfigError, match=r"calibration_samples: int8 calibrate on 32 samples but `data.samples` is 16"):
-        load_config(path, REGISTRY)
+        require_selected([config], ["tflite"])
 
 
 def test_calibration_arrays_that_do_not_fit_the_signature_name_the_input():
@@ -270,4 +271,4 @@ def test_options_are_validated_before_tensorflow_loads(tmp_path):
         load_config(path, REGISTRY)
     path.write_text(TINY.format(name="tiny", factory="tiny_keras3_classifier", variants="float32") + '    denylisted_nodes: ["a"]\n')
     with pytest.raises(ConfigError, match=r"denylisted_nodes: applies to the int8 variant only"):
-        load_config(path, REGISTRY)
+        require_selected([load_config(path, REGISTRY)], None)
