@@ -14,7 +14,7 @@ FORCE  ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test test-heavy clean install targets release bench bench-scale calibrate-budgets
+.PHONY: export validate test test-heavy clean install targets release bench bench-scale calibrate-budgets corpus
 
 VERSION ?=
 BATCH   ?= 32
@@ -57,6 +57,10 @@ test: $(STAMP)
 # The slow corpora and fault runs: real, but too long for every change.
 test-heavy: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy tests
+
+# Every corpus model (configs/corpus/) on every target, then docs/corpus.md; MODEL=... for a subset.
+corpus: $(STAMP)
+	$(BIN)/python -m examples.corpus --artifacts $(ARTIFACTS)/corpus $(MODEL_ARGS) $(if $(FORCE),--force)
 
 # The default parity budgets measured on the calibration corpus: per precision class,
 # acceptable artifacts vs seeded breakages x pass / fail (examples/calibrate_budgets.py).

@@ -251,7 +251,7 @@ def run(sizes: list[int], kinds: list[str], limit_gb: float, work: Path) -> list
 def failure_line(log: Path) -> str:
     """The line of a tfship run's output that states why a target did not pass."""
     for line in log.read_text(errors="replace").splitlines():
-        if ": error:" in line or ": failed:" in line or "Refused" in line:
+        if ": error:" in line or ": failed (" in line or ": failed:" in line:
             return line.strip()[:200]
     return ""
 

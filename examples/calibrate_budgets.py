@@ -324,6 +324,7 @@ def judge(arch: str) -> list[dict]:
             kind = "acceptable" if expected == "acceptable" else "recipe_loss"
         out = result["outputs"][name]
         rows.append({
+            "eager_heldout": eager_score,
             "arch": arch, "class": info["class"], "kind": kind, "expected": expected, "passed": result["passed"],
             "decided_by": result.get("decided_by"), "heldout_metric": metric, "heldout_drop": drop,
             "sqnr_db": out.get("sqnr_db"), "mean_error": out.get("criteria", {}).get("mean_error", {}).get("value"),
@@ -354,7 +355,12 @@ def _g(x, digits=3):
 def print_report(rows: list[dict], archs: list[str]) -> None:
     from pipeline.tolerance import PRECISION_CLASSES
 
-    print(f"\nCorpus: {', '.join(archs)} ({len(rows)} verdicts; acceptable = held-out task drop <= {ACCEPTABLE_DROP})\n")
+    print(f"\nCorpus: {', '.join(archs)} ({len(rows)} verdicts; acceptable = held-out task drop <= {ACCEPTABLE_DROP})")
+    seen = {}
+    for r in rows:
+        if r.get("eager_heldout"):
+            seen.setdefault(r["arch"], r["eager_heldout"])
+    print("Eager model on 1024 held-out samples: " + ", ".join(f"{a} {k} {v:.3f}" for a, s in seen.items() for k, v in s.items()) + "\n")
     print("| class | acceptable: pass | acceptable: FAIL (false failure) | breakage: PASS (false pass) | breakage: fail |")
     print("|---|---|---|---|---|")
     for cls, t in confusion(rows).items():

@@ -116,10 +116,19 @@ def target_key(config: ModelConfig, target: TargetConfig, versions: dict[str, st
 
 def reusable(entry: dict | None, key: str | None, model_dir: Path) -> bool:
     """A previous entry can stand when its key matches and its files are intact."""
-    if not entry or key is None or entry.get("cache_key") != key or entry.get("status") not in ("passed", "failed"):
+    if not entry or key is None or entry.get("cache_key") != key or not checked(entry):
         return False
     for f in entry.get("files", []):
         path = model_dir / f["path"]
         if not path.is_file() or path.stat().st_size != f["bytes"] or sha256_file(path) != f["sha256"]:
             return False
     return bool(entry.get("files"))
+
+
+def checked(entry: dict) -> bool:
+    """A target entry whose artifacts were built and judged: passed or failed, or in error
+    for some variants only (the converter's limit) while the others were checked."""
+    if entry.get("status") in ("passed", "failed"):
+        return True
+    variants = entry.get("variants") or {}
+    return any(v.get("status") in ("passed", "failed") for v in variants.values())

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline.tolerance import Tolerance
-from pipeline.verdict import classifier_criteria, decided_by, failure_text, judge_output
+from pipeline.verdict import classifier_criteria, criterion_text, decided_by, failure_text, judge_output
 
 DEGENERATE_STD = 1e-6
 SAMPLE_LIMIT = 512  # element pairs kept per output for plots and drift checks
@@ -260,8 +260,6 @@ def evaluate(
 
 
 def _criteria_text(criteria: dict) -> list[str]:
-    from pipeline.verdict import criterion_text
-
     return [criterion_text(k, c) for k, c in criteria.items() if not c["passed"]]
 
 
@@ -272,7 +270,7 @@ def _deciding(result: dict) -> dict | None:
         for key, c in m.get("criteria", {}).items():
             candidates.append((name, key, c))
     for key, c in result.get("classifier", {}).get("criteria", {}).items():
-        candidates.append((f"{result.get('classifier_output', '')}", key, c))
+        candidates.append((result.get("classifier_output", ""), key, c))
     if not candidates:
         return None
     failing = [t for t in candidates if not t[2]["passed"]]

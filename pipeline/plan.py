@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.cache import reusable, target_key
+from pipeline.cache import checked, reusable, target_key
 from pipeline.reports.model import read_report
 from pipeline.spec import ModelConfig
 
@@ -71,7 +71,7 @@ def _why_not_reusable(entry: dict | None, key: str | None, model_dir: Path) -> s
         return "model not built yet"
     if entry.get("cache_key") != key:
         return "changed"
-    if entry.get("status") not in ("passed", "failed"):
+    if not checked(entry):
         return "last run errored"
     return "files changed"
 

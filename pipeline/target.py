@@ -37,12 +37,22 @@ class Artifact:
     `files` are paths relative to the target's folder (a folder may be listed: all
     files below it count). `info` holds extra JSON-able report fields. `tolerance`
     is the target's default budget for this variant before YAML overrides.
+
+    A variant that could not be built is returned with `error` set (and no files):
+    it is reported as an error on its own while the target's other variants are
+    checked and published. Build it with `Artifact.failed(variant, exc)`.
     """
 
     variant: str
     files: tuple[str, ...]
     tolerance: Tolerance = FP32
     info: dict = field(default_factory=dict)
+    error: dict | None = None  # {"error": class name, "exit_code": int, "message": str}
+
+    @classmethod
+    def failed(cls, variant: str, exc: BaseException, info: dict | None = None) -> "Artifact":
+        code = getattr(exc, "exit_code", 1)
+        return cls(variant=variant, files=(), info=dict(info or {}), error={"error": type(exc).__name__, "exit_code": code, "message": str(exc)})
 
 
 class Runner(Protocol):

@@ -19,7 +19,8 @@ failed, the closest to failing when it passed.
 - `tail`: the share of elements outside the elementwise budget
   |out - ref| <= atol_eff + rtol * |ref|, at most `mismatch_fraction`. used is the
   factor by which the elementwise budget would have to grow for the share to hold:
-  the (k+1)-th largest ratio |err| / budget, k = floor(mismatch_fraction * elements).
+  the (k+1)-th largest ratio |err| / budget, k = floor(mismatch_fraction * elements);
+  its margin is 1 - used.
 """
 from __future__ import annotations
 
@@ -108,8 +109,10 @@ def output_criteria(stats: dict, tol: Tolerance, mismatch_fraction: float, tail_
     """The per-output criteria of `tol` on pooled figures. `mismatch_fraction` is the
     pooled share outside the elementwise budget; `tail_ratio` from :func:`tail_used`."""
     criteria: dict[str, dict] = {}
+    # The tail's margin is the elementwise budget's headroom (1 - used): a share has no
+    # headroom to speak of when none may exceed.
     criteria["tail"] = _criterion(
-        mismatch_fraction, tol.mismatch_fraction, mismatch_fraction <= tol.mismatch_fraction, tol.mismatch_fraction - mismatch_fraction, tail_ratio, "share of elements"
+        mismatch_fraction, tol.mismatch_fraction, mismatch_fraction <= tol.mismatch_fraction, _clean(1.0 - tail_ratio), tail_ratio, "share of elements"
     )
     if not stats.get("elements"):
         return criteria

@@ -260,7 +260,7 @@ class EdgeTPUTarget(Target):
         repaired, record = repair.repair_variant(
             job, artifact, entry, verify, log, base="int8", name="repaired", float_content=_batch1_float(job),
             calibrated=options.calibration_samples, budget=repair.Budget(options.repair_conversions, options.repair_seconds),
-            tolerance=INT8_TOLERANCE, target="edgetpu", edge=True,
+            tolerance=INT8_TOLERANCE, target="edgetpu", edge=True, refuse=_nothing_on_the_tpu,
         )
         if repaired is None:
             return [], record
@@ -273,6 +273,16 @@ class EdgeTPUTarget(Target):
         record["summary"] += f"; {on} of {total} ops would run on the Edge TPU" + (f" (from op {first.get('index')} {first.get('op')} on, the CPU)" if on < total else "")
         log(f"repair edgetpu: {on} of {total} ops of {repaired.files[0]} would run on the Edge TPU")
         return [repaired], record
+
+
+def _nothing_on_the_tpu(content: bytes) -> str:
+    """A file whose first op already runs on the CPU is not an Edge TPU model, whatever its parity."""
+    from targets.support import litert
+
+    rows, _ = placement(litert.list_ops(content))
+    if rows and not any(r["runs_on"] == "edgetpu" for r in rows):
+        return f"passes parity, but none of its {len(rows)} ops would run on the Edge TPU ({'; '.join(rows[0]['reasons'][:1])})"
+    return ""
 
 
 def _batch1_float(job: BuildInputs) -> bytes:

@@ -21,6 +21,15 @@ range fractions, classifier agreement and accuracy), measured on the calibration
 corpus by examples/calibrate_budgets.py. Quantized outputs are compared after
 dequantization with the model's own scale and zero point.
 
+Each variant stands alone. A variant the converter cannot quantize (int16x8 has no
+kernel for PRELU or NEG) or that LiteRT cannot prepare (an int16x8
+DEPTHWISE_CONV_2D whose scales overflow: `no_integer_overflow_from_quantization`)
+is an `error` of its own, naming the op, its Keras layers and the fixes tfship
+tried on this model: dropping the variant, and for int8/int16x8 a float fallback
+(`float_fallback: [int16x8]`: ops without an integer kernel stay float32), which is
+offered only when the fallback model converted and LiteRT prepared it. The other
+variants are still converted, checked, published and reported.
+
 Select TF ops (Flex) are refused, naming the op and the layer, unless
 `allow_select_tf_ops: true`; such an artifact needs the Flex delegate at run time,
 which the Python LiteRT runtime does not link, so its parity cannot run here:
@@ -33,7 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline import progress
-from pipeline.errors import TargetUnavailable
+from pipeline.errors import ConversionError, IncompatibleModel, TargetUnavailable
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import PRECISION_CLASSES
 from targets.support.repair import Recipe
@@ -51,6 +60,7 @@ class TFLiteOptions:
     calibration_samples: int = 64  # representative samples for int8 / int16x8
     allow_select_tf_ops: bool = False  # permit Flex ops (needs the Flex delegate at run time)
     denylisted_nodes: tuple[str, ...] = ()  # int8: tensors kept in float (names from the debugger table)
+    float_fallback: tuple[Variant, ...] = ()  # int8/int16x8 variants whose ops without an integer kernel stay float
     # When these quantized variants fail parity (true: every one), search for a recipe that passes.
     repair: tuple[Variant, ...] | bool = False
     repair_conversions: int = 8  # candidate recipes the search may build
@@ -67,6 +77,7 @@ def variant_conversion(options: TFLiteOptions, variant: str):
         allow_select_tf_ops=options.allow_select_tf_ops,
         denylisted_nodes=options.denylisted_nodes if variant == "int8" else (),
         calibration_samples=options.calibration_samples,
+        float_fallback=variant in options.float_fallback,
     )
 
 
@@ -109,11 +120,17 @@ class TFLiteTarget(Target):
         if options.denylisted_nodes and "int8" not in options.variants:
             problems.append(("denylisted_nodes", "applies to the int8 variant only; add int8 to `variants` or remove this key"))
         problems += _check_repair(options, data)
+        wrong = [v for v in options.float_fallback if v not in ("int8", "int16x8") or v not in options.variants]
+        if wrong:
+            problems.append(("float_fallback", f"applies to int8/int16x8 variants listed in `variants`, not {', '.join(wrong)}"))
         if options.denylisted_nodes and options.int8_io == "uint8":
             problems.append(("denylisted_nodes", "selective quantization supports `int8_io: int8` or `float32`, not uint8"))
         return problems
 
     def build(self, job: BuildInputs) -> list[Artifact]:
+        """Every variant stands alone: one that cannot be converted or prepared is
+        returned as a failed artifact (op, layer, fixes tried) and the others are kept."""
+        from pipeline.errors import PipelineError
         from targets.support import litert, sizes
 
         options: TFLiteOptions = job.target.options
@@ -121,53 +138,124 @@ class TFLiteTarget(Target):
         weights = sizes.weight_bytes(job.traced)
         artifacts = []
         for variant in options.variants:
-            sizes.check_flatbuffer_fits(job.model.name, variant, weights)
-            conv = variant_conversion(options, variant)
-            representative = None
-            if variant in litert.CALIBRATED:
-                where = f"model '{job.model.name}', tflite {variant} calibration"
-                litert.check_calibration(job.model.inputs, job.calibration, options.calibration_samples, where)
-                progress.stage(job.model.name, self.name, f"calibrate {variant}", total=options.calibration_samples)
-                representative = litert.representative_dataset(
-                    job.calibration, job.model.inputs, options.calibration_samples, on_sample=lambda: progress.advance(job.model.name, self.name)
-                )
-            else:
-                progress.stage(job.model.name, self.name, f"convert {variant}")
-            content, seconds = litert.convert(job.saved_model_dir, conv, representative, layers, job.model.input_names)
-            file = f"{variant}.tflite"
-            (job.out_dir / file).write_bytes(content)
-            ops = litert.list_ops(content)
-            flex = litert.flex_ops(ops)
-            info = {
-                "size_bytes": len(content),
-                "conversion_seconds": round(seconds, 2),
-                "ops": litert.op_counts(ops),
-                "flex_ops": flex,
-                "outputs": list(job.model.output_names),
-            }
-            if flex:
-                info["needs_flex_delegate"] = True
-                info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
-            runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
-            info["quantization"] = litert.io_quantization(runner, job.model.input_names)
-            fixed = litert.fixed_dims(runner, job.model.inputs)
-            if fixed:  # the converter pinned a dimension the config declares dynamic: say which
-                info["fixed_dims"] = fixed
-            if variant in litert.CALIBRATED:
-                info["calibration_samples"] = options.calibration_samples
-            if conv.denylisted_nodes:
-                info["denylisted_nodes"] = list(conv.denylisted_nodes)
-            artifacts.append(Artifact(variant=variant, files=(file,), tolerance=DEFAULT_TOLERANCES[variant], info=info))
+            try:
+                sizes.check_flatbuffer_fits(job.model.name, variant, weights)
+                artifacts.append(self._build_variant(job, options, variant, layers))
+            except PipelineError as exc:
+                artifacts.append(Artifact.failed(variant, exc))
         if options.recipes:
             from targets.support import repair
 
-            float_content = repair.float_flatbuffer(job, {a.variant: a for a in artifacts})
+            float_content = repair.float_flatbuffer(job, {a.variant: a for a in artifacts if a.error is None})
             artifacts += repair.build_recipe_variants(job, options.recipes, options.calibration_samples, float_content, DEFAULT_TOLERANCES)
-        sizes = {a.variant: a.info["size_bytes"] for a in artifacts}
-        if "float32" in sizes:
+        file_sizes = {a.variant: a.info["size_bytes"] for a in artifacts if a.error is None}
+        if "float32" in file_sizes:
             for a in artifacts:
-                a.info["size_vs_float32"] = round(a.info["size_bytes"] / sizes["float32"], 3)
+                if a.error is None:
+                    a.info["size_vs_float32"] = round(a.info["size_bytes"] / file_sizes["float32"], 3)
         return artifacts
+
+    def _build_variant(self, job: BuildInputs, options: TFLiteOptions, variant: str, layers: list[str]) -> Artifact:
+        from targets.support import litert
+
+        conv = variant_conversion(options, variant)
+        representative = None
+        if variant in litert.CALIBRATED:
+            where = f"model '{job.model.name}', tflite {variant} calibration"
+            litert.check_calibration(job.model.inputs, job.calibration, options.calibration_samples, where)
+            progress.stage(job.model.name, self.name, f"calibrate {variant}", total=options.calibration_samples)
+            representative = litert.representative_dataset(
+                job.calibration, job.model.inputs, options.calibration_samples, on_sample=lambda: progress.advance(job.model.name, self.name)
+            )
+        else:
+            progress.stage(job.model.name, self.name, f"convert {variant}")
+        try:
+            content, seconds = litert.convert(job.saved_model_dir, conv, representative, layers, job.model.input_names)
+        except ConversionError as exc:
+            # The converter's own reason, with the op and layers when it names them: an op
+            # without a kernel for this type, a node it cannot lower, or a tensor the
+            # calibrator recorded no range for (loop variables, integer inputs).
+            reason = getattr(exc, "reason", None) or str(exc)
+            op = getattr(exc, "op", None) or litert.unsupported_quantized_op(reason) or ""
+            where = list(getattr(exc, "layers", None) or []) or None
+            tensor = litert.uncalibrated_tensor(reason)
+            if tensor and not where:
+                where = [_describe_tensor(tensor, job.model.input_names, layers)]
+                op = op or ("WHILE" if "while" in tensor else "")
+            raise self._variant_failure(job, conv, representative, layers, op, where, reason) from exc
+        ops = litert.list_ops(content)
+        flex = litert.flex_ops(ops)
+        if not flex:  # a Flex model cannot be prepared here at all (no Flex delegate): parity says so
+            try:
+                litert.check_prepares(content)
+            except RuntimeError as exc:
+                op, where, reason = litert.prepare_failure(exc, content, layers)
+                raise self._variant_failure(job, conv, representative, layers, op, where, f"LiteRT cannot prepare it: {reason}") from exc
+        file = f"{variant}.tflite"
+        (job.out_dir / file).write_bytes(content)
+        info = {
+            "size_bytes": len(content),
+            "conversion_seconds": round(seconds, 2),
+            "ops": litert.op_counts(ops),
+            "flex_ops": flex,
+            "outputs": list(job.model.output_names),
+        }
+        if flex:
+            info["needs_flex_delegate"] = True
+            info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
+        runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
+        info["quantization"] = litert.io_quantization(runner, job.model.input_names)
+        fixed = litert.fixed_dims(runner, job.model.inputs)
+        if fixed:  # the converter pinned a dimension the config declares dynamic: say which
+            info["fixed_dims"] = fixed
+        if variant in litert.CALIBRATED:
+            info["calibration_samples"] = options.calibration_samples
+        if conv.denylisted_nodes:
+            info["denylisted_nodes"] = list(conv.denylisted_nodes)
+        if conv.float_fallback:
+            info["float_ops"] = float_op_counts(ops)
+        return Artifact(variant=variant, files=(file,), tolerance=DEFAULT_TOLERANCES[variant], info=info)
+
+    def _variant_failure(self, job: BuildInputs, conv, representative, layers: list[str], op: str, where: list[str] | None, reason: str) -> IncompatibleModel:
+        """The variant's error: the op, its layers, and only the fixes that were tried here."""
+        from dataclasses import replace
+
+        from targets.support import litert
+
+        if where is None and op:  # the quantizer names the op only: find its layers in a float conversion
+            try:
+                float_model, _ = litert.convert(job.saved_model_dir, replace(conv, variant="float32", float_fallback=False), None, layers)
+                where = litert.layers_of_tensors(litert.op_output_names(float_model, op), layers)
+            except ConversionError:
+                where = []
+        where = where or []
+        layer_places = [f"'{w}'" for w in where if not w.startswith("tensor ")]
+        if len(layer_places) > 4:
+            layer_places = layer_places[:4] + [f"and {len(layer_places) - 4} more"]
+        places = ([f"layer{'s' if len(layer_places) > 1 else ''} {', '.join(layer_places)}"] if layer_places else []) + [w for w in where if w.startswith("tensor ")]
+        located = " in ".join(p for p in (op, ", ".join(places)) if p) or "an op"
+        fixes = [f"drop `{conv.variant}` from the tflite `variants` (each variant is converted and checked on its own: the others do not depend on it)"]
+        if conv.variant in litert.CALIBRATED and not conv.float_fallback:
+            fixes.append(self._try_float_fallback(job, conv, representative, layers))
+        return IncompatibleModel(
+            f"TFLite {conv.variant}: {located}: {reason}. Fixes tried: " + "; ".join(f"({i}) {fix}" for i, fix in enumerate(fixes, 1)) + "."
+        )
+
+    def _try_float_fallback(self, job: BuildInputs, conv, representative, layers: list[str]) -> str:
+        from dataclasses import replace
+
+        from targets.support import litert
+
+        option = f"`float_fallback: [{conv.variant}]`"
+        try:
+            content, _ = litert.convert(job.saved_model_dir, replace(conv, float_fallback=True), representative, layers, job.model.input_names)
+            litert.check_prepares(content)
+        except (ConversionError, RuntimeError) as exc:
+            detail = " ".join((getattr(exc, "reason", None) or str(exc)).split())
+            return f"float fallback ({option}) was tried and does not help: {detail[:300]}"
+        kept = float_op_counts(litert.list_ops(content))
+        listed = ", ".join(f"{k} x{v}" for k, v in kept.items()) or "none"
+        return f"float fallback: with {option} the converter keeps the ops it cannot quantize unquantized (float32 ops: {listed}) and LiteRT prepares the model (parity is checked once the option is set)"
 
     def open(self, target_dir: Path, artifact: Artifact):
         from targets.support import litert
@@ -236,6 +324,26 @@ def _check_repair(options: TFLiteOptions, data) -> list[tuple[str, str]]:
         for key, message in check_recipe(recipe, options.variants, getattr(data, "samples", None)):
             problems.append((("recipes", i, key), message))
     return problems
+
+
+def _describe_tensor(tensor: str, input_names, layers: list[str]) -> str:
+    """Where an uncalibrated tensor lives: a model input, a Keras layer, or the model's own code."""
+    from targets.support import litert
+
+    for name in input_names:
+        if tensor in (f"serving_default_{name}:0", name):
+            return f"tensor {tensor} (model input '{name}')"
+    found = litert.layers_of_tensors([tensor], layers)
+    return found[0] if found else f"tensor {tensor} (the model's own code, no Keras layer)"
+
+
+def float_op_counts(ops: list[dict]) -> dict[str, int]:
+    """Ops of a quantized model that compute in float32 (float fallback)."""
+    counts: dict[str, int] = {}
+    for op in ops:
+        if op["op"] not in ("QUANTIZE", "DEQUANTIZE") and any(t["type"] == "float32" and not t["constant"] for t in op["outputs"]):
+            counts[op["op"]] = counts.get(op["op"], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 TARGET = TFLiteTarget()

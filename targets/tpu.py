@@ -260,7 +260,8 @@ class TpuTarget(Target):
         # Gate, before anything is written: the op scan first (it names op and layer),
         # then XLA compilation at every static shape.
         layers = sx.keras_layer_names(job.loaded.obj)
-        findings = sx.scan_tpu_ops(make_function(config, job.loaded).get_concrete_function(), layers)
+        concrete = make_function(config, job.loaded).get_concrete_function()
+        findings = sx.scan_tpu_ops(concrete, layers)
         if findings:
             raise sx.tpu_gate_error(config.name, findings)
         static_args = {sx.shape_dir(b, d): [tf.constant(v) for v in sx.static_inputs(config, job.calibration, b, d).values()] for b, d in shapes}
@@ -303,6 +304,7 @@ class TpuTarget(Target):
                 **({"xla_compile_shapes": [sx.shape_dir(b, d) for b, d in shapes]} if config.dynamic_dims else {}),
                 "op_scan_source": sx.TPU_SCAN_SOURCE,
             },
+            **({"gate_ignored": ignored} if (ignored := sx.ignored_ops(concrete, layers)) else {}),
             "batch_sizes": list(sizes),
             **({"dim_buckets": {d: sorted(v) for d, v in options.dim_buckets.items()}, "sliced_output_axes": {k: [list(a) for a in v] for k, v in out_axes.items() if v}} if config.dynamic_dims else {}),
             "precision": options.precision,

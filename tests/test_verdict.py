@@ -145,3 +145,21 @@ def test_every_precision_class_has_every_criterion_and_tighter_classes_are_tight
     assert tails == sorted(tails)
     # bfloat16 rounds every activation to 8 significant bits: noisier than float16, not worse than int8.
     assert PRECISION_CLASSES["float16"].min_sqnr_db > PRECISION_CLASSES["bf16"].min_sqnr_db > PRECISION_CLASSES["int8"].min_sqnr_db
+
+
+def test_report_markdown_shows_the_pooled_figures_and_the_deciding_criterion():
+    from pipeline.reports.markdown import render_markdown
+
+    ref = np.linspace(0, 1, 40).reshape(4, 10)
+    parity = _evaluate([ref], [ref * 1.5], PRECISION_CLASSES["int8"])
+    report = {"model": "m", "status": "failed", "updated": "now", "config_sha256": "0" * 64, "versions": {},
+              "targets": {"tflite": {"status": "failed", "variants": {"int8": {"status": "failed", "parity": parity}}}}}
+    text = render_markdown(report)
+    assert "## Verdicts (every element of every case, pooled)" in text
+    sqnr = parity["outputs"]["y"]["sqnr_db"]
+    assert sqnr == pytest.approx(6.02, abs=0.01)
+    # Every element off by half its value: mean error 25% of the range uses 12.5x its
+    # allowance, more than the SQNR (7.9x the allowed noise power) or the tail (9.5x).
+    row = next(line for line in text.splitlines() if line.startswith("| tflite/int8 | y |") and "mean_error" in line)
+    assert row == "| tflite/int8 | y | 6.02 | 0.25 | 0.499 | mean_error | 0.25 | 0.02 | -0.23 | 12.5 |"
+    assert "- tflite/int8: decided by `y` mean_error: 0.25 (limit 0.02, margin -0.23, 12.5 of the allowance used)" in text

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline import progress
 from pipeline.errors import PipelineError, TargetUnavailable
 from pipeline.execute.console import log, peak_rss_mb, set_log_sink
-from pipeline.fsutil import file_records, publish_dir, staging_dir
+from pipeline.fsutil import expand_files, file_records, publish_dir, staging_dir
 from pipeline.parity import evaluate, reference_stats
 from pipeline.records import LoadedModel, ParityData, TracedModel
 from pipeline.reports.model import now
@@ -218,6 +218,24 @@ def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> 
     }
 
 
+def _variant_error_entry(artifact: Artifact, exc: BaseException | None = None) -> dict:
+    """Report record of a variant that could not be built or run (no files)."""
+    error = dict(artifact.error or {})
+    if exc is not None and not isinstance(exc, PipelineError):
+        error["message"] = f"unexpected {type(exc).__name__}: {error.get('message', '')}"
+        error["traceback_tail"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
+    return {"status": "error", **error, "files": [], "bytes": 0, "info": artifact.info,
+            "artifact": {"variant": artifact.variant, "files": [], "tolerance": artifact.tolerance.__dict__, "info": artifact.info}}
+
+
+def _drop_files(staged: Path, files: tuple[str, ...], others: list[Artifact]) -> None:
+    """Remove an unrunnable variant's files (those no other variant lists) so they are not published."""
+    kept = set(expand_files(staged, [f for a in others for f in a.files]))
+    for path in expand_files(staged, list(files)):
+        if path not in kept:
+            path.unlink(missing_ok=True)
+
+
 def _fold_variants(variant_entries: dict[str, dict]) -> dict:
     """One artifact: its fields are the target's. Several: under `variants`."""
     statuses = [v["status"] for v in variant_entries.values()]
@@ -229,7 +247,13 @@ def _fold_variants(variant_entries: dict[str, dict]) -> dict:
     files = [f for v in variant_entries.values() for f in v.get("files", [])]
     unique = list({f["path"]: f for f in files}.values())
     # An unnamed artifact beside named ones (e.g. model.onnx beside model.optimized.onnx) is the default.
-    return {"status": status, "files": unique, "variants": {(v or "default"): e for v, e in variant_entries.items()}}
+    entry = {"status": status, "files": unique, "variants": {(v or "default"): e for v, e in variant_entries.items()}}
+    errors = {(v or "default"): e for v, e in variant_entries.items() if e["status"] == "error"}
+    if errors:  # the target is in error for these variants only; the others were checked and published
+        entry["message"] = "; ".join(f"{v}: {e.get('message', '')}" for v, e in errors.items())
+        entry["exit_code"] = max(e.get("exit_code", 1) for e in errors.values())
+        entry["error"] = next(iter(errors.values())).get("error")
+    return entry
 
 
 def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, repair: tuple[str, ...] = ()) -> dict:
@@ -260,14 +284,23 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         to_repair = set(repair) | set(target.repair_variants(target_cfg.options))
         for artifact in artifacts:  # grows while it runs: repaired variants are checked like the others
             t1 = time.perf_counter()
-            record = _artifact_record(artifact, staged, target.name)
             label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
+            if artifact.error is not None:  # this variant could not be built; the others stand
+                variant_entries[artifact.variant] = _variant_error_entry(artifact)
+                log(ctx.config.name, f"{label}: error: {artifact.error['message']}")
+                continue
+            record = _artifact_record(artifact, staged, target.name)
             try:
                 parity = check_parity(ctx, prep, target, target_cfg, staged, artifact)
             except TargetUnavailable as exc:  # built, but this machine cannot run it: say so, check the rest
                 record.update(status="skipped", message=str(exc))
                 variant_entries[artifact.variant] = record
                 log(ctx.config.name, f"{label}: parity skipped: {exc}")
+                continue
+            except Exception as exc:  # this variant cannot be run: an error of its own, the others stand
+                variant_entries[artifact.variant] = _variant_error_entry(Artifact.failed(artifact.variant, exc, artifact.info), exc)
+                _drop_files(staged, artifact.files, [a for a in artifacts if a is not artifact])
+                log(ctx.config.name, f"{label}: error: {variant_entries[artifact.variant]['message']}")
                 continue
             finally:
                 parity_s += time.perf_counter() - t1

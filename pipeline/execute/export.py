@@ -72,7 +72,7 @@ def _export_locked(
     configs, only, artifacts_root: Path, jobs: int, force: bool, repair: dict, versions: dict, codes: list[int], existed: dict, in_process: bool, refusals: list[str]
 ) -> None:
     """Everything that reads or writes the models' folders: runs under their locks."""
-    from pipeline.cache import source_digest
+    from pipeline.cache import checked, source_digest
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.plan import make_plan
     from pipeline.publication import publish_target, read_record
@@ -123,12 +123,12 @@ def _export_locked(
         model_dir = artifacts_root / job.model
         entry = dict(entry, rebuilt=True)
         staged = entry.pop("staged", None)
-        if entry.get("status") == "error" and (entry.get("exit_code") == 2 or entry.get("error") == "DiskFull"):
+        if staged is None and entry.get("status") == "error" and (entry.get("exit_code") == 2 or entry.get("error") == "DiskFull"):
             # Bad input, or a full disk (which says nothing about the model): reported, never
             # recorded; the previous artifacts and their record stay as they were.
             refused[job.model][name] = entry
             return
-        entry["cache_key"] = keys.get(name) if entry.get("status") in ("passed", "failed") and name not in repair else None
+        entry["cache_key"] = keys.get(name) if checked(entry) and name not in repair else None
         if staged:
             entry = publish_target(Path(staged), model_dir / name, entry)
         else:

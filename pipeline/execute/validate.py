@@ -29,6 +29,7 @@ def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | Non
 
 
 def _validate_locked(ctx: RunContext, config: ModelConfig, checks: list | None) -> int:
+    from pipeline.cache import checked
     from pipeline.publication import stale_targets
     from targets import REGISTRY
 
@@ -52,7 +53,7 @@ def _validate_locked(ctx: RunContext, config: ModelConfig, checks: list | None) 
     prep = prepare(ctx, saved_model=False)
     code = 0
     for name, entry in report.get("targets", {}).items():
-        if entry.get("status") not in ("passed", "failed") or name not in REGISTRY:
+        if not checked(entry) or name not in REGISTRY:
             continue
         target = REGISTRY.get(name)
         try:
@@ -61,6 +62,8 @@ def _validate_locked(ctx: RunContext, config: ModelConfig, checks: list | None) 
             continue
         records = entry.get("variants") or {"": entry}
         for variant, record in records.items():
+            if record.get("status") not in ("passed", "failed"):
+                continue  # nothing was published for an errored or skipped variant
             art = record["artifact"]
             artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
             parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)

@@ -25,6 +25,24 @@ def _parity_rows(prefix: str, entry: dict) -> list[str]:
     return rows
 
 
+def _verdict_rows(prefix: str, entry: dict) -> list[str]:
+    """Per output: the pooled figures the verdict used, and the criterion that decided it
+    (the failing one with the largest share of its allowance used, or the closest to failing)."""
+    rows = []
+    for name, m in ((entry.get("parity") or {}).get("outputs") or {}).items():
+        criteria = m.get("criteria")
+        if not criteria:
+            continue
+        stats = m.get("statistics") or {}
+        key = m.get("decided_by")
+        c = criteria.get(key) or {}
+        rows.append(
+            f"| {prefix} | {name} | {_fmt(m.get('sqnr_db'))} | {_fmt(stats.get('mean_abs_of_range'))} | {_fmt(stats.get('p99_9_abs'))} | "
+            f"{key or '-'} | {_fmt(c.get('value'))} | {_fmt(c.get('limit'))} | {_fmt(c.get('margin'))} | {_fmt(c.get('used'))} |"
+        )
+    return rows
+
+
 def _table_text(text: str) -> str:
     """Whole text in one table cell: no line breaks, pipes escaped (never cut)."""
     return " ".join(str(text).split()).replace("|", "\\|")
@@ -85,6 +103,16 @@ def render_markdown(report: dict) -> str:
         lines += _parity_rows(name, entry)
         for variant, sub in sorted((entry.get("variants") or {}).items()):
             lines += _parity_rows(f"{name}/{variant}", sub)
+    verdicts = []
+    for name, entry in sorted(report["targets"].items()):
+        verdicts += _verdict_rows(name, entry)
+        for variant, sub in sorted((entry.get("variants") or {}).items()):
+            verdicts += _verdict_rows(f"{name}/{variant}", sub)
+    if verdicts:
+        lines += ["", "## Verdicts (every element of every case, pooled)", ""]
+        lines.append("| target | output | SQNR dB | mean error / range | p99.9 error | decided by | value | limit | margin | used |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines += verdicts
     extra = []
     for name, entry in sorted(report["targets"].items()):
         for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]:
@@ -93,7 +121,14 @@ def render_markdown(report: dict) -> str:
             if cls:
                 extra.append(
                     f"- {label}: top-1 agreement {_fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
+                    + (f", top-{cls['top_k']} agreement {_fmt(cls.get('topk_agreement'))}" if "top_k" in cls else "")
                     + (f", accuracy {_fmt(cls.get('accuracy'))} vs reference {_fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
+                )
+            decided = parity.get("decided_by")
+            if decided:
+                extra.append(
+                    f"- {label}: decided by `{decided['output']}` {decided['criterion']}: {_fmt(decided.get('value'))} "
+                    f"(limit {_fmt(decided.get('limit'))}, margin {_fmt(decided.get('margin'))}, {_fmt(decided.get('used'))} of the allowance used)"
                 )
             for out, why in (parity.get("weak_evidence") or {}).items():
                 extra.append(f"- {label}: weak evidence for `{out}`: {why}")

@@ -103,13 +103,18 @@ def metrics_text(metrics: dict, classifier: dict | None = None) -> str:
 
 
 def worst_output(record: Record) -> tuple[str | None, dict]:
-    """The output using the largest share of its tolerance (max_abs / atol)."""
+    """The output using the largest share of its tolerance: its deciding criterion's
+    `used` when the report has criteria, else max_abs / atol (older reports)."""
     best, best_ratio = None, -1.0
     for name, m in record.outputs.items():
         if output_failed(record, name):
             return name, m
-        max_abs, atol = m.get("max_abs"), m.get("atol")
-        ratio = (max_abs or 0.0) / atol if atol else (max_abs or 0.0)
+        decided = (m.get("criteria") or {}).get(m.get("decided_by") or "")
+        if decided is not None:
+            ratio = float("inf") if decided.get("used") is None else decided["used"]
+        else:
+            max_abs, atol = m.get("max_abs"), m.get("atol")
+            ratio = (max_abs or 0.0) / atol if atol else (max_abs or 0.0)
         if ratio > best_ratio:
             best, best_ratio = name, ratio
     return best, record.outputs.get(best, {}) if best else {}

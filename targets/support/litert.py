@@ -47,6 +47,7 @@ class Conversion:
     denylisted_nodes: tuple[str, ...] = ()  # tensors kept in float (int8 only)
     calibration_samples: int = 100
     signature: str = "serving_default"
+    float_fallback: bool = False  # int8/int16x8: ops without an integer kernel stay float
 
 
 # --------------------------------------------------------------------------- calibration
@@ -128,6 +129,8 @@ def _converter(saved_model_dir: Path, conv: Conversion, representative=None):
         builtins = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     elif conv.variant != "float32":
         raise ValueError(f"unknown TFLite variant {conv.variant!r}")
+    if conv.float_fallback and conv.variant in CALIBRATED:
+        builtins = builtins + [tf.lite.OpsSet.TFLITE_BUILTINS]
     select = [tf.lite.OpsSet.SELECT_TF_OPS] if conv.allow_select_tf_ops else []
     converter.target_spec.supported_ops = builtins + select
     return converter
@@ -155,7 +158,9 @@ def convert(saved_model_dir: Path, conv: Conversion, representative=None, layer_
         raise explain_converter_error(exc, conv, layer_names) from exc
     except Exception as exc:  # the converter raises RuntimeError/ValueError too
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"TFLite {conv.variant} conversion of {saved_model_dir} failed: {type(exc).__name__}: {first}") from exc
+        error = ConversionError(f"TFLite {conv.variant} conversion of {saved_model_dir} failed: {type(exc).__name__}: {first}")
+        error.reason = first.rstrip(".")
+        raise error from exc
     return content, time.perf_counter() - start
 
 
@@ -229,6 +234,22 @@ def _first_error(text: str) -> str:
     return lines[0] if lines else ""
 
 
+_LOCATED = re.compile(r"loc\(callsite\(fused\[\"(\w+):\", \"([^\"@]+)(?:@[^\"]*)?\"\].*?\)\): (?:error: )?(.+)")
+
+
+def located_conversion_error(text: str, conv: Conversion, layer_names: Iterable[str]) -> ConversionError | None:
+    """A converter error on one graph node: its op, its Keras layer and the converter's reason."""
+    match = _LOCATED.search(text)
+    if not match:
+        return None
+    op, node, reason = match.group(1), match.group(2), match.group(3).strip().rstrip(".")
+    layer = layer_of(node, layer_names)
+    where = f"layer '{layer}' (node {node})" if layer else f"node {node}"
+    error = ConversionError(f"TFLite {conv.variant} conversion failed: {op} in {where}: {reason}")
+    error.op, error.layers, error.reason = op, [layer] if layer else [], reason
+    return error
+
+
 def explain_converter_error(exc: Exception, conv: Conversion, layer_names: Iterable[str]) -> Exception:
     text = str(exc)
     layer_names = list(layer_names)
@@ -236,7 +257,7 @@ def explain_converter_error(exc: Exception, conv: Conversion, layer_names: Itera
     select = sorted({o.strip() for m in _SELECT_LINE.findall(text) for o in m.split(",")})
     custom = sorted({o.strip() for m in _CUSTOM_LINE.findall(text) for o in m.split(",")})
     if not select and not custom:
-        return ConversionError(f"TFLite {conv.variant} conversion failed: {_first_error(text) or type(exc).__name__}")
+        return located_conversion_error(text, conv, layer_names) or ConversionError(f"TFLite {conv.variant} conversion failed: {_first_error(text) or type(exc).__name__}")
 
     def describe(op: str) -> str:
         where = []
@@ -265,6 +286,77 @@ def explain_converter_error(exc: Exception, conv: Conversion, layer_names: Itera
     error = IncompatibleModel(f"TFLite {conv.variant} conversion refused: " + "; and ".join(parts) + ".")
     error.ops = {"select_tf_ops": select, "custom_ops": custom, "nodes": nodes}
     return error
+
+
+# --------------------------------------------------------------------------- variant failures
+
+_UNSUPPORTED_QUANT = re.compile(r"Quantization to (\S+) not yet supported for op: '(\w+)'")
+_PREPARE = re.compile(r"Node number (\d+) \((\w+)\) failed to prepare")
+
+
+def unsupported_quantized_op(text: str) -> str | None:
+    """The builtin op the quantizer has no kernel for ('PRELU'), from its message."""
+    match = _UNSUPPORTED_QUANT.search(text)
+    return match.group(2) if match else None
+
+
+_UNCALIBRATED = re.compile(r"Failed for tensor (\S+)")
+
+
+def uncalibrated_tensor(text: str) -> str | None:
+    """The tensor the calibrator recorded no range for, from its message."""
+    match = _UNCALIBRATED.search(text)
+    return match.group(1).rstrip(".") if match else None
+
+
+def op_output_names(content: bytes, op_type: str | None = None, index: int | None = None) -> list[str]:
+    """Output tensor names of the main subgraph's ops of one type (or the op at `index`)."""
+    model = read_model(content)
+    names = _builtin_names()
+    graph = model.subgraphs[0]
+    out = []
+    for i, op in enumerate(graph.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if (index is not None and i == index) or (index is None and kind == op_type):
+            for t in op.outputs if op.outputs is not None else []:
+                name = graph.tensors[t].name
+                out.append(name.decode() if isinstance(name, bytes) else str(name))
+    return out
+
+
+def layers_of_tensors(tensor_names: Iterable[str], layer_names: Iterable[str]) -> list[str]:
+    """Keras layers named by TFLite tensor names (`model_1/layer_1/op;...`), first seen first."""
+    found: list[str] = []
+    layer_names = list(layer_names)
+    for tensor in tensor_names:
+        for part in tensor.split(";"):
+            layer = layer_of(part + "/x", layer_names)
+            if layer and layer not in found:
+                found.append(layer)
+                break
+    return found
+
+
+def check_prepares(content: bytes, signature: str = "serving_default") -> None:
+    """Raise RuntimeError when LiteRT cannot prepare (allocate) the model's signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    interpreter.get_signature_runner(signature)
+    interpreter.allocate_tensors()
+
+
+def prepare_failure(exc: Exception, content: bytes, layer_names: Iterable[str]) -> tuple[str, list[str], str]:
+    """(op, layers, LiteRT's own reason) for a model LiteRT failed to prepare."""
+    text = " ".join(str(exc).split())
+    match = _PREPARE.search(text)
+    reason = text.split("Node number")[0].strip().rstrip(".") or text
+    reason = re.sub(r"^\S+\.cc:\d+ ", "", reason)
+    if not match:
+        return "", [], reason
+    layers = layers_of_tensors(op_output_names(content, index=int(match.group(1))), layer_names)
+    return match.group(2), layers, reason
 
 
 # --------------------------------------------------------------------------- inspection

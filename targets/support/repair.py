@@ -432,6 +432,7 @@ def search(
     allow_int16: bool = True,
     allow_float_inputs: bool = True,
     weight_damage: dict[str, float] | None = None,
+    refuse: Callable[[bytes], str] | None = None,
 ) -> SearchResult:
     """Try recipes for `variant` until one passes and cannot be made smaller, or the budget ends.
 
@@ -440,7 +441,8 @@ def search(
     `baseline` is the variant's own parity record. `allow_int16` / `allow_float_inputs`
     say whether the deployment can take 16-bit activations and float inputs (an Edge TPU
     cannot). `weight_damage` ({layer: share of its weights int8 rounds to zero}) orders
-    which blamed layers get float weights first.
+    which blamed layers get float weights first. `refuse(content)` names why a file that
+    passes parity still cannot ship on the deployment ("" when it can).
     """
     start = time.perf_counter()
     tried: list[Candidate] = []
@@ -479,11 +481,17 @@ def search(
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 cand = Candidate(recipe, "error", time.perf_counter() - t0, len(content), message=f"{type(exc).__name__}: {first}"[:300])
             else:
-                cand = Candidate(recipe, "passed" if parity["passed"] else "failed", time.perf_counter() - t0, len(content), content, parity)
+                why = refuse(content) if refuse is not None and parity["passed"] else ""
+                cand = Candidate(recipe, "passed" if parity["passed"] and not why else "failed", time.perf_counter() - t0, len(content), content, parity, why)
         tried.append(cand)
         numbers = parity_numbers(cand.parity) if cand.parity else {}
-        detail = cand.message or (
-            f"max_abs {numbers['max_abs']:.3g}" + (f", top-1 {numbers['top1_agreement']:.3f}" if numbers.get("top1_agreement") is not None else "")
+        detail = "; ".join(
+            part
+            for part in (
+                f"max_abs {numbers['max_abs']:.3g}" + (f", top-1 {numbers['top1_agreement']:.3f}" if numbers.get("top1_agreement") is not None else "") if numbers else "",
+                cand.message,
+            )
+            if part
         )
         log(f"repair {variant} #{len(tried)}: {recipe.describe()}: {cand.status} ({detail})")
         return cand
@@ -660,7 +668,7 @@ def repair_tflite(job, options, artifact, entry: dict, verify, log, tolerances: 
 
 
 def repair_variant(job, artifact, entry: dict, verify, log, *, base: str, name: str, float_content: bytes, calibrated: int,
-                   budget: Budget, tolerance, target: str, edge: bool = False):
+                   budget: Budget, tolerance, target: str, edge: bool = False, refuse: Callable[[bytes], str] | None = None):
     """Search recipes for one failed quantized artifact; returns (the repaired Artifact
     written as `<name>.tflite`, or None; the report record). `edge`: the deployment runs
     integer ops only (no 16-bit activations, no float inputs)."""
@@ -691,7 +699,7 @@ def repair_variant(job, artifact, entry: dict, verify, log, *, base: str, name: 
         result = search(
             base, name, build, check, blame, source, cover, calibrated, pool_samples, budget, entry.get("parity") or {},
             log=lambda line: log(line.replace(f"repair {base} ", f"repair {label} ", 1)), allow_int16=not edge, allow_float_inputs=not edge,
-            weight_damage=weight_damage(job.loaded.obj, blame),
+            weight_damage=weight_damage(job.loaded.obj, blame), refuse=refuse,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -737,6 +745,9 @@ def describe_float(recipe: Recipe) -> str:
 
 def _no_recipe_reason(result: SearchResult) -> str:
     """Why nothing passed, from what was tried."""
+    refused = [c for c in result.tried if c.parity is not None and c.parity.get("passed") and c.message]
+    if refused:
+        return f"{refused[0].recipe.describe()} {refused[0].message}"
     if not result.blame:
         return "no per-layer errors to say which layers to keep in float"
     everything = [
@@ -783,7 +794,7 @@ def search_record(result: SearchResult, entry: dict, budget: Budget, float_conte
         if best is not None:
             record["best_candidate"] = best.summary()
             numbers = parity_numbers(best.parity)
-            text += f"; best: {best.recipe.describe()}: {'; '.join(numbers['failures'][:2])}"
+            text += f"; best: {best.recipe.describe()}: {'; '.join(numbers['failures'][:2]) or best.message}"
         record["reason"] = _no_recipe_reason(result)
         text += f". Why: {record['reason']}"
         record["summary"] = text

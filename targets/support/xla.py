@@ -155,7 +155,7 @@ TPU_INCOMPATIBLE_DTYPES = {
     "float64": "float64 tensors: the TPU has no float64 arithmetic units",
     "complex128": "complex128 tensors: not a TPU type (tpu_defs.h kTpuAllTypes)",
     "string": "string tensors: not a TPU type (tpu_defs.h kTpuAllTypes); string ops run on the host only",
-    "variant": "variant tensors (tf.data, TensorList of unknown size): host-only",
+    "variant": "variant tensors of tf.data: the input pipeline runs on the host",
 }
 TPU_DTYPE_FIX = {
     "float64": "compute in float32 (remove the cast to float64, or give the layer dtype='float32')",
@@ -183,6 +183,14 @@ TPU_HOST_ONLY_OPS = {
     "RandomShuffleQueueV2": "queues run on the host",
     "IteratorGetNext": "tf.data runs on the host",
 }
+# Ops tf2xla compiles to nothing ("Ignoring Assert operator"): they compile for the
+# TPU, and their check does not run there.
+XLA_NO_OPS = {
+    "Assert": "tf2xla compiles Assert as a no-op, so the model compiles for the TPU and this check does not run there",
+}
+_STRING_FORMATTING_OPS = {"AsString", "StringFormat"}
+_VARIANT_CONTROL_FLOW = {"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase",
+                         "PartitionedCall", "StatefulPartitionedCall", "Enter", "Exit", "Merge", "Switch", "NextIteration"}
 TPU_OP_FIX = "replace it with TensorFlow math ops (or move it out of the model, before or after the TPU function)"
 # Graph plumbing that carries any dtype without computing on it.
 _PLUMBING = {"Placeholder", "NoOp", "Identity", "IdentityN", "Const", "ReadVariableOp", "VarHandleOp", "_Arg", "_Retval"}
@@ -234,45 +242,84 @@ def _function_defs(graph_def: Any) -> list:
     return list(graph_def.library.function)
 
 
-def scan_tpu_ops(concrete: Any, layer_names: set[str]) -> list[OpFinding]:
-    """Every op of the traced function, and of the functions it calls, that a TPU does not run."""
+def _graph_nodes(concrete: Any):
+    """(node name, op type, output/attr dtypes) of the traced function and of every
+    function it calls (tf.cond/while bodies, inner tf.functions)."""
     import tensorflow as tf
-
-    findings: list[OpFinding] = []
-    seen: set[tuple[str, str]] = set()
-
-    def check(name: str, op_type: str, dtypes: list[str]) -> None:
-        key = (name, op_type)
-        if key in seen:
-            return
-        if op_type in TPU_HOST_ONLY_OPS:
-            seen.add(key)
-            findings.append(OpFinding(name, op_type, layer_of(name, layer_names), TPU_HOST_ONLY_OPS[op_type], TPU_OP_FIX))
-            return
-        if op_type in _PLUMBING and op_type != "Placeholder":
-            return
-        for dtype in dtypes:
-            if dtype in TPU_INCOMPATIBLE_DTYPES:
-                seen.add(key)
-                findings.append(OpFinding(name, op_type, layer_of(name, layer_names), TPU_INCOMPATIBLE_DTYPES[dtype], TPU_DTYPE_FIX[dtype]))
-                return
 
     graph = concrete.graph
     for op in graph.get_operations():
         if op.type == "Placeholder" and any(o.dtype == tf.resource for o in op.outputs):
             continue
-        check(op.name, op.type, [o.dtype.name for o in op.outputs])
-    # Nested functions (tf.cond/while bodies, inner tf.functions): scan their node defs.
+        yield op.name, op.type, [o.dtype.name for o in op.outputs] + _attr_dtypes(op.node_def)
     for fdef in _function_defs(graph.as_graph_def()):
         for node in fdef.node_def:
-            types = []
-            for key in ("T", "dtype", "DstT", "out_type", "Tout", "output_types"):
-                if key in node.attr:
-                    attr = node.attr[key]
-                    values = list(attr.list.type) if attr.HasField("list") else [attr.type]
-                    types.extend(tf.dtypes.as_dtype(v).name for v in values if v)
-            check(node.name, node.op, types)
+            yield node.name, node.op, _attr_dtypes(node)
+
+
+def _attr_dtypes(node: Any) -> list[str]:
+    import tensorflow as tf
+
+    types = []
+    for key in ("T", "dtype", "DstT", "out_type", "Tout", "output_types"):
+        if key in node.attr:
+            attr = node.attr[key]
+            values = list(attr.list.type) if attr.HasField("list") else [attr.type]
+            types.extend(tf.dtypes.as_dtype(v).name for v in values if v)
+    return types
+
+
+def scan_tpu_ops(concrete: Any, layer_names: set[str]) -> list[OpFinding]:
+    """Every op of the traced function, and of the functions it calls, that a TPU does not run.
+
+    Ops that tf2xla compiles to nothing (XLA_NO_OPS) are not findings, whatever their
+    dtypes: `ignored_ops()` lists them for the report.
+    """
+    findings: list[OpFinding] = []
+    seen: set[tuple[str, str]] = set()
+    for name, op_type, dtypes in _graph_nodes(concrete):
+        key = (name, op_type)
+        if key in seen or op_type in XLA_NO_OPS:
+            continue
+        if op_type in TPU_HOST_ONLY_OPS:
+            seen.add(key)
+            findings.append(OpFinding(name, op_type, layer_of(name, layer_names), TPU_HOST_ONLY_OPS[op_type], TPU_OP_FIX))
+            continue
+        if op_type in _PLUMBING and op_type != "Placeholder":
+            continue
+        for dtype in dtypes:
+            if dtype == "variant" and _compiles_variant(op_type):
+                continue
+            if dtype in TPU_INCOMPATIBLE_DTYPES:
+                seen.add(key)
+                findings.append(OpFinding(name, op_type, layer_of(name, layer_names), TPU_INCOMPATIBLE_DTYPES[dtype], dtype_fix(dtype, op_type)))
+                break
     return findings
+
+
+def _compiles_variant(op_type: str) -> bool:
+    """TensorLists (an RNN's per-step buffers) and the control flow carrying them are
+    variant tensors that tf2xla compiles when their sizes are static, which the XLA
+    compile at every batch size then proves; only tf.data's variants are host-only."""
+    return op_type.startswith("TensorList") or op_type in _VARIANT_CONTROL_FLOW
+
+
+def ignored_ops(concrete: Any, layer_names: set[str]) -> list[str]:
+    """The ops XLA compiles to nothing, one line each (op type, layer, what that means)."""
+    lines = []
+    for name, op_type, _ in _graph_nodes(concrete):
+        if op_type in XLA_NO_OPS:
+            line = f"{op_type} in {layer_of(name, layer_names)}: {XLA_NO_OPS[op_type]}"
+            if line not in lines:
+                lines.append(line)
+    return lines
+
+
+def dtype_fix(dtype: str, op_type: str) -> str:
+    """The fix for a TPU-incompatible dtype, in terms of the op that carries it."""
+    if dtype == "string" and op_type in _STRING_FORMATTING_OPS:
+        return f"{op_type} turns numbers into text inside the model: return the numbers and format them on the client"
+    return TPU_DTYPE_FIX[dtype]
 
 
 def tpu_gate_error(model_name: str, findings: list[OpFinding]) -> IncompatibleModel:
@@ -302,7 +349,12 @@ BF16_EMULATION_NOTE = (
     "in float32, like the TPU matrix unit, and the model's outputs are bfloat16 values."
 )
 # Ops that only pass a tensor through: rounding their output again changes nothing.
-_PASS_THROUGH = {"Identity", "IdentityN", "Const", "NoOp", "Reshape", "Squeeze", "ExpandDims", "StopGradient"}
+# Frozen control flow (tf.while_loop/tf.cond lowered to Enter/Merge/Switch/NextIteration/
+# Exit) passes values through too, and a Cast after NextIteration would break the loop's
+# back edge (NextIteration -> Merge) and leave an illegal cycle.
+_PASS_THROUGH = {"Identity", "IdentityN", "Const", "NoOp", "Reshape", "Squeeze", "ExpandDims", "StopGradient",
+                 "Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond",
+                 "RefEnter", "RefExit", "RefMerge", "RefSwitch", "RefNextIteration"}
 
 
 def frozen_graph_def(concrete: Any) -> Any:

@@ -130,7 +130,7 @@ def test_converter_options_name_alias_batches_and_precision(exported):
     "factory, op, layer",
     [
         ("float64_op", r"op Cast 'float64_op_1/to_double_1/Cast' in layer 'to_double': float64", "compute in float32"),
-        ("string_op", r"op AsString 'AsString' in the model's top-level code \(no Keras layer\): string tensors", "feed numbers"),
+        ("string_op", r"op AsString 'AsString' in the model's top-level code \(no Keras layer\): string tensors", "return the numbers and format them on the client"),
     ],
 )
 def test_incompatible_ops_are_refused_with_exit_2(project, factory, op, layer):

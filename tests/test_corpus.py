@@ -1,0 +1,179 @@
+"""The corpus: its configs are valid and cover every target, and a light subset
+(a layer with tf.debugging asserts, a PReLU CNN, a plain-TF SavedModel exported by its
+second signature) runs here for real. The whole corpus runs under the `heavy` marker
+(and `make corpus`)."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from corpus_helpers import CORPUS_CONFIGS, corpus_config
+
+from pipeline.config import load_configs
+
+ALL_TARGETS = {"savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu"}
+ALL_VARIANTS = ["float32", "float16", "dynamic_range", "int8", "int16x8"]
+# Targets a corpus config leaves out, and the config loader's reason (probed in docs/corpus.md).
+LEFT_OUT = {"text_classifier": {"xla": "XLA cannot take string inputs"}}
+
+
+def test_corpus_configs_load_and_cover_every_target_and_variant():
+    files = sorted(CORPUS_CONFIGS.glob("*.yaml"))
+    from targets import REGISTRY
+
+    configs = load_configs(files, REGISTRY)
+    assert len(configs) >= 16
+    for config in configs:
+        names = {t.name for t in config.targets}
+        assert names == ALL_TARGETS - set(LEFT_OUT.get(config.name, {})), config.name
+        assert list(config.target("tflite").options.variants) == ALL_VARIANTS, config.name
+
+
+def test_left_out_targets_are_refused_by_the_config_loader():
+    from examples.corpus.table import _probe_refusal
+
+    for model, refused in LEFT_OUT.items():
+        for target, reason in refused.items():
+            assert reason in _probe_refusal(CORPUS_CONFIGS / f"{model}.yaml", target)
+
+
+def test_tpu_compiles_a_layer_with_tf_debugging_asserts(project):
+    """tf2xla compiles Assert as a no-op: the TPU gate passes it, says the check is dropped."""
+    corpus_config(project, "asserts", ["xla", "tpu"])
+    result = project.run("export", "--model", "asserts")
+    assert result.code == 0, result.err
+    entry = project.report("asserts")["targets"]["tpu"]
+    assert entry["status"] == "passed"
+    fp32 = entry["variants"]["fp32"]
+    assert fp32["parity"]["outputs"]["value"]["max_abs"] < 1e-5
+    ignored = fp32["info"]["gate_ignored"]
+    assert any(line.startswith("Assert in layer 'checked_scale'") and "does not run there" in line for line in ignored), ignored
+    assert project.report("asserts")["targets"]["xla"]["status"] == "passed"
+
+
+def test_tpu_gate_fix_names_the_op_it_found():
+    from targets.support.xla import dtype_fix
+
+    assert "AsString turns numbers into text" in dtype_fix("string", "AsString")
+    assert "move text processing out of the model" in dtype_fix("string", "StringSplitV2")
+
+
+def test_an_unsupported_int16x8_op_fails_that_variant_only(project):
+    """PRELU has no int16x8 kernel: int16x8 is an error naming op, layers and the fixes
+    tried; float32 and int8 are converted, checked, published and reported."""
+    corpus_config(project, "prelu", [{"name": "tflite", "variants": ["float32", "int8", "int16x8"]}])
+    result = project.run("export", "--model", "prelu")
+    assert result.code == 2  # IncompatibleModel for int16x8; the others passed
+    entry = project.report("prelu")["targets"]["tflite"]
+    variants = entry["variants"]
+    assert variants["float32"]["status"] == "passed" and variants["int8"]["status"] == "passed"
+    assert variants["float32"]["parity"]["outputs"]["probs"]["max_abs"] < 1e-5
+    failed = variants["int16x8"]
+    assert failed["status"] == "error" and failed["error"] == "IncompatibleModel" and failed["files"] == []
+    message = failed["message"]
+    assert re.search(r"PRELU in layers 'prelu1', 'prelu2': Quantization to 16x8-bit not yet supported for op: 'PRELU'", message), message
+    assert "drop `int16x8`" in message and "`float_fallback: [int16x8]`" in message and "LiteRT prepares the model" in message
+    folder = project.artifacts / "prelu" / "tflite"
+    assert sorted(p.name for p in folder.iterdir()) == ["float32.tflite", "int8.tflite"]
+    assert sorted(f["path"] for f in entry["files"]) == ["tflite/float32.tflite", "tflite/int8.tflite"]
+    assert entry["status"] == "error" and entry["message"].startswith("int16x8: TFLite int16x8: PRELU")
+    assert "int16x8" in (project.artifacts / "prelu" / "report.md").read_text()
+
+    # Nothing changed: the next run reuses the target (the limit is the converter's),
+    # and validate re-checks the published variants.
+    again = project.run("export", "--model", "prelu")
+    assert again.code == 2 and "up to date" in again.err
+    reused = project.report("prelu")["targets"]["tflite"]
+    assert reused["rebuilt"] is False and reused["cache_key"] == entry["cache_key"]
+    validated = project.run("validate", "--model", "prelu")
+    assert validated.code == 0 and "tflite/float32: parity passed" in validated.err and "tflite/int8: parity passed" in validated.err
+
+
+def test_the_float_fallback_the_error_suggests_passes_parity(project):
+    corpus_config(project, "prelu", [{"name": "tflite", "variants": ["int16x8"], "float_fallback": ["int16x8"]}])
+    result = project.run("export", "--model", "prelu")
+    assert result.code == 0, result.err
+    entry = project.report("prelu")["targets"]["tflite"]
+    assert entry["status"] == "passed"
+    assert entry["variants"]["int16x8"]["info"]["float_ops"].get("PRELU") == 2
+
+
+def test_a_plain_tf_saved_model_exports_its_second_signature(project):
+    corpus_config(project, "plain_tf_embed", ["savedmodel", "onnx", {"name": "tflite", "variants": ["float32"]}])
+    result = project.run("export", "--model", "plain_tf_embed")
+    assert result.code == 0, result.err
+    report = project.report("plain_tf_embed")
+    for record in (report["targets"]["savedmodel"], report["targets"]["tflite"]["variants"]["float32"]):
+        outputs = record["parity"]["outputs"]
+        assert set(outputs) == {"features", "norm"} and max(m["max_abs"] for m in outputs.values()) < 1e-4, outputs
+    assert json.dumps(report["targets"]["onnx"]["status"]) == '"passed"'
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("model", sorted(p.stem for p in CORPUS_CONFIGS.glob("*.yaml")))
+def test_every_corpus_cell_is_a_verdict_with_its_reason(project, model):
+    """passed; failed with numbers; or error naming the converter's limit. Never an
+    unexpected exception, never a lost variant."""
+    corpus_config(project, model)
+    project.run("export", "--model", model)
+    report = project.report(model)
+    for target, entry in report["targets"].items():
+        for variant, record in (entry.get("variants") or {"": entry}).items():
+            where = f"{model} {target}/{variant}"
+            status = record["status"]
+            assert status in ("passed", "failed", "error", "skipped"), where
+            if status == "failed":
+                assert record["parity"]["failures"], where
+            if status in ("error", "skipped"):
+                assert not record.get("message", "").startswith("unexpected"), (where, record.get("message"))
+
+
+def test_loops_and_conds_keep_their_verdicts_per_variant(project):
+    """A subclassed model with tf.while_loop/tf.cond: the TPU bf16 emulation rounds the
+    frozen loop without breaking its back edge; int16x8 cannot calibrate the loop
+    variables, which is that variant's error alone (int8 is checked and published)."""
+    corpus_config(project, "control_flow", [{"name": "tflite", "variants": ["int8", "int16x8"]}, "tpu"])
+    project.run("export", "--model", "control_flow")
+    targets = project.report("control_flow")["targets"]
+    bf16 = targets["tpu"]["variants"]["bf16"]
+    assert bf16["status"] == "passed", bf16.get("message")
+    assert 0 < bf16["parity"]["outputs"]["value"]["max_abs"] < 0.05
+    tflite = targets["tflite"]["variants"]
+    assert tflite["int8"]["status"] == "passed"
+    message = tflite["int16x8"]["message"]
+    assert tflite["int16x8"]["status"] == "error" and tflite["int16x8"]["error"] == "IncompatibleModel"
+    assert re.search(r"TFLite int16x8: WHILE in tensor \S*while\S* \(the model's own code", message), message
+    assert "Max and min for dynamic tensors should be recorded during calibration" in message
+    assert "drop `int16x8`" in message
+
+
+@pytest.mark.heavy
+def test_an_int16x8_depthwise_conv_litert_cannot_prepare_fails_that_variant_only(project):
+    """MobileNetV2: LiteRT cannot prepare an int16x8 DEPTHWISE_CONV_2D
+    (no_integer_overflow_from_quantization); float32 is still checked and published."""
+    corpus_config(project, "mobilenet_v2", [{"name": "tflite", "variants": ["float32", "int16x8"], "calibration_samples": 32}])
+    project.run("export", "--model", "mobilenet_v2")
+    variants = project.report("mobilenet_v2")["targets"]["tflite"]["variants"]
+    assert variants["float32"]["status"] == "passed"
+    failed = variants["int16x8"]
+    assert failed["status"] == "error" and failed["files"] == []
+    message = failed["message"]
+    assert re.search(r"TFLite int16x8: DEPTHWISE_CONV_2D in layer '[^']+': LiteRT cannot prepare it: no_integer_overflow_from_quantization", message), message
+    assert "drop `int16x8`" in message and "float fallback" in message
+    assert sorted(p.name for p in (project.artifacts / "mobilenet_v2" / "tflite").iterdir()) == ["float32.tflite"]
+
+
+
+def test_a_gru_compiles_for_tpu_and_its_tflite_limit_names_op_and_layer(project):
+    """Keras 3 GRU: its TensorList buffers compile with XLA, so the TPU gate passes it;
+    the TFLite converter cannot lower them with a dynamic batch, which every variant
+    reports with the op and the layer."""
+    corpus_config(project, "gru", [{"name": "tflite", "variants": ["float32"]}, {"name": "tpu", "precision": "float32"}])
+    project.run("export", "--model", "gru")
+    targets = project.report("gru")["targets"]
+    assert targets["tpu"]["status"] == "passed", targets["tpu"].get("message")
+    assert targets["tpu"]["variants"]["fp32"]["parity"]["outputs"]["value"]["max_abs"] < 1e-5
+    failed = targets["tflite"]["variants"]["float32"]
+    assert failed["status"] == "error" and failed["error"] == "IncompatibleModel"
+    assert re.search(r"TFLite float32: TensorListReserve in layer 'gru': 'tf.TensorListReserve' op requires element_shape to be static", failed["message"]), failed["message"]
