@@ -158,21 +158,23 @@ def test_kill_and_ctrl_c_at_every_moment_leave_a_consistent_or_clearly_stale_sta
         assert "Traceback" not in err, err[-3000:]
         before = json.loads((model_dir / "report.json").read_text())
         validate = _run(root, "validate")
-        assert "Traceback" not in validate.stderr, validate.stderr[-3000:]
-        stale_line = next((line for line in validate.stderr.splitlines() if "report.json is stale for" in line), "")
+        said = validate.stdout + validate.stderr
+        assert "Traceback" not in said, said[-3000:]
+        stale_line = next((line for line in said.splitlines() if "report.json is stale for" in line), "")
         if validate.returncode != 0:
             # Not consistent: validate must say exactly which target is stale, nothing else.
-            assert stale_line, f"{name}: validate failed without naming a stale target:\n{validate.stderr[-3000:]}"
+            assert stale_line, f"{name}: validate failed (exit {validate.returncode}) without naming a stale target:\n{said[-3000:]}"
         stale = stale_line.split("report.json is stale for ", 1)[1].split(":")[0].split(";")[0] if stale_line else ""
         recover = _run(root, "export", "--target", "all")
         assert recover.returncode == 0, f"{name}: {recover.stderr[-3000:]}"
-        assert "Traceback" not in recover.stderr
+        assert "Traceback" not in recover.stderr + recover.stdout
         problems = _consistency(model_dir)
         assert problems == [], f"{name}: {problems}"
         after = json.loads((model_dir / "report.json").read_text())
         rebuilt = after["run"]["rebuilt"]
         recovered = [line.split("recovered from an interrupted run: ", 1)[1] for line in recover.stderr.splitlines() if "recovered from an interrupted run" in line]
         rows.append((name, signal.Signals(sig).name, hit, validate.returncode, stale or "-", ", ".join(recovered) or "-", ", ".join(rebuilt) or "-", before["run"].get("state")))
+        print(" | ".join(str(c) for c in rows[-1]), file=sys.stderr, flush=True)
     final = _run(root, "validate")
     assert final.returncode == 0, final.stderr[-3000:]
     print("\nmoment | signal | hit while running | validate exit | stale targets named | recovery by next export | rebuilt by next export | report state after the interruption")
