@@ -141,7 +141,13 @@ def _save_for_worker(obj: Any, flavour: str, folder: Path) -> dict:
 def _config_text(raw: dict) -> str:
     import yaml
 
-    return "# written by tfship.export from a live model; tfship export -c <this file> repeats the run\n" + yaml.safe_dump(raw, sort_keys=False)
+    from pipeline import live
+
+    if live.is_live(raw["source"].get("factory")):
+        head = "# written by tfship.export: the run of a model that lived in its Python process (named by its content digest)\n"
+    else:
+        head = "# written by tfship.export; `tfship export -c <this file>` repeats the run\n"
+    return head + yaml.safe_dump(raw, sort_keys=False)
 
 
 def _stage_config(raw: dict, arrays: dict | None, folder: Path, obj: Any, facts, isolate: bool) -> Path:
@@ -289,12 +295,12 @@ def run_configs(configs, root: Path, only, *, force=False, in_process=False, str
     from pipeline import progress
     from pipeline.execute.export import export as run_export, exit_code_for
     from pipeline.results import from_report
-    from pipeline.verdicts import run_fails_on_weak_evidence
+    from pipeline.reports.verdict_lines import run_fails_on_weak_evidence
 
     view = progress.make_view(level=progress.NORMAL if level is None else level)
     previous = progress.set_sink(view)
     try:
-        code = run_export(configs, only, Path(root), jobs=jobs, force=force, in_process=in_process)
+        code = run_export(configs, only, Path(root), jobs=jobs, force=force, in_process=in_process, strict=strict)
     finally:
         progress.set_sink(previous)
         view.close()

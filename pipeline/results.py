@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.verdicts import Verdict, entry_verdicts, summary_table
+from pipeline.reports.verdict_lines import Verdict, entry_verdicts, summary_table
 
 METRIC_KEYS = ("max_abs", "max_rel", "mean_abs", "rmse", "cosine", "mismatch_fraction", "atol", "rtol", "passed")
 

@@ -186,6 +186,23 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
     )
 
 
+def localize(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, target_dir: Path, artifact: Artifact, parity: dict):
+    """The first layer where a failed artifact diverges (None when it cannot be said).
+
+    Localization explains a failure; it never changes the verdict, so its own
+    failure is recorded and the run goes on."""
+    from pipeline.localize import Localization, localize_failure, pick_inputs
+
+    try:
+        return localize_failure(
+            ctx.model_dir, ctx.config, prep.loaded, target, target_cfg, target_dir, artifact, parity, prep.stats,
+            _tolerance_for(target_cfg, artifact), pick_inputs(prep.data.cases, prep.pool_mask), prep.data.pool,
+        )
+    except Exception as exc:  # the parity verdict stands; say why there is no layer table
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return Localization(target=target.name, variant=artifact.variant, method="none", note=f"localization failed: {type(exc).__name__}: {first}")
+
+
 def _error_entry(exc: BaseException, started: str) -> dict:
     from pipeline.publication import DISK_FULL
     from pipeline.usercode import strip_ansi
@@ -288,6 +305,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             if artifact.error is not None:  # this variant could not be built; the others stand
                 variant_entries[artifact.variant] = _variant_error_entry(artifact)
                 log(ctx.config.name, f"{label}: error: {artifact.error['message']}")
+                if artifact.variant in to_repair:  # a conversion refused on one op: a recipe may still convert
+                    artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, variant_entries[artifact.variant])
                 continue
             record = _artifact_record(artifact, staged, target.name)
             try:
@@ -315,6 +334,11 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
             reason = (record.get("diagnosis") or {}).get("reason")
             log(ctx.config.name, f"{label}: {record['status']} (max_abs {worst:.3g})" + ("" if parity["passed"] else f": {'; '.join(parity['failures'])}") + (f". {reason}" if reason else ""))
+            if not parity["passed"]:
+                localization = localize(ctx, prep, target, target_cfg, staged, artifact, parity)
+                if localization is not None:
+                    record["localization"] = localization.to_json()
+                    log(ctx.config.name, "  where: " + localization.summary())
             if not parity["passed"] and artifact.variant in to_repair:
                 artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
         entry = _fold_variants(variant_entries)

@@ -22,14 +22,15 @@ from pipeline.spec import ModelConfig
 
 def export(
     configs: list[ModelConfig], only: list[str] | None, artifacts_root: Path, jobs: int = 1, force: bool = False,
-    repair: dict[str, list[str]] | None = None, in_process: bool = False,
+    repair: dict[str, list[str]] | None = None, in_process: bool = False, strict: bool = False,
 ) -> int:
     """Parent side: decide what must be rebuilt (no TensorFlow needed), run workers, publish.
 
     `repair` ({target: [variant]}, from `tfship repair`) rebuilds those targets with a repair
     search on the named variants; their entries get no cache key (the config alone would
     not rebuild the repaired variant). `in_process` runs the workers' half here instead
-    (a live model exists only in this process)."""
+    (a live model exists only in this process). `strict` fails a passed artifact whose
+    budget the tolerance audit found loose."""
     from pipeline.config import require_selected
     from pipeline.errors import ConfigError, Problem
     from pipeline.publication import ModelLock, check_writable, reconcile
@@ -60,7 +61,7 @@ def export(
         for config in selected:
             for done in reconcile(artifacts_root / config.name, {t.name for t in config.targets}):
                 log(config.name, f"recovered from an interrupted run: {done}")
-        _export_locked(selected, only, artifacts_root, jobs, force, repair or {}, versions, codes, existed, in_process, refusals)
+        _export_locked(selected, only, artifacts_root, jobs, force, repair or {}, versions, codes, existed, in_process, refusals, strict)
     if not root_existed and artifacts_root.is_dir() and not any(artifacts_root.iterdir()):
         artifacts_root.rmdir()  # bad input: leave no trace, not even the folder
     if refusals:
@@ -69,9 +70,11 @@ def export(
 
 
 def _export_locked(
-    configs, only, artifacts_root: Path, jobs: int, force: bool, repair: dict, versions: dict, codes: list[int], existed: dict, in_process: bool, refusals: list[str]
+    configs, only, artifacts_root: Path, jobs: int, force: bool, repair: dict, versions: dict, codes: list[int], existed: dict, in_process: bool, refusals: list[str],
+    strict: bool = False,
 ) -> None:
     """Everything that reads or writes the models' folders: runs under their locks."""
+    from pipeline.audit import apply_strict
     from pipeline.cache import checked, source_digest
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.plan import make_plan
@@ -99,7 +102,7 @@ def _export_locked(
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(model.previous.get("run", {}).get("model", {}), source_sha256=source_digest(config))
             run = {"started": started, "finished": now(), "state": "finished", "targets": list(kept), "rebuilt": [], "reused": list(kept), "model": model_facts}
-            merge_report(model_dir, config.name, config.sha256, str(config.file), run, kept, model.still_valid)
+            merge_report(model_dir, config.name, config.sha256, str(config.file), run, apply_strict(kept) if strict else kept, model.still_valid)
             codes.append(exit_code_for(kept))
     if not jobs_to_run:
         log("tfship", "nothing changed: every selected target is up to date")
@@ -129,6 +132,8 @@ def _export_locked(
             refused[job.model][name] = entry
             return
         entry["cache_key"] = keys.get(name) if checked(entry) and name not in repair else None
+        if strict:
+            entry = apply_strict({name: entry})[name]
         if staged:
             entry = publish_target(Path(staged), model_dir / name, entry)
         else:

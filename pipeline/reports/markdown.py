@@ -18,11 +18,40 @@ def _parity_rows(prefix: str, entry: dict) -> list[str]:
     parity = entry.get("parity") or {}
     for name, m in (parity.get("outputs") or {}).items():
         mark = "pass" if m.get("passed") else "FAIL"
+        audit = m.get("audit") or {}
+        needed = max(audit.get("needed_atol") or 0.0, audit.get("needed_atol_floor") or 0.0) if audit else None
+        looseness = f"{_fmt(audit.get('looseness'))}x" + (" **loose**" if audit.get("loose") else "") if audit.get("looseness") else "-"
         rows.append(
             f"| {prefix} | {name} | {mark} | {_fmt(m.get('max_abs'))} | {_fmt(m.get('max_rel'))} | {_fmt(m.get('rmse'))} | "
-            f"{_fmt(m.get('cosine'))} | {_fmt(m.get('mismatch_fraction'))} | {_fmt(m.get('atol'))} |"
+            f"{_fmt(m.get('cosine'))} | {_fmt(m.get('mismatch_fraction'))} | {_fmt(m.get('atol'))} | {_fmt(needed)} | {looseness} |"
         )
     return rows
+
+
+def _localization_lines(label: str, loc: dict) -> list[str]:
+    """One table per localized artifact: error by layer, first over budget marked."""
+    lines = [f"### {label}: where it diverges ({loc.get('method')})", ""]
+    if loc.get("method") == "none":
+        return lines + [f"Not localized: {loc.get('note', '')}", ""]
+    first, growth = loc.get("first_over_budget"), loc.get("largest_growth")
+    lines.append(
+        f"First layer over the budget scaled to its range: **{first or 'none'}**"
+        + (f"; error grows most at **{growth}**" if growth else "")
+        + f" ({loc.get('note', '')}; {loc.get('seconds', 0):.1f} s)."
+    )
+    if loc.get("unmatched"):
+        lines.append(f"Layers without a tensor of their own in the artifact: {', '.join(loc['unmatched'])}.")
+    lines += ["", "| # | layer | tensor | max_abs | rel. to range | cosine | SQNR dB | budget | over |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in loc.get("layers", []):
+        mark = "**yes**" if row.get("over_budget") else "no"
+        name = f"**{row['layer']}**" if row["layer"] == first else row["layer"]
+        tensor = str(row.get("tensor", ""))
+        tensor = tensor if len(tensor) <= 60 else tensor[:57] + "..."
+        lines.append(
+            f"| {row['index']} | {name} | `{tensor}` | {_fmt(row.get('max_abs'))} | {_fmt(row.get('rel_error'))} | "
+            f"{_fmt(row.get('cosine'))} | {_fmt(row.get('sqnr_db'))} | {_fmt(row.get('budget_atol'))} | {mark} |"
+        )
+    return lines + [""]
 
 
 def _verdict_rows(prefix: str, entry: dict) -> list[str]:
@@ -76,7 +105,7 @@ def _diagnosis_lines(report: dict) -> list[str]:
 
 
 def render_markdown(report: dict) -> str:
-    from pipeline.verdicts import report_verdicts
+    from pipeline.reports.verdict_lines import report_verdicts
 
     lines = [f"# tfship report: {report['model']}", ""]
     lines.append(f"Status: **{report['status']}** · updated {report['updated']} · config sha256 `{report['config_sha256'][:12]}`")
@@ -97,8 +126,8 @@ def render_markdown(report: dict) -> str:
             f"{_fmt(timings.get('build_s'))} | {_fmt(timings.get('parity_s'))} | {note} |"
         )
     lines += ["", "## Parity (worst over cases)", ""]
-    lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol | needed atol | budget / needed |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, entry in sorted(report["targets"].items()):
         lines += _parity_rows(name, entry)
         for variant, sub in sorted((entry.get("variants") or {}).items()):
@@ -134,8 +163,20 @@ def render_markdown(report: dict) -> str:
                 extra.append(f"- {label}: weak evidence for `{out}`: {why}")
             for failure in parity.get("failures") or []:
                 extra.append(f"- {label}: FAILED {failure}")
+            for warning in parity.get("warnings") or []:
+                extra.append(f"- {label}: warning: {warning}")
     if extra:
         lines += ["", "## Notes", ""] + extra
+    located = [
+        (label, sub["localization"])
+        for name, entry in sorted(report["targets"].items())
+        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]
+        if sub.get("localization")
+    ]
+    if located:
+        lines += ["", "## Layer localization", ""]
+        for label, loc in located:
+            lines += _localization_lines(label, loc)
     diagnosis = _diagnosis_lines(report)
     if diagnosis:
         lines += ["", "## Diagnosis"] + diagnosis

@@ -295,10 +295,12 @@ def weight_damage(model, layers: Iterable[str]) -> dict[str, float]:
 
 
 def blame_from_localization(localization: dict) -> list[str]:
-    """Layers ordered worst first from a per-layer localization table: where the
-    relative error grows most over its predecessor leads."""
+    """Layers ordered worst first from a per-layer localization table: the first layer
+    over the budget leads (where the error starts), then where the relative error grows
+    most over its predecessor."""
     rows = sorted(localization.get("layers") or [], key=lambda r: r.get("index", 0))
-    growth, previous = [], 0.0
+    first = localization.get("first_over_budget")
+    growth, previous = ([(float("inf"), first)] if first else []), 0.0
     for r in rows:
         rel = r.get("rel_error")
         if rel is None or not np.isfinite(rel):
@@ -705,16 +707,21 @@ def repair_variant(job, artifact, entry: dict, verify, log, *, base: str, name: 
         shutil.rmtree(scratch, ignore_errors=True)
     record = search_record(result, entry, budget, float_content, artifact.info.get("size_bytes"), time.perf_counter() - start, label, target)
     prefix = f"{artifact.variant}: " if artifact.variant else ""
-    log(f"{prefix}{record['summary']}")
     if result.chosen is None:
+        log(f"{prefix}{record['summary']}")
         return None, record
     chosen = result.chosen
     n = chosen.recipe.calibration_samples or calibrated
     repaired = _recipe_artifact(job, chosen.recipe, chosen.content, f"{name}.tflite", tolerance, chosen.seconds, n)
     repaired.info["repaired_from"] = label
+    float_ops = sorted({op["op"] for op in litert.list_ops(chosen.content) if any(t["type"] == "float32" for t in op["outputs"])} - {"DEQUANTIZE"})
+    record["float_ops"] = float_ops  # ops computing in float (the chosen layers', and those the quantizer cannot quantize)
+    if float_ops and not chosen.recipe.float_layers:
+        record["summary"] += f"; ops left in float by the quantizer: {', '.join(float_ops)}"
     repaired.info["size_vs_float32"] = round(len(chosen.content) / len(float_content), 3)
     if artifact.info.get("size_bytes"):
         repaired.info[f"size_vs_{label}"] = round(len(chosen.content) / artifact.info["size_bytes"], 3)
+    log(f"{prefix}{record['summary']}")
     log(f"{prefix}to ship {name}, add under the {target} target of the config:\n{record['config_snippet']}")
     return repaired, record
 

@@ -175,7 +175,7 @@ data:
   seed: 7
   classifier: probs
 targets:
-  - {name: tflite, variants: [float32, dynamic_range, int8], repair: true}
+  - {name: tflite, variants: [float32, dynamic_range, int8, int16x8], repair: true}
 """
 
 
@@ -200,6 +200,13 @@ def test_a_log_mel_front_end_that_fails_quantization_is_repaired_at_the_log(proj
         assert repaired["info"]["size_bytes"] < 0.6 * variants["float32"]["info"]["size_bytes"]
     assert variants["dynamic_range"]["repair"]["float_layers"] == ["log_mel"]
     assert variants["int8"]["repair"]["float_layers"] == [] and variants["int8"]["repair"]["int16_layers"] == ["log_mel"]
+    # int16x8 does not convert (no 16x8 kernel for the STFT's FLOOR_DIV): the quantizer's plain
+    # int16x8 recipe leaves that op float and passes; the variant's own error stands.
+    assert variants["int16x8"]["status"] == "error" and "FLOOR_DIV" in variants["int16x8"]["message"]
+    search = variants["int16x8"]["repair"]
+    assert search["found"] is True and search["tried"][0]["recipe"]["float_layers"] == []
+    assert search["float_ops"] and "ops left in float by the quantizer" in search["summary"]  # measured: COMPLEX_ABS, LOG, ...
+    assert variants["int16x8_repaired"]["status"] == "passed"
 
 
 def _fake_search(passes, blame, conversions=8, **kwargs):
@@ -240,3 +247,22 @@ def test_search_finds_the_fewest_float_layers_and_stops_at_its_budget():
     result = _fake_search(lambda r: r.float_inputs or r.int16_layers, blame, allow_int16=False, allow_float_inputs=False)
     assert result.chosen is None
     assert all(not c.recipe.int16_layers and not c.recipe.float_inputs for c in result.tried)
+
+
+def test_blame_orders_layers_worst_first_from_either_table():
+    from targets.support.repair import blame_from_debugger, blame_from_localization
+
+    rows = [
+        {"layer": "probs", "op": "FULLY_CONNECTED", "rmse_over_scale": 3.0, "rounded_to_zero": 0.1},
+        {"layer": "out", "op": "SOFTMAX", "rmse_over_scale": 0.2, "rounded_to_zero": 0.9},  # fixed 1/256 step: expected
+        {"layer": "hidden", "op": "FULLY_CONNECTED", "rmse_over_scale": 0.3, "rounded_to_zero": 0.97},  # an outlier range
+    ]
+    assert blame_from_debugger(rows) == ["hidden", "probs", "out"]
+    # Localization: where the relative error grows most over the layer before it leads.
+    table = {"layers": [
+        {"index": 0, "layer": "log_mel", "rel_error": 0.30},
+        {"index": 1, "layer": "norm", "rel_error": 0.31},
+        {"index": 2, "layer": "conv1", "rel_error": 0.45},
+        {"index": 3, "layer": "probs", "rel_error": None},
+    ]}
+    assert blame_from_localization(table) == ["log_mel", "conv1", "norm"]

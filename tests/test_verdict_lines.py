@@ -1,7 +1,7 @@
 """One line per target and variant: status, worst max_abs, and the whole reason."""
 from __future__ import annotations
 
-from pipeline.verdicts import report_verdicts, summary_table
+from pipeline.reports.verdict_lines import report_verdicts, summary_table
 
 LONG = "y: max_abs 0.5 > atol 0.001 (+ rtol 0*|ref|) on 40 of 64 elements (62.50%); max_rel 3.2, cosine 0.91; " + "x" * 120
 
