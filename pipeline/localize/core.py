@@ -54,6 +54,17 @@ def _slice(config: ModelConfig, inputs: dict[str, np.ndarray], size: int | None)
     return {n: (fit(v) if n in batched and np.ndim(v) else v) for n, v in inputs.items()}
 
 
+def _as_layout(value: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """The artifact's tensor in the eager layout: as is, or channels-first (NCHW, as
+    tf2onnx keeps convolution tensors inside the graph) moved back to channels-last."""
+    value = np.asarray(value)
+    if value.shape == tuple(shape):
+        return value
+    if value.ndim == 4 and np.transpose(value, (0, 2, 3, 1)).shape == tuple(shape):
+        return np.transpose(value, (0, 2, 3, 1))
+    return None
+
+
 def _output_layers(loaded: LoadedModel, config: ModelConfig) -> dict[str, str]:
     """Config output name -> the Keras layer that produces it (functional models)."""
     outputs = list(getattr(loaded.obj, "outputs", None) or [])
@@ -128,16 +139,21 @@ def localize_artifact(
         rows, unmatched = [], []
         for layer in layers:
             ref = eager[layer.name]
-            chosen = next((i for i in found.get(layer.name, []) if np.shape(values[i.name][0]) == np.shape(ref)), None)
+            chosen, value, quant = None, None, None
+            for info in found.get(layer.name, []):
+                candidate = _as_layout(values[info.name][0], np.shape(ref))
+                if candidate is not None:
+                    chosen, value, quant = info, candidate, values[info.name][1]
+                    break
             if chosen is None:
                 unmatched.append(layer.name)
                 continue
-            value, quant = values[chosen.name]
             name = probe.display_name(chosen.name) if hasattr(probe, "display_name") else chosen.name
             rows.append(judge(layer.index, layer.name, name, ref, value, budget, quant))
         predecessors = {layer.name: list(layer.predecessors) for layer in layers}
         first, growth = summarize(rows, predecessors)
-        method, note = "tensors", f"{len(rows)} of {len(layers)} layers matched in {probe.kind}"
+        samples = len(next(iter(feed.values()))) if feed and np.ndim(next(iter(feed.values()))) else 1
+        method, note = "tensors", f"{len(rows)} of {len(layers)} layers matched in {probe.kind}, on one batch of {samples}"
         if first is not None and exporter is not None:
             refined = _refine_window(config, loaded, layers, rows, unmatched, first, feed, budget, exporter, work_dir)
             if refined:

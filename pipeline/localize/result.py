@@ -133,7 +133,7 @@ class Localization:
             return f"{label}: not localized: {self.note}"
         first = next((row for row in self.layers if row.layer == self.first_over_budget), None)
         if first is None:
-            head = f"no layer exceeds the scaled budget ({len(self.layers)} compared)"
+            head = f"no layer exceeds the scaled budget on the batch compared ({len(self.layers)} layers; the failure is spread over the model, or outside that batch)"
         else:
             head = (
                 f"first layer over budget: '{first.layer}' (#{first.index}, max_abs {first.max_abs:.3g}, "
