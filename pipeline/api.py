@@ -300,7 +300,7 @@ def run_configs(configs, root: Path, only, *, force=False, in_process=False, str
     view = progress.make_view(level=progress.NORMAL if level is None else level)
     previous = progress.set_sink(view)
     try:
-        code = run_export(configs, only, Path(root), jobs=jobs, force=force, in_process=in_process)
+        code = run_export(configs, only, Path(root), jobs=jobs, force=force, in_process=in_process, strict=strict)
     finally:
         progress.set_sink(previous)
         view.close()

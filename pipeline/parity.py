@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from pipeline.audit import excess_top, needed_tolerance, warning_text
 from pipeline.tolerance import Tolerance
 from pipeline.verdict import classifier_criteria, criterion_text, decided_by, failure_text, judge_output
 
@@ -28,7 +29,10 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float
     if ref.shape != out.shape:
         return {"passed": False, "error": f"shape {list(out.shape)} differs from the reference's {list(ref.shape)}"}
     atol = tol.effective_atol(step, ref_range)
-    bad_nonfinite = int(np.sum(~np.isfinite(out) & np.isfinite(ref)))
+    # NaN/Inf where the reference is finite fail; where the reference itself is not finite
+    # (only when the config allows it) the artifact must give the same value there.
+    same_nonfinite = (out == ref) | (np.isnan(out) & np.isnan(ref))
+    bad_nonfinite = int(np.sum(~np.isfinite(out) & np.isfinite(ref))) + int(np.sum(~np.isfinite(ref) & ~same_nonfinite))
     diff = np.abs(out - ref)
     diff = np.where(np.isfinite(diff), diff, np.inf)
     abs_ref = np.abs(ref)
@@ -45,6 +49,7 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float
         cosine = float(np.dot(a, r) / max(na * nr, 1e-300))
     mismatch = float(outside.mean()) if outside.size else 0.0
     return {
+        "_audit": excess_top(diff, abs_ref, tol.rtol, tol.mismatch_fraction),
         "max_abs": float(diff.max(initial=0.0)),
         "max_rel": float(rel.max(initial=0.0)),
         "mean_abs": float(diff.mean()) if diff.size else 0.0,
@@ -214,6 +219,8 @@ def evaluate(
     outputs = {}
     for name in names:
         worst = _worst(per_output[name], tolerance_for(name))
+        if "error" not in worst:
+            worst["audit"] = needed_tolerance([m.pop("_audit") for m in per_output[name] if "_audit" in m], tolerance_for(name).mismatch_fraction, worst["atol"])
         if steps.get(name):
             worst["quant_step"] = steps[name]
         pairs = [(r[name], o[name]) for r, o in zip(reference, produced) if name in o and np.shape(r[name]) == np.shape(o[name])]
@@ -250,6 +257,9 @@ def evaluate(
             n: f"the reference output is near-constant across inputs (spread {stats[n]['spread']:.3g}): agreement proves little; use trained weights or more varied data"
             for n in weak
         }
+    warnings = [warning_text(n, m["audit"]) for n, m in outputs.items() if m.get("audit", {}).get("loose")]
+    if warnings:
+        result["warnings"] = warnings
     result["passed"] = not failures
     result["failures"] = failures
     result["decided_by"] = _deciding(result)

@@ -108,3 +108,13 @@ class Target:
         report record of the search, or None when the target cannot repair.
         """
         return None
+
+    def tensor_probe(self, target_dir: Path, artifact: Artifact, model: ModelConfig, debug_dir: Path):
+        """The artifact's intermediate tensors in its own runtime (a `pipeline.localize.probes.TensorProbe`),
+        for layer localization; None when the runtime cannot expose them (then localization bisects).
+        Debug copies go to `debug_dir`, never into `target_dir`."""
+        return None
+
+    def options_for_variant(self, options: Any, variant: str) -> Any:
+        """Options that build only `variant` (bisection rebuilds one variant of truncated models)."""
+        return options

@@ -231,6 +231,11 @@ class EdgeTPUTarget(Target):
         # Parity runs the CPU model (model.tflite); the compiled file needs an Edge TPU.
         return LiteRTRunner(Path(target_dir) / artifact.files[0], artifact.info.get("outputs") or (), threads=threads)
 
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        from pipeline.localize.probes import LiteRTProbe
+
+        return LiteRTProbe(Path(target_dir) / artifact.files[0], tuple(artifact.info.get("outputs") or ()))
+
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         from targets.support import litert
 

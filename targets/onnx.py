@@ -421,6 +421,17 @@ class OnnxTarget(Target):
         outputs = [o["name"] for o in info.get("outputs", [])] or None
         return OnnxRuntimeRunner(Path(target_dir) / artifact.files[0], inputs, outputs, threads=threads)
 
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        from pipeline.localize.probes import OnnxProbe
+
+        # The debug copy (every intermediate value added as a graph output) goes to debug_dir.
+        return OnnxProbe(Path(target_dir) / artifact.files[0], model.input_names, model.output_names, debug_dir)
+
+    def options_for_variant(self, options, variant):
+        import dataclasses
+
+        return dataclasses.replace(options, optimize=variant == "optimized")
+
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         info = artifact.info or {}
         return {"opset": info.get("opset"), "onnx_ops": info.get("onnx_ops"), "external_data": info.get("external_data")}

@@ -32,5 +32,10 @@ class SavedModelTarget(Target):
     def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None) -> SavedModelRunner:
         return SavedModelRunner(target_dir / artifact.files[0])
 
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        from pipeline.localize.probes import saved_model_probe
+
+        return saved_model_probe(Path(target_dir) / artifact.files[0], model.input_names, debug_dir)
+
 
 TARGET = SavedModelTarget()

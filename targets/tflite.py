@@ -37,6 +37,7 @@ that variant is reported `skipped` with the ops named, and the others are checke
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -80,6 +81,27 @@ def variant_conversion(options: TFLiteOptions, variant: str):
         calibration_samples=options.calibration_samples,
         float_fallback=variant in options.float_fallback,
     )
+
+
+BATCH1_SCRATCH = ".batch1_savedmodel"  # inside the staging folder; removed before the target is published
+
+
+def _needs_static_batch(exc: Exception) -> bool:
+    """The converter's TensorList lowering failed: the error a Keras RNN gives with a
+    dynamic batch ('Lowering tensor list ops is failed', 'element_shape to be static')."""
+    text = " ".join(str(part) for part in (getattr(exc, "reason", ""), exc, exc.__cause__ or "")).lower()
+    return "tensor list" in text or ("tensorlist" in text and "element_shape" in text)
+
+
+def _batch1_saved_model(job: BuildInputs) -> Path:
+    """The model as a SavedModel whose signature fixes the batch at 1 (built once per build)."""
+    from pipeline.stages.savedmodel import write_saved_model
+    from pipeline.stages.trace import make_function
+
+    folder = job.out_dir / BATCH1_SCRATCH
+    if not (folder / "saved_model.pb").exists():
+        write_saved_model(folder, job.loaded, {"serving_default": make_function(job.model, job.loaded, batch=1)})
+    return folder
 
 
 class TFLiteTarget(Target):
@@ -138,12 +160,15 @@ class TFLiteTarget(Target):
         layers = litert.keras_layer_names(job.loaded.obj)
         weights = sizes.weight_bytes(job.traced)
         artifacts = []
-        for variant in options.variants:
-            try:
-                sizes.check_flatbuffer_fits(job.model.name, variant, weights)
-                artifacts.append(self._build_variant(job, options, variant, layers))
-            except PipelineError as exc:
-                artifacts.append(Artifact.failed(variant, exc))
+        try:
+            for variant in options.variants:
+                try:
+                    sizes.check_flatbuffer_fits(job.model.name, variant, weights)
+                    artifacts.append(self._build_variant(job, options, variant, layers))
+                except PipelineError as exc:
+                    artifacts.append(Artifact.failed(variant, exc))
+        finally:
+            shutil.rmtree(job.out_dir / BATCH1_SCRATCH, ignore_errors=True)
         if options.recipes:
             from targets.support import repair
 
@@ -170,8 +195,26 @@ class TFLiteTarget(Target):
             )
         else:
             progress.stage(job.model.name, self.name, f"convert {variant}")
+        static_batch = None
+        source = job.saved_model_dir
         try:
-            content, seconds = litert.convert(job.saved_model_dir, conv, representative, layers, job.model.input_names)
+            def run(saved_model_dir):
+                if variant in litert.CALIBRATED:  # the calibrator can crash the process: isolate it
+                    return litert.convert_isolated(saved_model_dir, conv, job.calibration, job.model.inputs, options.calibration_samples, layers, job.model.input_names)
+                return litert.convert(saved_model_dir, conv, representative, layers, job.model.input_names)
+
+            try:
+                content, seconds = run(job.saved_model_dir)
+            except ConversionError as exc:
+                if not (_needs_static_batch(exc) and any(s.batched and s.shape[0] is None for s in job.model.inputs)):
+                    raise
+                # The converter lowers an RNN's TensorList ops only when the list's element
+                # shape is static, which a dynamic batch prevents; at batch 1 it converts
+                # (other dynamic dimensions stay dynamic) and the runtime runs a larger
+                # batch one sample at a time.
+                source = _batch1_saved_model(job)
+                content, seconds = run(source)
+                static_batch = 1
         except ConversionError as exc:
             # The converter's own reason, with the op and layers when it names them: an op
             # without a kernel for this type, a node it cannot lower, or a tensor the
@@ -183,7 +226,7 @@ class TFLiteTarget(Target):
             if tensor and not where:
                 where = [_describe_tensor(tensor, job.model.input_names, layers)]
                 op = op or ("WHILE" if "while" in tensor else "")
-            raise self._variant_failure(job, conv, representative, layers, op, where, reason) from exc
+            raise self._variant_failure(job, conv, representative, layers, op, where, reason, source) from exc
         ops = litert.list_ops(content)
         flex = litert.flex_ops(ops)
         if not flex:  # a Flex model cannot be prepared here at all (no Flex delegate): parity says so
@@ -191,7 +234,7 @@ class TFLiteTarget(Target):
                 litert.check_prepares(content)
             except RuntimeError as exc:
                 op, where, reason = litert.prepare_failure(exc, content, layers)
-                raise self._variant_failure(job, conv, representative, layers, op, where, f"LiteRT cannot prepare it: {reason}") from exc
+                raise self._variant_failure(job, conv, representative, layers, op, where, f"LiteRT cannot prepare it: {reason}", source) from exc
         file = f"{variant}.tflite"
         (job.out_dir / file).write_bytes(content)
         info = {
@@ -209,6 +252,12 @@ class TFLiteTarget(Target):
         fixed = fixed_dims(runner, job.model.inputs)
         if fixed:  # the converter pinned a dimension the config declares dynamic: say which
             info["fixed_dims"] = fixed
+        if static_batch:
+            info["static_batch"] = static_batch
+            info["note_static_batch"] = (
+                "converted at a static batch of 1: with a dynamic batch the converter cannot lower this model's TensorList ops "
+                "(an RNN's loop state); LiteRT runs a larger batch one sample at a time"
+            )
         if variant in litert.CALIBRATED:
             info["calibration_samples"] = options.calibration_samples
         if conv.denylisted_nodes:
@@ -217,7 +266,9 @@ class TFLiteTarget(Target):
             info["float_ops"] = float_op_counts(ops)
         return Artifact(variant=variant, files=(file,), tolerance=DEFAULT_TOLERANCES[variant], info=info)
 
-    def _variant_failure(self, job: BuildInputs, conv, representative, layers: list[str], op: str, where: list[str] | None, reason: str) -> IncompatibleModel:
+    def _variant_failure(
+        self, job: BuildInputs, conv, representative, layers: list[str], op: str, where: list[str] | None, reason: str, source: Path | None = None
+    ) -> IncompatibleModel:
         """The variant's error: the op, its layers, and only the fixes that were tried here."""
         from dataclasses import replace
 
@@ -237,19 +288,20 @@ class TFLiteTarget(Target):
         located = " in ".join(p for p in (op, ", ".join(places)) if p) or "an op"
         fixes = [f"drop `{conv.variant}` from the tflite `variants` (each variant is converted and checked on its own: the others do not depend on it)"]
         if conv.variant in litert.CALIBRATED and not conv.float_fallback:
-            fixes.append(self._try_float_fallback(job, conv, representative, layers))
+            fixes.append(self._try_float_fallback(job, conv, layers, source or job.saved_model_dir))
         return IncompatibleModel(
             f"TFLite {conv.variant}: {located}: {reason}. Fixes tried: " + "; ".join(f"({i}) {fix}" for i, fix in enumerate(fixes, 1)) + "."
         )
 
-    def _try_float_fallback(self, job: BuildInputs, conv, representative, layers: list[str]) -> str:
+    def _try_float_fallback(self, job: BuildInputs, conv, layers: list[str], source: Path) -> str:
         from dataclasses import replace
 
         from targets.support import litert
 
         option = f"`float_fallback: [{conv.variant}]`"
+        samples = job.target.options.calibration_samples
         try:
-            content, _ = litert.convert(job.saved_model_dir, replace(conv, float_fallback=True), representative, layers, job.model.input_names)
+            content, _ = litert.convert_isolated(source, replace(conv, float_fallback=True), job.calibration, job.model.inputs, samples, layers, job.model.input_names)
             litert.check_prepares(content)
         except (ConversionError, RuntimeError) as exc:
             detail = " ".join((getattr(exc, "reason", None) or str(exc)).split())
@@ -268,6 +320,18 @@ class TFLiteTarget(Target):
             )
         outputs = artifact.info.get("outputs") or ()
         return LiteRTRunner(Path(target_dir) / artifact.files[0], outputs, threads=threads)
+
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        if artifact.info.get("needs_flex_delegate"):
+            return None
+        from pipeline.localize.probes import LiteRTProbe
+
+        return LiteRTProbe(Path(target_dir) / artifact.files[0], tuple(artifact.info.get("outputs") or ()))
+
+    def options_for_variant(self, options, variant):
+        import dataclasses
+
+        return dataclasses.replace(options, variants=(variant,))
 
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         """For a failed quantized variant: the layers QuantizationDebugger finds worst."""

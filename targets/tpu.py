@@ -332,5 +332,23 @@ class TpuTarget(Target):
         # Batches above the largest compiled size are split, as a client would.
         return SavedModelRunner(target_dir / "saved_model", max_batch=max(artifact.info["batch_sizes"]))
 
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        from pipeline.localize import probes
+
+        if artifact.variant == "bf16":  # the emulation graph is already frozen: fetch its rounded tensors
+            return probes.frozen_graph_probe(Path(target_dir) / "bf16_emulation", debug_dir, kind="bf16-emulation")
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(Path(target_dir) / "saved_model"))
+        concretes = {int(c.inputs[0].shape[0]): c for c in getattr(loaded, ALIAS).concrete_functions}
+        batch = max(b for b in concretes if b <= 32) if any(b <= 32 for b in concretes) else min(concretes)
+        # tpu_func at one static batch, inlined and compiled with XLA again with extra fetches.
+        return probes.function_probe(concretes[batch], model.input_names, debug_dir, jit=True, fixed_batch=batch, kind="xla (tpu_func)")
+
+    def options_for_variant(self, options, variant):
+        import dataclasses
+
+        return dataclasses.replace(options, precision="bfloat16" if variant == "bf16" else "float32")
+
 
 TARGET = TpuTarget()

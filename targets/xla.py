@@ -338,6 +338,19 @@ class XlaTarget(Target):
             return AotHarnessRunner(target_dir / "aot", artifact.info)
         return SavedModelRunner(target_dir / "saved_model")
 
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        if artifact.variant == "aot":
+            return None  # the native harness exposes no intermediate tensors: localization bisects
+        from pipeline.localize.probes import saved_model_probe
+
+        # The jit_compile serving function, inlined with extra fetches and compiled by XLA again.
+        return saved_model_probe(Path(target_dir) / "saved_model", model.input_names, debug_dir, jit=True, kind="xla")
+
+    def options_for_variant(self, options, variant):
+        import dataclasses
+
+        return dataclasses.replace(options, aot=variant == "aot", harness=variant == "aot")
+
 
 TARGET = XlaTarget()
 

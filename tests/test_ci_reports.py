@@ -173,7 +173,10 @@ def test_html_is_self_contained_and_renders(exported, tmp_path):
     for forbidden in ("<script", "<link", "@import", "url(", "src=", 'href="http', "https://"):
         assert forbidden not in lowered, forbidden
     assert lowered.count("http://") == lowered.count('xmlns="http://www.w3.org/2000/svg"')  # only the SVG namespace
-    assert page.count("<svg") == 5  # frozen and tiny: histogram + scatter each (from the element sample); tiny: speedups
+    # frozen and tiny: histogram + scatter each (from the element sample); tiny: speedups;
+    # frozen (failed): its error by layer depth
+    assert page.count("<svg") == 6
+    assert "savedmodel: error by layer depth" in page
     assert "tiny: speedup over eager (p50)" in page
     for batch in ("1", "8"):
         assert f"savedmodel batch {batch}: {speedups[batch]['speedup_vs_eager']:.3g}× eager" in page

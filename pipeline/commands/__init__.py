@@ -13,6 +13,7 @@ MODULES: tuple[str, ...] = (
     "pipeline.commands.matrix",
     "pipeline.commands.merge",
     "pipeline.commands.repair",
+    "pipeline.commands.explain",
     "pipeline.commands.inspect",
     "pipeline.commands.compare",
 )

@@ -17,7 +17,7 @@ def register(subparsers, common) -> None:
     export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     export.add_argument("--bench", action="store_true", help="after exporting, time what was exported (as `tfship bench`)")
     export.add_argument("--dry-run", action="store_true", help="print what would be built or reused, and why; build and write nothing")
-    export.add_argument("--strict", action="store_true", help="weak evidence (a near-constant reference output) fails the run (exit 1)")
+    export.add_argument("--strict", action="store_true", help="weak evidence (a near-constant reference output), or a budget more than 1000x looser than the artifact needed, fails the run (exit 1)")
     add_output_arguments(export)
     export.set_defaults(handler=run)
 

@@ -191,6 +191,38 @@ def case_error_chart(cases: list[tuple[str, float | None, bool]], atol: float, t
     return _frame(title, body, f"parity case ({len(cases)})", "max |error| (log)")
 
 
+def layer_error_chart(loc: dict, title: str) -> str:
+    """Error relative to each layer's range, by layer depth (log); the budget scaled to
+    the layer is the dashed line; the first layer over it is marked."""
+    left, right, top, bottom = _plot_box()
+    rows = [r for r in loc.get("layers", []) if isinstance(r.get("rel_error"), (int, float))]
+    share = float((loc.get("budget") or {}).get("range_share") or 0.0)
+    values = [r["rel_error"] for r in rows if r["rel_error"] > 0]
+    floor = min(values + ([share] if share > 0 else []), default=1e-8) / 10
+    hi = max(values + [share, floor * 100])
+    y = Axis(floor, hi * 2, bottom, top, log=True)
+    depth = [r["index"] for r in rows] or [0]
+    x = Axis(min(depth) - 0.5, max(depth) + 0.5, left, right)
+    body = _axes(None, y)
+    points = []
+    for r in rows:
+        v = r["rel_error"] if r["rel_error"] > 0 else floor
+        px, py = x(r["index"]), y(v)
+        points.append(f"{px:.1f},{py:.1f}")
+        colour = FAIL if r.get("over_budget") else PASS
+        radius = 5 if r["layer"] == loc.get("first_over_budget") else 3
+        body.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{radius}" fill="{colour}"><title>{esc(r["layer"])} (#{r["index"]}): max_abs {fmt(r.get("max_abs"), 4)}, {fmt(r["rel_error"], 3)} of its range</title></circle>')
+    if len(points) > 1:
+        body.insert(len(body) - len(rows), f'<polyline points="{" ".join(points)}" fill="none" stroke="{INK}" stroke-width="0.8" opacity="0.5"/>')
+    if share > 0:
+        body.append(f'<line x1="{left}" x2="{right}" y1="{y(share):.1f}" y2="{y(share):.1f}" stroke="{TOL}" stroke-width="2" stroke-dasharray="5 3"/>')
+        body.append(f'<text x="{right - 3}" y="{y(share) - 4:.1f}" text-anchor="end" fill="{TOL}">budget {share:.2g} of range</text>')
+    first = loc.get("first_over_budget")
+    if first:
+        body.append(f'<text x="{left + 4}" y="{top + 12}" fill="{FAIL}">first over budget: {esc(first)}</text>')
+    return _frame(title, body, f"layer depth ({len(rows)} compared, {loc.get('method')})", "max |error| / layer range (log)")
+
+
 def scatter(ref: list[float], out: list[float], title: str) -> str:
     """Reference vs artifact values with the y = x line: points off the line are errors."""
     left, right, top, bottom = _plot_box()
@@ -344,6 +376,11 @@ def _model_section(report: dict) -> str:
             parts.append(_metrics_table(record))
             for output in record.outputs:
                 parts.append(f'<div class="row">{"".join(output_cards(record, output))}</div>')
+        loc = record.entry.get("localization")
+        if loc and loc.get("layers"):
+            svg = layer_error_chart(loc, f"{record.label}: error by layer depth")
+            note = "each compared layer: max |error| over the layer's own range; red: over the failing output's budget scaled to that layer."
+            parts.append(f'<div class="row">{_card(svg, note)}</div>')
     return "\n".join(parts)
 
 

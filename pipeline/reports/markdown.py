@@ -10,11 +10,40 @@ def _parity_rows(prefix: str, entry: dict) -> list[str]:
     parity = entry.get("parity") or {}
     for name, m in (parity.get("outputs") or {}).items():
         mark = "pass" if m.get("passed") else "FAIL"
+        audit = m.get("audit") or {}
+        needed = max(audit.get("needed_atol") or 0.0, audit.get("needed_atol_floor") or 0.0) if audit else None
+        looseness = f"{fmt(audit.get('looseness'))}x" + (" **loose**" if audit.get("loose") else "") if audit.get("looseness") else "-"
         rows.append(
             f"| {prefix} | {name} | {mark} | {fmt(m.get('max_abs'))} | {fmt(m.get('max_rel'))} | {fmt(m.get('rmse'))} | "
-            f"{fmt(m.get('cosine'))} | {fmt(m.get('mismatch_fraction'))} | {fmt(m.get('atol'))} |"
+            f"{fmt(m.get('cosine'))} | {fmt(m.get('mismatch_fraction'))} | {fmt(m.get('atol'))} | {fmt(needed)} | {looseness} |"
         )
     return rows
+
+
+def _localization_lines(label: str, loc: dict) -> list[str]:
+    """One table per localized artifact: error by layer, first over budget marked."""
+    lines = [f"### {label}: where it diverges ({loc.get('method')})", ""]
+    if loc.get("method") == "none":
+        return lines + [f"Not localized: {loc.get('note', '')}", ""]
+    first, growth = loc.get("first_over_budget"), loc.get("largest_growth")
+    lines.append(
+        f"First layer over the budget scaled to its range: **{first or 'none'}**"
+        + (f"; error grows most at **{growth}**" if growth else "")
+        + f" ({loc.get('note', '')}; {loc.get('seconds', 0):.1f} s)."
+    )
+    if loc.get("unmatched"):
+        lines.append(f"Layers without a tensor of their own in the artifact: {', '.join(loc['unmatched'])}.")
+    lines += ["", "| # | layer | tensor | max_abs | rel. to range | cosine | SQNR dB | budget | over |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in loc.get("layers", []):
+        mark = "**yes**" if row.get("over_budget") else "no"
+        name = f"**{row['layer']}**" if row["layer"] == first else row["layer"]
+        tensor = str(row.get("tensor", ""))
+        tensor = tensor if len(tensor) <= 60 else tensor[:57] + "..."
+        lines.append(
+            f"| {row['index']} | {name} | `{tensor}` | {fmt(row.get('max_abs'))} | {fmt(row.get('rel_error'))} | "
+            f"{fmt(row.get('cosine'))} | {fmt(row.get('sqnr_db'))} | {fmt(row.get('budget_atol'))} | {mark} |"
+        )
+    return lines + [""]
 
 
 def _verdict_rows(prefix: str, entry: dict) -> list[str]:
@@ -89,8 +118,8 @@ def render_markdown(report: dict) -> str:
             f"{fmt(timings.get('build_s'))} | {fmt(timings.get('parity_s'))} | {note} |"
         )
     lines += ["", "## Parity (worst over cases)", ""]
-    lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol | needed atol | budget / needed |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     records = list(iter_records(report))
     for record in records:
         lines += _parity_rows(record.label, record.entry)
@@ -123,8 +152,15 @@ def render_markdown(report: dict) -> str:
             extra.append(f"- {label}: weak evidence for `{out}`: {why}")
         for failure in parity.get("failures") or []:
             extra.append(f"- {label}: FAILED {failure}")
+        for warning in parity.get("warnings") or []:
+            extra.append(f"- {label}: warning: {warning}")
     if extra:
         lines += ["", "## Notes", ""] + extra
+    located = [(record.label, record.entry["localization"]) for record in iter_records(report) if record.entry.get("localization")]
+    if located:
+        lines += ["", "## Layer localization", ""]
+        for label, loc in located:
+            lines += _localization_lines(label, loc)
     diagnosis = _diagnosis_lines(report)
     if diagnosis:
         lines += ["", "## Diagnosis"] + diagnosis

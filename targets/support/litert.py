@@ -161,6 +161,55 @@ def convert(saved_model_dir: Path, conv: Conversion, representative=None, layer_
     return content, time.perf_counter() - start
 
 
+def convert_child_main(job_file: str) -> None:
+    """Child process of convert_isolated: convert, write back (bytes, seconds) or the error."""
+    import pickle
+
+    with open(job_file, "rb") as f:
+        saved_model_dir, conv, calibration, inputs, samples, layer_names, input_names = pickle.load(f)
+    try:
+        result = ("ok", convert(saved_model_dir, conv, representative_dataset(calibration, inputs, samples), layer_names, input_names))
+    except Exception as exc:  # sent to the parent, which raises it as its own
+        result = ("error", exc if isinstance(exc, ConversionError) else ConversionError(f"{type(exc).__name__}: {exc}"))
+    with open(job_file + ".out", "wb") as f:
+        pickle.dump(result, f)
+
+
+def convert_isolated(saved_model_dir: Path, conv: Conversion, calibration: dict[str, np.ndarray], inputs: Iterable[Any], samples: int,
+                     layer_names: Iterable[str] = (), input_names: Iterable[str] = ()) -> tuple[bytes, float]:
+    """A calibrated conversion in a child process: the converter's calibrator can crash the
+    process (seen: a Keras LSTM under int8 calibration dies with SIGSEGV), and one variant
+    crashing must not take the target's other variants with it. A fresh interpreter, not
+    a fork: TensorFlow is not fork-safe (and workers are daemonic, so no multiprocessing)."""
+    import os
+    import pickle
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    inputs = list(inputs)
+    calibration = {spec.name: np.asarray(calibration[spec.name][:samples]) for spec in inputs}
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding targets/ and pipeline/
+    with tempfile.TemporaryDirectory(prefix="tfship-convert-") as scratch:
+        job_file = os.path.join(scratch, "job.pkl")
+        with open(job_file, "wb") as f:
+            pickle.dump((Path(saved_model_dir), conv, calibration, inputs, samples, list(layer_names), list(input_names)), f)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+        code = "import sys; from targets.support.litert import convert_child_main; convert_child_main(sys.argv[1])"
+        proc = subprocess.run([sys.executable, "-c", code, job_file], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if not os.path.exists(job_file + ".out"):
+            name = signal.Signals(-proc.returncode).name if proc.returncode < 0 else f"exit code {proc.returncode}"
+            error = ConversionError(f"TFLite {conv.variant} conversion of {saved_model_dir} crashed the converter ({name}) during calibration")
+            error.reason = f"the TFLite converter crashed ({name}) while calibrating {conv.variant}"
+            raise error
+        with open(job_file + ".out", "rb") as f:
+            kind, value = pickle.load(f)
+    if kind == "error":
+        raise value
+    return value
+
+
 def _convert_with_denylist(converter, conv: Conversion, representative, input_names: list[str]) -> bytes:
     """Full-integer model with the listed tensors kept in float (selective quantization)."""
     import tensorflow as tf

@@ -295,10 +295,12 @@ def weight_damage(model, layers: Iterable[str]) -> dict[str, float]:
 
 
 def blame_from_localization(localization: dict) -> list[str]:
-    """Layers ordered worst first from a per-layer localization table: where the
-    relative error grows most over its predecessor leads."""
+    """Layers ordered worst first from a per-layer localization table: the first layer
+    over the budget leads (where the error starts), then where the relative error grows
+    most over its predecessor."""
     rows = sorted(localization.get("layers") or [], key=lambda r: r.get("index", 0))
-    growth, previous = [], 0.0
+    first = localization.get("first_over_budget")
+    growth, previous = ([(float("inf"), first)] if first else []), 0.0
     for r in rows:
         rel = r.get("rel_error")
         if rel is None or not np.isfinite(rel):

@@ -194,6 +194,19 @@ def test_int8_outlier_fails_with_the_debugger_layer_table_and_the_fix_works(proj
     assert "suggested_fix" not in table  # advice is printed only once a repair search verified it
     candidates = table["denylist_candidates"]
     assert any("hidden" in c for c in candidates)
+    # Layer localization on the shipped int8 file: the first layer over the budget is the one the
+    # debugger blames first (`probs`); `hidden` stays within its stretched range but is flagged as
+    # the tensor whose step swallowed its values (the outlier's cause).
+    from targets.support.repair import blame_from_debugger
+
+    loc = int8["localization"]
+    assert loc["method"] == "tensors"
+    assert loc["first_over_budget"] == blame_from_debugger(table["worst_layers"])[0] == table["worst_layers"][0]["layer"] == "probs"
+    rows = {row["layer"]: row for row in loc["layers"]}
+    assert rows["hidden"]["quantized"]["dtype"] == "int8" and rows["hidden"]["quantized"]["scale"] > 50
+    assert not rows["hidden"]["over_budget"] and rows["hidden"]["quantized"]["swallowed"]
+    assert rows["hidden"]["quantized"]["rounded_to_zero"] > 0.5
+    assert "step swallows values in 'hidden'" in result.err
 
     # Following the suggested fix (those tensors kept in float) restores the classifier.
     nodes = ", ".join(f'"{c}"' for c in candidates)
@@ -208,9 +221,9 @@ def test_flex_ops_are_refused_naming_the_ops_and_the_layer(project):
     project.config("f64", FLEX.format(name="f64", factory="float64_op", extra="    variants: [float32]\n"))
     result = project.run("export")
     assert result.code == 2
-    entry = project.report("f64")["targets"]["tflite"]
-    assert entry["error"] == "IncompatibleModel"
-    message = entry["message"]
+    message = result.err  # bad input: printed with the config's line, never recorded
+    assert "f64.yaml:" in message and ": targets[0]: tflite: " in message
+    assert not (project.artifacts / "f64").exists()
     assert "Select TF ops (Flex): AddV2" in message and "Square" in message
     assert "layer 'to_double'" in message
     assert "allow_select_tf_ops: true" in message
