@@ -721,7 +721,15 @@ def benchmark_model(config: ModelConfig, artifacts_root: Path, options: BenchOpt
 
 def merge_benchmark(model_dir: Path, results: dict, baselines: dict, run: dict) -> dict:
     """Re-read the report and add the figures to the records whose files are still
-    the ones timed; write report.json and report.md atomically."""
+    the ones timed; write report.json and report.md atomically, under the model's lock
+    (an export publishing meanwhile must not lose its entries to this write)."""
+    from pipeline.publication import ModelLock
+
+    with ModelLock(model_dir.parent, model_dir.name, echo=lambda line: print(line, file=sys.stderr, flush=True)):
+        return _merge_benchmark_locked(model_dir, results, baselines, run)
+
+
+def _merge_benchmark_locked(model_dir: Path, results: dict, baselines: dict, run: dict) -> dict:
     report = read_report(model_dir)
     if report is None:
         raise BenchError(f"{report_path(model_dir)} disappeared while benchmarking")

@@ -154,7 +154,7 @@ targets:
   - savedmodel
   - onnx
   - xla
-  - {name: tflite, variants: [float32, dynamic_range, int8]}
+  - {name: tflite, variants: [float32, dynamic_range, int8], calibration_samples: 16}
 """
 
 
@@ -193,4 +193,7 @@ def test_lstm_with_a_dynamic_time_axis(project):
     # an error, in a child process, and the others stand.
     int8 = variant(report, "tflite", "int8")
     assert int8["status"] in ("passed", "error")
-    assert result.code == (0 if int8["status"] == "passed" else 1)
+    if int8["status"] == "error":  # a model this converter cannot take: exit 2, with what happened
+        assert "crashed (SIGSEGV) while calibrating int8" in int8["message"] and result.code == 2
+    else:
+        assert result.code == 0

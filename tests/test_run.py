@@ -112,10 +112,12 @@ def test_python_if_on_a_tensor_is_explained_with_file_and_line(project):
     project.config("gate", factory_config("fixture_models:python_if"))
     result = project.run("export")
     assert result.code == 2
-    message = project.report("gate")["targets"]["savedmodel"]["message"]
+    message = result.err
+    assert "gate.yaml:2: source.factory:" in message  # the config's line, then the user's own
     assert "fixture_models.py:" in message and "if x > self.threshold" in message
     assert "tf.where" in message and "tf.cond" in message
-    assert "Traceback" not in result.err
+    assert "Traceback" not in result.err and "\x1b[" not in result.err
+    assert not project.artifacts.exists()  # bad input writes nothing
 
 
 @pytest.mark.parametrize("factory, flavour", [("fixture_models:tiny_keras3_classifier", "keras3"), ("fixture_models:tiny_tfkeras_classifier", "tf_keras")])

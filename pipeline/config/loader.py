@@ -180,7 +180,7 @@ def _parse_source(col: _Collector, raw: Any, base: Path) -> SourceConfig | None:
     raw = col.mapping(raw, path, "model source: path or factory")
     if raw is None:
         return None
-    col.keys(raw, path, ("path", "factory", "build", "signature"))
+    col.keys(raw, path, ("path", "factory", "build", "signature", "modules", "custom_objects"))
     if ("path" in raw) == ("factory" in raw):
         col.add(path, "give exactly one of 'path' (a .keras, .h5 or SavedModel directory) or 'factory' (module:function)")
         return None
@@ -188,9 +188,10 @@ def _parse_source(col: _Collector, raw: Any, base: Path) -> SourceConfig | None:
     if not isinstance(signature, str):
         col.add(path + ("signature",), f"expected a string, got {_describe(signature)}")
     build = _factory_ref(col, raw["build"], path + ("build",)) if "build" in raw else None
+    modules, custom_objects = _parse_custom_code(col, raw, path)
     if "factory" in raw:
         factory = _factory_ref(col, raw["factory"], path + ("factory",))
-        return SourceConfig(kind="factory", factory=factory, build=build) if factory else None
+        return SourceConfig(kind="factory", factory=factory, build=build, modules=modules, custom_objects=custom_objects) if factory else None
     value = raw["path"]
     if not isinstance(value, str):
         col.add(path + ("path",), f"expected a file path, got {_describe(value)}")
@@ -209,7 +210,33 @@ def _parse_source(col: _Collector, raw: Any, base: Path) -> SourceConfig | None:
         col.add(path + ("path",), f"model file not found: {file}; fix the path, or add 'build: module:function' that creates it")
     elif kind == "saved_model" and file.exists() and not (file / "saved_model.pb").exists():
         col.add(path + ("path",), f"{file} is a directory without saved_model.pb; expected a SavedModel directory")
-    return SourceConfig(kind=kind, path=file, build=build, signature=signature if isinstance(signature, str) else "serving_default")
+    return SourceConfig(
+        kind=kind, path=file, build=build, signature=signature if isinstance(signature, str) else "serving_default",
+        modules=modules, custom_objects=custom_objects,
+    )
+
+
+def _parse_custom_code(col: _Collector, raw: dict, path: KeyPath) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """`modules: [pkg.layers]` and `custom_objects: {MyLayer: pkg.layers:MyLayer}`."""
+    modules: list[str] = []
+    if "modules" in raw:
+        value = raw["modules"]
+        if not isinstance(value, list):
+            col.add(path + ("modules",), f"expected a list of module names (e.g. [mypackage.layers]), got {_describe(value)}")
+        else:
+            for i, module in enumerate(value):
+                if isinstance(module, str) and all(part.isidentifier() for part in module.split(".")):
+                    modules.append(module)
+                else:
+                    col.add(path + ("modules", i), f"expected a dotted module name (e.g. mypackage.layers), got {_describe(module)}")
+    objects: list[tuple[str, str]] = []
+    if "custom_objects" in raw:
+        value = col.mapping(raw["custom_objects"], path + ("custom_objects",), "class name -> module:attribute")
+        for name, ref in (value or {}).items():
+            ref = _factory_ref(col, ref, path + ("custom_objects", name))
+            if ref:
+                objects.append((str(name), ref))
+    return tuple(modules), tuple(objects)
 
 
 def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
@@ -269,10 +296,14 @@ def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
         if isinstance(item, str):
             name, source = item, None
         elif isinstance(item, dict):
-            col.keys(item, p, ("name", "source"), required=("name",))
+            col.keys(item, p, ("name", "source", "allow_nonfinite"), required=("name",))
             name, source = item.get("name"), item.get("source")
             if source is not None and not isinstance(source, str):
                 col.add(p + ("source",), f"expected the model's own output name, got {_describe(source)}")
+                continue
+            allow = item.get("allow_nonfinite", False)
+            if not isinstance(allow, bool):
+                col.add(p + ("allow_nonfinite",), f"expected true or false, got {_describe(allow)}")
                 continue
         else:
             col.add(p, f"expected an output name or {{name, source}}, got {_describe(item)}")
@@ -284,7 +315,7 @@ def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
             col.add(p, f"duplicate output name '{name}'")
             continue
         seen.add(name)
-        specs.append(OutputSpec(name, source))
+        specs.append(OutputSpec(name, source, bool(isinstance(item, dict) and item.get("allow_nonfinite", False))))
     return tuple(specs)
 
 
@@ -293,14 +324,14 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
     raw = {} if raw is None else col.mapping(raw, path, "parity data")
     if raw is None:
         return None
-    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier", "shapes"))
+    col.keys(raw, path, ("inputs", "npz", "generator", "labels", "seed", "samples", "batch_sizes", "classifier", "shapes", "allow_nonfinite"))
     kinds = [k for k in ("npz", "generator") if k in raw]
     if len(kinds) > 1 or (kinds and "inputs" in raw):
         col.add(path, "give at most one data source: 'inputs' (synthetic), 'npz' or 'generator'")
         return None
     kind = kinds[0] if kinds else "synthetic"
     values: dict[str, Any] = {"kind": kind}
-    for key, hint in (("seed", int), ("samples", int)):
+    for key, hint in (("seed", int), ("samples", int), ("allow_nonfinite", bool)):
         if key in raw:
             ok, v = check_value(col, raw[key], hint, path + (key,))
             if ok:
@@ -330,13 +361,15 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
                 parsed.append((name, dist))
             values["synthetic"] = tuple(parsed)
             given = {name for name, _ in parsed}
-            for spec in inputs:
+            for index, spec in enumerate(inputs):
                 if spec.name in given:
                     continue
+                # Point at data.inputs when it is there, else at the input itself.
+                where = path + ("inputs",) if "inputs" in raw else ("inputs", index)
                 if spec.dtype == "string":
-                    col.add(path, f"input '{spec.name}' is a string: synthetic data cannot make it; give 'npz' or 'generator' data")
+                    col.add(where, f"input '{spec.name}' is a string: synthetic data cannot make it; give 'npz' or 'generator' data")
                 elif spec.dtype.startswith(("int", "uint")):
-                    col.add(path + ("inputs",), f"integer input '{spec.name}' needs its value range, e.g. `{spec.name}: {{distribution: integers, low: 0, high: <vocabulary size>}}`")
+                    col.add(where, f"integer input '{spec.name}' needs its value range under data.inputs, e.g. `{spec.name}: {{distribution: integers, low: 0, high: <vocabulary size>}}`")
     elif kind == "npz":
         if isinstance(raw["npz"], str):
             file = (base / raw["npz"]).resolve()
@@ -387,8 +420,11 @@ def _parse_tolerances(col: _Collector, raw: Any, path: KeyPath, outputs: set[str
         if spec is None:
             return
         tol = parse_dataclass(col, Tolerance, spec, p)
+        for bad in [k for k in spec if tol is not None and k in TOLERANCE_KEYS and getattr(tol, k) is not None and not 0 <= getattr(tol, k) < float("inf")]:
+            col.add(p + (bad,), f"expected a finite number >= 0, got {spec[bad]!r}: a negative or infinite budget is no check at all")
+            tol = None
         if tol is not None:
-            flat.append((key, tuple((k, getattr(tol, k)) for k in spec)))
+            flat.append((key, tuple((k, getattr(tol, k)) for k in spec if k in TOLERANCE_KEYS)))
 
     for key, spec in raw.items():
         if key in outputs:
@@ -497,6 +533,9 @@ def load_config(file: Path, registry) -> ModelConfig:
         located = load_located(file)
     except OSError as exc:
         raise ConfigError([Problem(str(file), None, "", f"cannot read config: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else None
+        raise ConfigError([Problem(str(file), line, "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save the config as UTF-8")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -504,7 +543,7 @@ def load_config(file: Path, registry) -> ModelConfig:
     col.located = located
     raw = located.value
     if not isinstance(raw, dict):
-        col.add((), f"expected a mapping with keys {', '.join(MODEL_KEYS)}, got {_describe(raw)}")
+        col.problems.append(Problem(str(file), located.line(()) or 1, "", f"expected a mapping with keys {', '.join(MODEL_KEYS)}, got {_describe(raw)}"))
         raise ConfigError(col.problems)
     for dup_path, line in located.duplicates:
         col.problems.append(Problem(str(file), line, format_key(dup_path), "key given twice"))

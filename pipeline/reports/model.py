@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.fsutil import expand_files, sha256_file, write_json_atomic, write_text_atomic
 
 SCHEMA_VERSION = 1
+RECORD_NAME = ".tfship-record.json"  # a target's entry, published inside its folder (pipeline.publication)
 
 _PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer")
 
@@ -42,9 +43,12 @@ def read_report(model_dir: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not JSON, not UTF-8, unreadable: not a report
         return None
+    if not isinstance(report, dict) or not isinstance(report.get("targets", {}), dict):
+        return None
+    return report
 
 
 def merge_report(
@@ -110,6 +114,6 @@ def verify_files(model_dir: Path, report: dict) -> list[str]:
             recorded = {f["path"] for f in entry["files"]}
             for path in expand_files(model_dir, [name]):
                 rel = path.relative_to(model_dir).as_posix()
-                if rel not in recorded:
+                if rel not in recorded and path.name != RECORD_NAME:
                     changed.append(f"{rel} (not in the report)")
     return changed
