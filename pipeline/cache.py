@@ -38,7 +38,17 @@ def _module_file(ref: str) -> Path | None:
 
 
 def source_digest(config: ModelConfig) -> str | None:
-    """Hash of the model's bytes (or its factory's code); None when it does not exist yet."""
+    """Hash of the model's bytes (or its factory's code) and of the custom layer modules it
+    names; None when it does not exist yet."""
+    digest = _model_digest(config)
+    refs = list(getattr(config.source, "modules", ()) or ()) + [ref for _, ref in getattr(config.source, "custom_objects", ()) or ()]
+    files = [f for f in (_module_file(ref) for ref in refs) if f is not None]
+    if digest is None or not files:
+        return digest
+    return hashlib.sha256((digest + _digest_paths(files)).encode()).hexdigest()
+
+
+def _model_digest(config: ModelConfig) -> str | None:
     source = config.source
     if source.kind == "factory":
         file = _module_file(source.factory)

@@ -51,8 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: targets finished before the interrupt are published and recorded; the others keep their previous artifacts", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from pipeline.publication import file_system_error
+
+        message = file_system_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message[0]}", file=sys.stderr)
+        return message[1]
 
 
 if __name__ == "__main__":

@@ -42,9 +42,42 @@ def staging_dir(parent: Path, name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=parent))
 
 
+def umask() -> int:
+    """The process umask, read without changing it (os.umask can only be read by setting it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def apply_umask(root: Path) -> None:
+    """Give `root` and everything below it the permissions any new file gets.
+
+    Staging folders come from mkdtemp (mode 0700) and atomic files from mkstemp (0600);
+    published outputs must be readable like any other file (e.g. by a TF Serving
+    container running as another user). Executable files stay executable.
+    """
+    mask = umask()
+    paths = [root] + (list(root.rglob("*")) if root.is_dir() else [])
+    for path in paths:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        executable = path.is_dir() or mode & 0o111
+        os.chmod(path, (0o777 if executable else 0o666) & ~mask)
+
+
 def publish_dir(staged: Path, dest: Path) -> None:
     """Replace `dest` with `staged`. Both live in one folder, so each rename is atomic;
-    a crash between the two leaves the previous artifacts under `.trash-*`, never half-written."""
+    a crash between the two leaves the previous artifacts under `.trash-*`, never half-written
+    (the next run's sweep puts them back)."""
+    apply_umask(staged)
     trash = None
     if dest.exists():
         trash = Path(tempfile.mkdtemp(prefix=f".trash-{dest.name}-", dir=dest.parent))
@@ -60,6 +93,9 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -56,6 +56,7 @@ class InputSpec:
 class OutputSpec:
     name: str
     source: str | None = None  # key in the model's own outputs, when it differs
+    allow_nonfinite: bool = False  # NaN/Inf in the eager reference are expected (and must match exactly)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class SourceConfig:
     factory: str | None = None  # "module:function"
     build: str | None = None  # "module:function" that writes `path` when missing
     signature: str = "serving_default"
+    modules: tuple[str, ...] = ()  # imported in the worker before loading: they register custom layers
+    custom_objects: tuple[tuple[str, str], ...] = ()  # class name -> "module:attr", for tf-keras .h5 files
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class DataConfig:
     batch_sizes: tuple[int, ...] = ()
     classifier: str | None = None  # output holding class scores
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # concrete values tested per dynamic non-batch dimension
+    allow_nonfinite: bool = False  # NaN/Inf in the input data are intended
 
     def synthetic_for(self, name: str) -> SyntheticInput:
         return dict(self.synthetic).get(name, SyntheticInput())

@@ -213,7 +213,7 @@ def failure_text(figures: dict) -> str:
     if "error" in figures:
         return figures["error"]
     if figures.get("nonfinite"):
-        return f"{figures['nonfinite']} NaN/Inf values where the reference is finite"
+        return f"{figures['nonfinite']} elements where artifact and reference disagree on NaN/Inf"
     criteria = figures.get("criteria", {})
     failing = sorted((k for k, c in criteria.items() if not c["passed"] and k != "tail"), key=lambda k: -(math.inf if criteria[k]["used"] is None else criteria[k]["used"]))
     parts = [criterion_text(k, criteria[k]) for k in failing]

@@ -27,10 +27,11 @@ def run(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     code = 0
     models = []
-    view = progress.make_view(level=output_level(args))
-    previous = progress.set_sink(view)
-    try:
-        with native_stderr_to(args.artifacts / ".logs" / "validate.log"):
+    with native_stderr_to(args.artifacts / ".logs" / "validate.log"):
+        # The view writes to sys.stderr as it is inside the block: the terminal, not fd 2 (the log).
+        view = progress.make_view(level=output_level(args))
+        previous = progress.set_sink(view)
+        try:
             for config in configs:
                 checks: list[dict] = []
                 try:
@@ -41,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
                     model_code, error = exc.exit_code, str(exc)
                 models.append({"model": config.name, "exit_code": model_code, "error": error, "checks": checks})
                 code = max(code, model_code) if 2 not in (code, model_code) else 2
-    finally:
-        progress.set_sink(previous)
-        view.close()
+        finally:
+            progress.set_sink(previous)
+            view.close()
     if args.json:
         json.dump({"exit_code": code, "passed": code == 0, "models": models}, sys.stdout, indent=2, default=str)
         print()

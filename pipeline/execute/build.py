@@ -75,33 +75,71 @@ def run_eager(loaded: LoadedModel, inputs: dict[str, np.ndarray]) -> dict[str, n
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
-def prepare(ctx: RunContext) -> Prepared:
-    """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced."""
+def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
+    """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced,
+    or its reference is unusable. Every check that needs TensorFlow runs before anything is
+    written: the canonical SavedModel stays in a staging folder until `keep_saved_model`."""
     from pipeline.stages.data import is_pool_case, make_parity_data
     from pipeline.stages.load import load_model
     from pipeline.stages.reference import check_reference
     from pipeline.stages.savedmodel import export_saved_model
     from pipeline.stages.trace import trace_model
+    from pipeline.usercode import call_user, source_key
 
     watch = _Stopwatch(ctx.config.name)
     config = ctx.config
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
     traced = watch.run("trace", trace_model, config, loaded)
-    reference = watch.run("reference", lambda: tuple(run_eager(loaded, inputs) for _, inputs in data.cases))
+    reference = watch.run(
+        "reference",
+        lambda: tuple(call_user(config, source_key(config), f"model '{config.name}' (run eagerly on the parity data)", run_eager, loaded, inputs) for _, inputs in data.cases),
+    )
     pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
     stats = reference_stats(list(reference), list(pool_mask))
+    check_reference_finite(config, stats, reference)
     # Before anything is exported or judged: the reference must agree with itself (else exit 2).
     self_check = watch.run("reference_check", check_reference, config, loaded, data, reference, stats, run_eager)
-    stage_root = ctx.model_dir / ".stages"
-    staged = staging_dir(stage_root, "savedmodel")
-    saved_model_dir = stage_root / "savedmodel"
+    saved_model_dir = None
+    if saved_model:
+        staged = staging_dir(ctx.model_dir / ".stages", "savedmodel")
+        try:
+            watch.run("savedmodel", export_saved_model, staged / "model", loaded, traced)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        saved_model_dir = staged / "model"
+    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check)
+
+
+def keep_saved_model(ctx: RunContext, prep: Prepared, keep: bool) -> None:
+    """Publish the canonical SavedModel under .stages/ when a target was published from it; else drop it."""
+    if prep.saved_model_dir is None:
+        return
+    staged = prep.saved_model_dir.parent
     try:
-        watch.run("savedmodel", export_saved_model, staged / "model", loaded, traced)
-        publish_dir(staged / "model", saved_model_dir)
+        if keep:
+            publish_dir(prep.saved_model_dir, ctx.model_dir / ".stages" / "savedmodel")
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check)
+
+
+def check_reference_finite(config: ModelConfig, stats: dict[str, dict], reference) -> None:
+    """A NaN/Inf reference makes parity meaningless (NaN compared with NaN): refuse it unless expected."""
+    from pipeline.usercode import bad_input
+
+    for index, spec in enumerate(config.outputs):
+        count = stats.get(spec.name, {}).get("nonfinite", 0)
+        if not count or spec.allow_nonfinite:
+            continue
+        total = sum(int(np.size(case[spec.name])) for case in reference)
+        raise bad_input(
+            config, ("outputs", index),
+            f"the eager model's output '{spec.name}' holds {count} NaN/Inf value(s) of {total} over the parity data: "
+            "parity against a non-finite reference proves nothing. Fix the model or its data (a log or division of zero, "
+            f"weights that overflow), or, if such values are intended, write the output as `{{name: {spec.name}, allow_nonfinite: true}}` "
+            "(the artifact must then give NaN/Inf at the same elements).",
+        )
 
 
 def dynamic_dims_view(config) -> dict:
@@ -166,8 +204,14 @@ def localize(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Target
 
 
 def _error_entry(exc: BaseException, started: str) -> dict:
+    from pipeline.publication import DISK_FULL
+    from pipeline.usercode import strip_ansi
+
     if isinstance(exc, PipelineError):
-        return {"status": "error", "error": type(exc).__name__, "exit_code": exc.exit_code, "message": str(exc), "started": started, "finished": now()}
+        return {"status": "error", "error": type(exc).__name__, "exit_code": exc.exit_code, "message": strip_ansi(str(exc)), "started": started, "finished": now()}
+    if (isinstance(exc, OSError) and exc.errno in DISK_FULL) or "No space left on device" in str(exc):
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        return {"status": "error", "error": "DiskFull", "exit_code": 1, "message": f"no space left on the device{where}: free space and run the export again; the previous artifacts are unchanged", "started": started, "finished": now()}
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return {
         "status": "error",
@@ -184,7 +228,7 @@ def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> 
     """Files are recorded relative to artifacts/<model>/, where they will live once published."""
     files = [{**f, "path": f"{target_name}/{f['path']}"} for f in file_records(target_dir, artifact.files, target_dir)]
     return {
-        "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__, "info": artifact.info},
+        "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__},
         "files": files,
         "bytes": sum(f["bytes"] for f in files),
         "info": artifact.info,
@@ -198,7 +242,7 @@ def _variant_error_entry(artifact: Artifact, exc: BaseException | None = None) -
         error["message"] = f"unexpected {type(exc).__name__}: {error.get('message', '')}"
         error["traceback_tail"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
     return {"status": "error", **error, "files": [], "bytes": 0, "info": artifact.info,
-            "artifact": {"variant": artifact.variant, "files": [], "tolerance": artifact.tolerance.__dict__, "info": artifact.info}}
+            "artifact": {"variant": artifact.variant, "files": [], "tolerance": artifact.tolerance.__dict__}}
 
 
 def _drop_files(staged: Path, files: tuple[str, ...], others: list[Artifact]) -> None:
@@ -210,13 +254,9 @@ def _drop_files(staged: Path, files: tuple[str, ...], others: list[Artifact]) ->
 
 
 def _fold_variants(variant_entries: dict[str, dict]) -> dict:
-    """One artifact: its fields are the target's. Several: under `variants`."""
+    """Every artifact under `variants`, a target with one artifact too (one report shape)."""
     statuses = [v["status"] for v in variant_entries.values()]
     status = next((s for s in ("error", "failed", "passed") if s in statuses), "skipped")
-    if list(variant_entries) == [""]:
-        entry = dict(variant_entries[""])
-        entry["status"] = status
-        return entry
     files = [f for v in variant_entries.values() for f in v.get("files", [])]
     unique = list({f["path"]: f for f in files}.values())
     # An unnamed artifact beside named ones (e.g. model.onnx beside model.optimized.onnx) is the default.
@@ -299,7 +339,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
                 artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
-        publish_dir(staged, model_dir / target.name)
+        entry["staged"] = str(staged)  # published by the parent with its report record (pipeline.publication)
         progress.finish(ctx.config.name, target.name, entry["status"])
         return entry
     except BaseException as exc:  # one target failing never stops the others
@@ -307,7 +347,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         if isinstance(exc, KeyboardInterrupt):
             raise
         entry = _error_entry(exc, started)
-        log(ctx.config.name, f"{target.name}: error: {entry['message']}")
+        brief = "refused: the model or its config does not fit this target (the reason follows at the end)" if entry["exit_code"] == 2 else f"error: {entry['message']}"
+        log(ctx.config.name, f"{target.name}: {brief}")
         progress.finish(ctx.config.name, target.name, "error")
         return entry
 
@@ -335,12 +376,18 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     set_log_sink(lambda line: on_event("log", "", {"line": line}))
     ctx = RunContext(config, artifacts_root)
     chosen = [config.target(name) for name in target_names]
-    ctx.model_dir.mkdir(parents=True, exist_ok=True)
     log(config.name, f"building {', '.join(target_names)}")
     try:
         prep = prepare(ctx)
     except Exception as exc:  # the model itself is unusable: every chosen target errors
         entry = _error_entry(exc, now())
+        if entry["exit_code"] == 2:  # bad input: nothing was written; the parent prints it once
+            if not entry["message"].startswith(str(config.file)):
+                from pipeline.usercode import config_where, source_key
+
+                entry["message"] = f"{config_where(config, source_key(config))}: {entry['message']}"
+            on_event("bad_input", "", entry)
+            return
         log(config.name, f"error: {entry['message']}")
         progress.finish(config.name, "", "error")
         on_event("model_error", "", entry)
@@ -367,9 +414,14 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
             "timings": timings,
         },
     )
-    for target_cfg in chosen:
-        t0 = time.perf_counter()
-        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple((repair or {}).get(target_cfg.name, ())))
-        entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
-        entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
-        on_event("target", target_cfg.name, entry)
+    built = False
+    try:
+        for target_cfg in chosen:
+            t0 = time.perf_counter()
+            entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple((repair or {}).get(target_cfg.name, ())))
+            entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
+            entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
+            built = built or "staged" in entry
+            on_event("target", target_cfg.name, entry)
+    finally:
+        keep_saved_model(ctx, prep, built)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs: dict) -> None:
+def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs: dict, on_target=None) -> None:
     """Same contract as `workers.run_jobs`; `configs` maps model name -> ModelConfig."""
+    on_target = on_target or (lambda job, name, entry: None)
     from pipeline import progress
     from pipeline.execute.build import run_targets
     from pipeline.execute.console import set_log_sink
@@ -25,11 +26,16 @@ def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs
                 job.entries[name] = payload
                 if name in remaining:
                     remaining.remove(name)
+                on_target(job, name, payload)
             elif kind == "run":
                 job.run.update(payload)
             elif kind == "model_error":
                 for target in remaining:
                     job.entries[target] = dict(payload)
+                    on_target(job, target, dict(payload))
+                remaining.clear()
+            elif kind == "bad_input":
+                job.bad_input = payload
                 remaining.clear()
             elif kind == "log":
                 echo(payload["line"])

@@ -21,8 +21,23 @@ from pathlib import Path
 STDERR_TAIL_LINES = 20
 
 
-def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, repair: dict | None = None) -> None:
+def _die_with_parent() -> None:
+    """A worker must not outlive a killed parent: it would publish into a folder whose
+    lock is free again, under a run that is no longer there (Linux: PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, parent_pid: int = 0, repair: dict | None = None) -> None:
     """Entry point of a spawned worker: build `targets` of one model, sending each entry."""
+    _die_with_parent()
+    if parent_pid and os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
     log = open(log_path, "a", buffering=1)
     os.dup2(log.fileno(), 2)  # C++ libraries write to fd 2 directly; keep it for the crash report
     sys.stderr = log
@@ -69,6 +84,7 @@ class ModelJob:
     repair: dict[str, list[str]] = field(default_factory=dict)  # {target: [variant]} to repair when they fail
     entries: dict[str, dict] = field(default_factory=dict)
     run: dict = field(default_factory=dict)
+    bad_input: dict | None = None  # the model itself is bad input: nothing may be recorded
 
 
 def _signal_name(code: int | None) -> str:
@@ -92,15 +108,16 @@ def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 class _Running:
-    def __init__(self, job: ModelJob, remaining: list[str], artifacts_root: Path, ctx):
+    def __init__(self, job: ModelJob, remaining: list[str], artifacts_root: Path, ctx, on_target=None):
         self.job = job
+        self.on_target = on_target or (lambda job, name, entry: None)
         self.remaining = list(remaining)
         parent, child = ctx.Pipe(duplex=False)
         self.conn = parent
         self.log_offset = job.log_path.stat().st_size if job.log_path.exists() else 0
         self.process = ctx.Process(
             target=_worker_main,
-            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child, job.repair),
+            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child, os.getpid(), job.repair),
             daemon=True,
         )
         with _caller_script_hidden():
@@ -116,11 +133,16 @@ class _Running:
                     self.job.entries[name] = payload
                     if name in self.remaining:
                         self.remaining.remove(name)
+                    self.on_target(self.job, name, payload)
                 elif kind == "run":
                     self.job.run.update(payload)
                 elif kind == "model_error":
                     for target in self.remaining:
                         self.job.entries[target] = dict(payload)
+                        self.on_target(self.job, target, dict(payload))
+                    self.remaining = []
+                elif kind == "bad_input":
+                    self.job.bad_input = payload
                     self.remaining = []
                 elif kind == "log":
                     echo(payload["line"])
@@ -134,8 +156,11 @@ class _Running:
             pass
 
 
-def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo, on_model_done) -> None:
-    """Run model jobs in at most `max_workers` spawned workers, respawning after a crash."""
+def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo, on_model_done, on_target=None) -> None:
+    """Run model jobs in at most `max_workers` spawned workers, respawning after a crash.
+
+    `on_target(job, name, entry)` is called as each target's entry arrives (to publish it at
+    once); `on_model_done(job)` when a model has no target left."""
     ctx = mp.get_context("spawn")
     queue = [(job, list(job.targets)) for job in jobs]
     running: list[_Running] = []
@@ -143,7 +168,7 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
         while queue and len(running) < max(1, max_workers):
             job, remaining = queue.pop(0)
             job.log_path.parent.mkdir(parents=True, exist_ok=True)
-            running.append(_Running(job, remaining, artifacts_root, ctx))
+            running.append(_Running(job, remaining, artifacts_root, ctx, on_target))
         time.sleep(0.05)
         for worker in list(running):
             worker.drain(echo)
@@ -163,6 +188,8 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
                     "message": f"the worker building '{crashed}' died ({cause}); last lines of its stderr:\n{tail}",
                     "signal": cause,
                 }
+                if on_target is not None:
+                    on_target(worker.job, crashed, dict(worker.job.entries[crashed]))
                 echo(f"[{worker.job.model}] {crashed}: error: worker died ({cause})")
                 if worker.remaining:
                     queue.insert(0, (worker.job, worker.remaining))

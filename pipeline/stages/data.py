@@ -60,7 +60,15 @@ def _numpy_dtype(dtype: str) -> Any:
     return np.float32 if dtype == "bfloat16" else np.dtype(dtype)
 
 
-def _dims_of(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: str) -> dict[str, int]:
+def _problem(config: ModelConfig, key: tuple, message: str) -> Problem:
+    """A data problem at the config's line for `key` (a key path such as ("data", "npz"))."""
+    from pipeline.config.yamlsrc import format_key
+    from pipeline.usercode import config_line
+
+    return Problem(str(config.file), config_line(config.file, key), format_key(key), message)
+
+
+def _dims_of(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple) -> dict[str, int]:
     """The dynamic dimensions' values as the arrays have them (npz data has one shape);
     a name shared by inputs must have one value."""
     seen: dict[str, int] = {}
@@ -72,69 +80,162 @@ def _dims_of(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, ke
         for axis, name in spec.dynamic_dims:
             value = int(np.shape(arr)[axis])
             if seen.setdefault(name, value) != value:
-                problems.append(Problem(str(config.file), None, key, f"{origin}: dimension '{name}' is {seen[name]} in one input and {value} in input '{spec.name}'; inputs that share a dimension name must agree"))
+                problems.append(_problem(config, key, f"{origin}: dimension '{name}' is {seen[name]} in one input and {value} in input '{spec.name}'; inputs that share a dimension name must agree"))
     if problems:
         raise ConfigError(problems)
     return seen
 
 
-def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: str, dims: dict[str, int]) -> dict[str, np.ndarray]:
+def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple, dims: dict[str, int]) -> dict[str, np.ndarray]:
     """Arrays from a file or generator must fit the signature: say which input and what was expected."""
     problems = []
     out = {}
     for spec in config.inputs:
-        where = f"{key} -> input '{spec.name}'"
+        where = f"{origin} -> input '{spec.name}'"
         if spec.name not in arrays:
-            problems.append(Problem(str(config.file), None, key, f"{origin} has no array for input '{spec.name}'; it has: {', '.join(sorted(arrays)) or 'nothing'}"))
+            problems.append(_problem(config, key, f"{origin} has no array for input '{spec.name}'; it has: {', '.join(sorted(arrays)) or 'nothing'}"))
             continue
-        arr = np.asarray(arrays[spec.name])
+        try:
+            arr = np.asarray(arrays[spec.name])
+        except Exception as exc:  # ragged lists and the like
+            problems.append(_problem(config, key, f"{where}: not an array ({type(exc).__name__}: {exc}); expected a NumPy array [N, ...]"))
+            continue
         want = spec.sample_shape({name: dims.get(name, -1) for _, name in spec.dynamic_dims})
         got = arr.shape[1:]
-        if len(got) != len(want) or any(w != g for w, g in zip(want, got)):
+        if arr.ndim == 0 or len(got) != len(want) or any(w != g for w, g in zip(want, got)):
             at = f" at {shape_label(dims)}" if dims else ""
-            problems.append(Problem(str(config.file), None, key, f"{where}: samples have shape {list(got)} (array {list(arr.shape)}); expected [N, {', '.join(map(str, want))}]{at} to match the input signature {list(spec.shape)}"))
+            problems.append(_problem(config, key, f"{where}: samples have shape {list(got)} (array {list(arr.shape)}); expected [N, {', '.join(map(str, want))}]{at} to match the input signature {list(spec.shape)}"))
             continue
         wanted_dtype = np.dtype(_numpy_dtype(spec.dtype))
-        if arr.dtype.kind != wanted_dtype.kind and not (arr.dtype.kind in "iu" and wanted_dtype.kind in "iu"):
-            problems.append(Problem(str(config.file), None, key, f"{where}: dtype {arr.dtype} does not fit the input's {spec.dtype}"))
+        string_ok = spec.dtype == "string" and arr.dtype.kind in "USO"
+        if not string_ok and (arr.dtype.kind == "O" or (arr.dtype.kind != wanted_dtype.kind and not (arr.dtype.kind in "iu" and wanted_dtype.kind in "iu"))):
+            problems.append(_problem(config, key, f"{where}: dtype {arr.dtype} does not fit the input's {spec.dtype}"))
             continue
-        out[spec.name] = arr.astype(wanted_dtype)
+        if arr.dtype.kind == "f" and not config.data.allow_nonfinite:
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                problems.append(_problem(
+                    config, key,
+                    f"{where}: {bad} NaN/Inf value(s); parity on non-finite inputs proves nothing. "
+                    "Fix the data, or set `data.allow_nonfinite: true` if the model is meant to take them",
+                ))
+                continue
+        out[spec.name] = arr if string_ok else arr.astype(wanted_dtype)
     sizes = {len(a) for a in out.values()}
     if len(sizes) > 1:
-        problems.append(Problem(str(config.file), None, key, f"{origin}: inputs have different sample counts {sorted(sizes)}"))
+        problems.append(_problem(config, key, f"{origin}: inputs have different sample counts {sorted(sizes)}"))
     if not problems and sizes and min(sizes) < max(config.data.batch_sizes):
-        problems.append(Problem(str(config.file), None, key, f"{origin} holds {min(sizes)} samples; at least {max(config.data.batch_sizes)} are needed (the largest of data.batch_sizes)"))
+        problems.append(_problem(config, key, f"{origin} holds {min(sizes)} samples; at least {max(config.data.batch_sizes)} are needed (the largest of data.batch_sizes)"))
     if problems:
         raise ConfigError(problems)
     return out
 
 
-def _labels(config: ModelConfig, labels: Any, n: int, origin: str) -> np.ndarray | None:
+def _labels(config: ModelConfig, labels: Any, n: int, origin: str, key: tuple) -> np.ndarray | None:
     if isinstance(labels, dict):  # {output: labels}: only the classifier output's are class labels
         labels = labels.get(config.data.classifier) if config.data.classifier else None
     if labels is None:
         return None
-    labels = np.asarray(labels).reshape(-1)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        raise ConfigError([_problem(config, key, f"{origin}: labels have dtype {labels.dtype}; expected integer class ids")])
+    labels = labels.reshape(-1)
     if len(labels) < n:
-        raise ConfigError([Problem(str(config.file), None, "data", f"{origin}: {len(labels)} labels for {n} samples")])
+        raise ConfigError([_problem(config, key, f"{origin}: {len(labels)} labels for {n} samples")])
     return labels[:n].astype(np.int64)
 
 
+POOL_MEMORY_SHARE = 0.5  # the pool, its reference outputs and the runtimes' copies must fit beside it
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def pool_bytes(config: ModelConfig) -> int:
+    """Bytes the samples take over every shape set (strings counted at 64 bytes per element)."""
+    total = 0
+    for dims in config.shape_sets:
+        for spec in config.inputs:
+            elements = config.data.samples
+            for d in spec.sample_shape(dims):
+                elements *= max(int(d), 1)
+            itemsize = 64 if spec.dtype == "string" else np.dtype(_numpy_dtype(spec.dtype)).itemsize
+            total += elements * itemsize
+    return total
+
+
+def check_pool_memory(config: ModelConfig) -> None:
+    """Refuse a pool that cannot fit in memory before allocating any of it."""
+    if config.data.kind == "npz":
+        return  # its size is the file's
+    need = pool_bytes(config)
+    available = _available_memory()
+    if available is not None and need > POOL_MEMORY_SHARE * available:
+        raise ConfigError([_problem(
+            config, ("data", "samples"),
+            f"{config.data.samples} samples of {', '.join(i.name for i in config.inputs)} need {need / 2**30:.1f} GiB; "
+            f"{available / 2**30:.1f} GiB of memory is available and at most half of it can go to the pool. "
+            f"Fix: lower `data.samples` (at most {int(config.data.samples * POOL_MEMORY_SHARE * available / max(need, 1))} here)",
+        )])
+
+
+def _read_npz(config: ModelConfig) -> dict[str, np.ndarray]:
+    path = config.data.npz
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not hasattr(archive, "files"):
+            raise ValueError("it holds a single array, not named arrays (written by np.save, not np.savez)")
+        with archive:
+            return {k: archive[k] for k in archive.files}
+    except Exception as exc:  # a garbage, truncated or pickled file: NumPy raises many kinds
+        from pipeline.usercode import first_line
+
+        cause = first_line(exc) or type(exc).__name__
+        if "allow_pickle" in cause:
+            cause = "it holds object arrays, which need pickle to load (refused: a data file must not run code)"
+        raise ConfigError([_problem(
+            config, ("data", "npz"),
+            f"cannot read {path} as a .npz archive: {cause}. Expected named numeric arrays written by np.savez(path, <input>=array, ...)",
+        )]) from None
+
+
 def _generated(config: ModelConfig, dims: dict[str, int]) -> tuple[dict[str, np.ndarray], Any]:
+    """Call the user's generator; what it raises or returns wrongly is bad input at `data.generator`."""
     import inspect
 
-    from pipeline.stages.load import import_ref
+    from pipeline.usercode import bad_input, call_user, import_user_ref
 
     data = config.data
-    generator = import_ref(data.generator, "data generator")
+    key = ("data", "generator")
+    generator = import_user_ref(config, key, data.generator, "data generator")
     kwargs: dict[str, Any] = {"n": data.samples} if data.seed is None else {"n": data.samples, "seed": data.seed}
     if dims:
         params = inspect.signature(generator).parameters.values()
         if not any(p.name == "dims" or p.kind is p.VAR_KEYWORD for p in params):
-            raise ConfigError([Problem(str(config.file), None, "data.generator", f"the model has dynamic dimensions ({', '.join(dims)}), so the generator {data.generator} must accept `dims` ({{name: size}}) and make samples of those sizes, e.g. `def generate(n, seed=0, dims=None)`")])
+            raise ConfigError([_problem(config, key, f"the model has dynamic dimensions ({', '.join(dims)}), so the generator {data.generator} must accept `dims` ({{name: size}}) and make samples of those sizes, e.g. `def generate(n, seed=0, dims=None)`")])
         kwargs["dims"] = dict(dims)
-    produced = generator(**kwargs)
-    return produced if isinstance(produced, tuple) else (produced, None)
+    produced = call_user(config, key, f"data generator '{data.generator}'", generator, **kwargs)
+    arrays, labels = produced if isinstance(produced, tuple) and len(produced) == 2 else (produced, None)
+    if not isinstance(arrays, dict):
+        raise bad_input(
+            config, key,
+            f"data generator '{data.generator}' returned {type(produced).__name__}; expected a dict {{input name: array [N, ...]}} "
+            f"or a pair (that dict, labels). Fix: return {{{', '.join(repr(n) for n in config.input_names)}: ...}}.",
+        )
+    return arrays, labels
 
 
 def make_parity_data(config: ModelConfig) -> ParityData:
@@ -142,25 +243,29 @@ def make_parity_data(config: ModelConfig) -> ParityData:
     labels = None
     primary = primary_shape_set(config)
     others: list[tuple[dict[str, int], dict[str, np.ndarray]]] = []
+    labels_key: tuple = ("data",)
+    if data.kind != "npz":
+        check_pool_memory(config)
     if data.kind == "synthetic":
         pool = _synthetic(config, primary)
         others = [(dims, _synthetic(config, dims, k + 1)) for k, dims in enumerate(config.shape_sets) if dims != primary]
     elif data.kind == "npz":
-        with np.load(data.npz, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        primary = _dims_of(config, arrays, f"data file {data.npz}", "data.npz")
-        pool = _check_arrays(config, arrays, f"data file {data.npz}", "data.npz", primary)
+        arrays = _read_npz(config)
+        primary = _dims_of(config, arrays, f"data file {data.npz}", ("data", "npz"))
+        pool = _check_arrays(config, arrays, f"data file {data.npz}", ("data", "npz"), primary)
         if data.labels:
+            labels_key = ("data", "labels")
             if data.labels not in arrays:
-                raise ConfigError([Problem(str(config.file), None, "data.labels", f"{data.npz} has no array '{data.labels}'; it has: {', '.join(sorted(arrays))}")])
+                raise ConfigError([_problem(config, labels_key, f"{data.npz} has no array '{data.labels}'; it has: {', '.join(sorted(arrays))}")])
             labels = arrays[data.labels]
     else:
+        labels_key = ("data", "generator")
         arrays, labels = _generated(config, primary)
-        pool = _check_arrays(config, arrays, f"data generator {data.generator}", "data.generator", primary)
+        pool = _check_arrays(config, arrays, f"data generator {data.generator}", labels_key, primary)
         for dims in config.shape_sets:
             if dims != primary:
                 produced, _ = _generated(config, dims)
-                others.append((dims, _check_arrays(config, produced, f"data generator {data.generator}", "data.generator", dims)))
+                others.append((dims, _check_arrays(config, produced, f"data generator {data.generator}", labels_key, dims)))
     n = min(len(a) for a in pool.values())
     pool = {k: v[: min(n, data.samples)] for k, v in pool.items()}
     n = min(n, data.samples)
@@ -170,7 +275,7 @@ def make_parity_data(config: ModelConfig) -> ParityData:
         size = min(len(a) for a in arrays.values())
         batch_cases = make_cases(config, arrays, size, with_pool=dims == primary)
         cases += [(prefix + label, inputs) for label, inputs in batch_cases]
-    return ParityData(pool=pool, labels=_labels(config, labels, n, "labels"), cases=tuple(cases))
+    return ParityData(pool=pool, labels=_labels(config, labels, n, "labels", labels_key), cases=tuple(cases))
 
 
 def _slice(config: ModelConfig, pool: dict[str, np.ndarray], start: int, size: int) -> dict[str, np.ndarray]:

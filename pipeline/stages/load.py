@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,21 +17,7 @@ from typing import Any
 from pipeline.spec import ModelConfig
 from pipeline.errors import ModelError
 from pipeline.records import LoadedModel
-
-
-def import_ref(ref: str, what: str) -> Any:
-    """Resolve 'package.module:attr' with a clear error."""
-    module_name, _, attr = ref.partition(":")
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # factories live in the project, like `examples.*`
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(f"cannot import {what} '{ref}': {exc}. Expected an importable module (run from the project root, or install it).") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ModelError(f"{what} '{ref}': module '{module_name}' has no attribute '{attr}'") from None
+from pipeline.usercode import bad_input, call_user, first_line, import_user_module, import_user_ref
 
 
 def build_missing(config: ModelConfig) -> None:
@@ -38,11 +25,27 @@ def build_missing(config: ModelConfig) -> None:
     source = config.source
     if source.path is None or source.path.exists() or source.build is None:
         return
-    recipe = import_ref(source.build, "build recipe")
+    key = ("source", "build")
+    recipe = import_user_ref(config, key, source.build, "build recipe")
     print(f"[{config.name}] building missing model {source.path} with {source.build}", flush=True)
-    recipe(source.path)
+    call_user(config, key, f"build recipe '{source.build}'", recipe, source.path)
     if not source.path.exists():
-        raise ModelError(f"build recipe {source.build} ran but did not create {source.path}")
+        raise bad_input(config, key, f"build recipe {source.build} ran but did not create {source.path}; it must write the model to the path it is given")
+
+
+def import_source_modules(config: ModelConfig) -> dict:
+    """Import `source.modules` (which register custom layers) and resolve `source.custom_objects`.
+
+    Runs in the worker before the model file is read: Keras finds a registered class
+    only once the module that registers it was imported in that process.
+    """
+    source = config.source
+    for i, module in enumerate(getattr(source, "modules", ()) or ()):
+        import_user_module(config, ("source", "modules", i), module, "custom layer module")
+    objects = {}
+    for name, ref in getattr(source, "custom_objects", ()) or ():
+        objects[name] = import_user_ref(config, ("source", "custom_objects", name), ref, f"custom object '{name}'")
+    return objects
 
 
 def h5_keras_major(path: Path) -> int:
@@ -82,18 +85,19 @@ def _name_outputs(result: Any, config: ModelConfig, where: str) -> dict:
     outs = config.outputs
     if isinstance(result, dict):
         named = {}
-        for o in outs:
+        for i, o in enumerate(outs):
             key = o.source or o.name
             if key not in result:
-                raise ModelError(
+                raise bad_input(
+                    config, ("outputs", i),
                     f"{where} returned outputs {sorted(result)}, but the config asks for '{key}'. "
-                    f"Fix `outputs:` in {config.file} (use {{name: {o.name}, source: <one of {sorted(result)}>}})."
+                    f"Fix: name one of the model's outputs, e.g. {{name: {o.name}, source: {sorted(result)[0] if result else '<output>'}}}.",
                 )
             named[o.name] = result[key]
         return named
     items = list(result) if isinstance(result, (list, tuple)) else [result]
     if len(items) != len(outs):
-        raise ModelError(f"{where} returned {len(items)} output(s) but the config names {len(outs)}: {[o.name for o in outs]}. Fix `outputs:` in {config.file}.")
+        raise bad_input(config, ("outputs",), f"{where} returned {len(items)} output(s) but the config names {len(outs)}: {[o.name for o in outs]}. Fix: list one name per model output, in the model's order.")
     return {o.name: t for o, t in zip(outs, items)}
 
 
@@ -109,38 +113,41 @@ def load_model(config: ModelConfig) -> LoadedModel:
     """Load the source model and return an eager callable with config names."""
     source = config.source
     build_missing(config)
+    custom_objects = import_source_modules(config)
     if source.kind == "keras":
         import keras
 
-        obj = _wrap_load(lambda: keras.saving.load_model(source.path, compile=False), source.path)
+        obj = _wrap_load(config, lambda: keras.saving.load_model(source.path, compile=False, custom_objects=custom_objects or None))
         flavour = "keras3"
     elif source.kind == "h5":
-        major = h5_keras_major(source.path)
+        major = _wrap_load(config, lambda: h5_keras_major(source.path))
         if major == 3:
             import keras
 
-            obj = _wrap_load(lambda: keras.saving.load_model(source.path, compile=False), source.path)
+            obj = _wrap_load(config, lambda: keras.saving.load_model(source.path, compile=False, custom_objects=custom_objects or None))
             flavour = "keras3"
         else:
             import tf_keras
 
-            obj = _wrap_load(lambda: tf_keras.models.load_model(source.path, compile=False), source.path)
+            obj = _wrap_load(config, lambda: tf_keras.models.load_model(source.path, compile=False, custom_objects=custom_objects or None))
             flavour = "tf_keras"
     elif source.kind == "saved_model":
         import tensorflow as tf
 
-        loaded = _wrap_load(lambda: tf.saved_model.load(str(source.path)), source.path)
+        loaded = _wrap_load(config, lambda: tf.saved_model.load(str(source.path)))
         if source.signature not in loaded.signatures:
-            raise ModelError(
+            raise bad_input(
+                config, ("source", "signature") if config_has_key(config, ("source", "signature")) else ("source", "path"),
                 f"SavedModel {source.path} has no signature '{source.signature}'; it has: {', '.join(loaded.signatures) or 'none'}. "
-                f"Set `source.signature` in {config.file}."
+                "Fix: set `source.signature` to one of those.",
             )
         fn = loaded.signatures[source.signature]
         expected = set(fn.structured_input_signature[1])
         if expected != set(config.input_names):
-            raise ModelError(
-                f"SavedModel signature '{source.signature}' takes inputs {sorted(expected)}, but {config.file} names {list(config.input_names)}. "
-                "Name the config's inputs after the signature's."
+            raise bad_input(
+                config, ("inputs",),
+                f"SavedModel signature '{source.signature}' takes inputs {sorted(expected)}, but the config names {list(config.input_names)}. "
+                "Fix: name the config's inputs after the signature's.",
             )
         return LoadedModel(
             obj=loaded,
@@ -149,9 +156,10 @@ def load_model(config: ModelConfig) -> LoadedModel:
             source_file=source.path,
         )
     else:
-        factory = import_ref(source.factory, "model factory")
-        obj = factory()
-        flavour = _flavour_of(obj)
+        key = ("source", "factory")
+        factory = import_user_ref(config, key, source.factory, "model factory")
+        obj = call_user(config, key, f"model factory '{source.factory}'", factory, fix="Fix the factory, or point `source.factory` at a working one.")
+        flavour = _flavour_of(obj, config)
         if flavour in ("module", "function"):
             names = config.input_names
             fn = obj
@@ -169,7 +177,7 @@ def load_model(config: ModelConfig) -> LoadedModel:
     )
 
 
-def _flavour_of(obj: Any) -> str:
+def _flavour_of(obj: Any, config: ModelConfig) -> str:
     import keras
     import tensorflow as tf
 
@@ -185,11 +193,61 @@ def _flavour_of(obj: Any) -> str:
         return "module"
     if callable(obj):
         return "function"
-    raise ModelError(f"model factory returned {type(obj).__name__}, expected a Keras model, a callable tf.Module or a function")
+    raise bad_input(
+        config, ("source", "factory"),
+        f"model factory '{config.source.factory}' returned {type(obj).__name__} {repr(obj)[:60]}; "
+        "expected a Keras model, a callable tf.Module or a function. Fix: return the model itself.",
+    )
 
 
-def _wrap_load(load: Any, path: Path) -> Any:
+def config_has_key(config: ModelConfig, key: tuple) -> bool:
+    from pipeline.usercode import config_line
+
+    return config_line(config.file, key) != config_line(config.file, key[:-1])
+
+
+_CLASS_NAME = re.compile(r"['\"]class_name['\"]: ['\"](\w+)['\"]")
+
+
+def _missing_class(text: str) -> str | None:
+    """The custom class Keras could not find, from its own wording."""
+    if not any(marker in text for marker in ("Could not locate class", "Unknown layer", "Unknown object", "could not be deserialized", "custom_objects")):
+        return None
+    match = re.search(r"Could not locate class '(\w+)'", text) or re.search(r"Unknown (?:layer|object)(?: type)?: '?(\w+)'?", text)
+    if match:
+        return match.group(1)
+    names = [n for n in _CLASS_NAME.findall(text) if n not in ("Functional", "Sequential", "Model", "InputLayer")]
+    return names[0] if names else "a custom class"
+
+
+def _wrap_load(config: ModelConfig, load: Any) -> Any:
+    """Third-party loaders raise anything: name the file, the cause, what was expected and the fix."""
+    from pipeline.usercode import strip_ansi
+
+    path = config.source.path
     try:
         return load()
-    except Exception as exc:  # third-party loaders raise anything; name the file and the cause
-        raise ModelError(f"cannot load model {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    except Exception as exc:
+        text = strip_ansi(str(exc))
+        cause = f"{type(exc).__name__}: {first_line(exc)}"
+        missing = _missing_class(text)
+        if missing:
+            raise bad_input(
+                config, ("source", "path"),
+                f"cannot load model {path}: it uses the custom class '{missing}', which is not registered in this process ({cause[:300]}). "
+                "Fix: add `modules: [<your module that defines it>]` under `source:` (tfship imports them before loading; "
+                "the class must be decorated with @keras.saving.register_keras_serializable), or for a tf-keras .h5 "
+                f"`custom_objects: {{{missing}: <module>:<attribute>}}`.",
+            ) from None
+        expected = {
+            "keras": "a complete Keras 3 `.keras` archive written by model.save()",
+            "h5": "a full-model `.h5` file written by model.save() (not save_weights())",
+            "saved_model": "a SavedModel directory written by tf.saved_model.save()",
+        }.get(config.source.kind, "a saved model")
+        size = path.stat().st_size if path is not None and path.is_file() else None
+        state = "a directory" if path is not None and path.is_dir() and config.source.kind != "saved_model" else (f"{size} bytes" if size is not None else "")
+        raise bad_input(
+            config, ("source", "path"),
+            f"cannot load model {path}{f' ({state})' if state else ''}: {cause[:300]}. Expected {expected}. "
+            "Fix: re-save the model, or point `source.path` at the right file.",
+        ) from None

@@ -7,10 +7,6 @@ the batch size; we prove that by calling it at two batch sizes.
 """
 from __future__ import annotations
 
-import re
-import sys
-import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,59 +68,53 @@ def trace_model(config: ModelConfig, loaded: LoadedModel) -> TracedModel:
     try:
         function.get_concrete_function()  # traces: user code raises here, before any batch runs
     except Exception as exc:  # tracing runs user code: explain in the model's terms
-        raise explain_trace_error(exc, config, loaded) from exc
+        raise explain_trace_error(exc, config, loaded) from None
     dynamic = any(spec.shape and spec.shape[0] is None for spec in config.inputs)
     batches = (1, 3) if dynamic else ((config.inputs[0].shape[0] or 1),) if config.inputs[0].shape else (1,)
     for dims in config.shape_sets:  # every tested sequence length / image size, at each batch
         for batch in batches:
             feeds = sample_inputs(config.inputs, batch, dims)
-            function(*[tf.constant(feeds[n]) for n in config.input_names])
+            try:
+                function(*[tf.constant(feeds[n]) for n in config.input_names])
+            except Exception as exc:  # the traced graph runs user code's ops: explain in the model's terms
+                raise explain_trace_error(exc, config, loaded) from None
     count = function.experimental_get_tracing_count()
     if count != 1:
+        from pipeline.usercode import bad_input
+
         shapes = f" and shapes {[dict(d) for d in config.shape_sets]}" if config.dynamic_dims else ""
-        raise ModelError(
+        raise bad_input(
+            config, ("inputs",),
             f"model '{config.name}' was traced {count} times for batch sizes {list(batches)}{shapes}; "
-            "a signature-fixed function must trace once. Something in the model depends on Python values that change per call."
+            "a signature-fixed function must trace once. Something in the model depends on Python values that change per call.",
         )
     return TracedModel(function=function, tracing_count=count, batch_sizes_checked=batches)
 
 
-_LIBRARY_MARKERS = ("site-packages", "dist-packages", f"{Path(sys.prefix).name}/lib", "/pipeline/stages/", "<frozen")
-
-
-def _is_user_frame(filename: str) -> bool:
-    return not any(marker in filename for marker in _LIBRARY_MARKERS) and not filename.startswith(sys.base_prefix)
-
-
-def _user_location(exc: BaseException) -> tuple[str, int, str] | None:
-    """The deepest frame in the model's own code: from the traceback, else from
-    AutoGraph's 'in user code:' text (it rewrites functions into temp files)."""
-    best = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if _is_user_frame(frame.filename) and "__autograph_generated" not in frame.filename:
-            best = (frame.filename, frame.lineno or 0, (frame.line or "").strip())
-    text = str(exc)
-    for match in re.finditer(r'File "([^"]+)", line (\d+), in [^\n]*\n\s*(.*)', text):
-        filename, line, code = match.group(1), int(match.group(2)), match.group(3).strip()
-        if _is_user_frame(filename):
-            best = (filename, line, code)
-    return best
+def _signature_text(config: ModelConfig) -> str:
+    return ", ".join(f"{i.name}: {i.dtype}{list(i.shape)}" for i in config.inputs)
 
 
 def explain_trace_error(exc: BaseException, config: ModelConfig, loaded: LoadedModel) -> ModelError:
-    import tensorflow as tf
+    """One sentence of cause, the config line, the user's file:line and code, the fix."""
+    from pipeline.usercode import bad_input, describe_frame, first_line, is_python_bool_on_tensor, python_bool_message, source_key, user_frame
 
-    where = _user_location(exc)
-    location = f"{where[0]}:{where[1]}: `{where[2]}`" if where else f"the model's code ({loaded.source_file or config.source.path or config.source.factory})"
-    text = str(exc)
-    bool_on_tensor = isinstance(exc, tf.errors.OperatorNotAllowedInGraphError) or "as a Python `bool`" in text or "as a Python bool" in text
-    nonscalar_cond = "must be a scalar" in text or "must be scalar" in text or ("cond" in text and "rank" in text)
-    if bool_on_tensor or nonscalar_cond:
-        return ModelError(
-            f"cannot trace model '{config.name}' into a graph: a Python `if` (or `while`/`and`/`or`) decides on a tensor at {location}.\n"
-            "In a graph the tensor has no value yet, and a condition on a non-scalar tensor has no single truth value.\n"
-            "Fix: for an elementwise choice use `tf.where(cond, a, b)`; for one decision per call reduce to a scalar and use "
-            "`tf.cond(tf.reduce_any(cond), true_fn, false_fn)`."
+    if isinstance(exc, ModelError):  # already explained (e.g. output names), keep its location
+        return exc
+    frame = user_frame(exc)
+    what = f"cannot trace model '{config.name}' into a graph with the input signature ({_signature_text(config)})"
+    if is_python_bool_on_tensor(exc):
+        return bad_input(config, source_key(config), f"{what}: {python_bool_message(frame)}")
+    cause = first_line(exc)
+    at = f" at {describe_frame(frame)}" if frame else f" in {loaded.source_file or config.source.path or config.source.factory}"
+    if isinstance(exc, TypeError) and "positional argument" in cause:
+        return bad_input(
+            config, ("inputs",),
+            f"{what}: the model takes a different number of inputs than the {len(config.inputs)} named here ({cause}){at}. "
+            "Fix: list exactly the model's inputs under `inputs:`, in its argument order.",
         )
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return ModelError(f"cannot trace model '{config.name}' with the config's input signature at {location}: {type(exc).__name__}: {first}")
+    return bad_input(
+        config, ("inputs",),
+        f"{what}: {type(exc).__name__}: {cause}{at}. "
+        "Fix: make `inputs:` match what the model takes (names, count, shapes, dtypes), or fix the model code at that line.",
+    )

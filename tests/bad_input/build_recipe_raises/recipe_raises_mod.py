@@ -1,0 +1,2 @@
+def build(path):
+    raise OSError('disk is read-only')

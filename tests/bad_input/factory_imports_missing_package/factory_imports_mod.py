@@ -1,0 +1,5 @@
+import not_installed_pkg
+
+
+def build():
+    return not_installed_pkg.Model()
