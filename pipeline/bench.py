@@ -8,35 +8,21 @@ eagerly) and `graph` (the signature-fixed tf.function). Each is timed at batch 1
 at a larger batch (`--batch`, default 32); a batch an artifact cannot take (a static
 batch-1 model) is skipped and the report says why.
 
-How one figure is measured: warm up (at least `warmup_runs` calls or a short time),
-then time every call with `perf_counter_ns` until at least `min_runs` calls and
-`min_seconds` have passed and the median over all calls moved by less than 2% when
-the latest window (the last fifth of the calls, at least 10) was added; or until
-`max_seconds` runs out (the figure is then marked `stable: false`). Python's garbage
-collector is paused while timing, as `timeit` does. p50/p90/p99 are in ms;
-throughput is batch / p50 in samples per second; speedup is eager p50 / p50 at the
-same batch.
+How one figure is measured: see `pipeline.timing`.
 
-What is timed: the leanest call each runtime allows, inputs prepared once.
-A target may provide it (`Target.bench_callable`); when it keeps the base-class
-default, which goes through `open()` and its input and output conversions, and the
-artifact is a file this module knows how to drive (`.tflite` in LiteRT, `.onnx` in
-onnxruntime, a SavedModel folder in TensorFlow), the runtime is driven directly:
-LiteRT with tensors set once and `invoke()` timed, onnxruntime `run` with prebuilt
-feeds, TensorFlow the serving signature on prebuilt tensors. `driver` in the report
-says which was used.
+What is timed: the runtime call alone, inputs prepared once, through the same runner
+parity uses (`Target.open(...)`, from `pipeline.runtimes`): `Runner.prepare(inputs)`
+puts a batch in place (LiteRT tensors set once, onnxruntime feeds built once,
+TensorFlow tensors prebuilt) and the returned call is what `measure` times. `call`
+in the report says which call that was. A batch the artifact cannot take in one call
+(a static input shape, a fixed or largest compiled batch, or `fixed_batch`/`batch`
+in its recorded info) is skipped, with the reason.
 
-Harness overhead: at batch 1 every artifact whose runtime is known is also run in
-bare `for` loops around that runtime call (one clock read per loop), alternating
-with the harness's own per-call timing of the same number of calls, so load from
-other processes hits both alike. The report gives the bare-loop figure, the
-harness's, their difference (which should stay within 5%), and the bench p50 next
-to the bare loop.
-
-When driving the file directly fails at a batch (e.g. a signature that serves only
-some batch sizes), the target's own runner is timed instead and the report says so.
-A batch the artifact cannot take at all (a static input shape, or `fixed_batch` or
-`batch` in its recorded info) is skipped, with the reason.
+Harness overhead: at batch 1 the same call also runs in bare `for` loops (one clock
+read per loop), alternating with the harness's own per-call timing of the same
+number of calls, so load from other processes hits both alike. The report gives
+the bare-loop figure, the harness's, their difference (which should stay within
+5%), and the bench p50 next to the bare loop (`pipeline.timing`).
 
 Threads: the same count for every runtime (`--threads`, default: the CPUs this
 process may use): TensorFlow intra-op threads (inter-op 1, as onnxruntime runs
@@ -47,18 +33,20 @@ op, so the count only applies in a process that has not run TensorFlow yet
 """
 from __future__ import annotations
 
-import gc
-import inspect
 import os
 import platform
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.errors import ConfigError, IntegrityError, PipelineError, Problem
 from pipeline.execute.console import log, peak_rss_mb
-from pipeline.reports.model import now, read_report, report_path, verify_files, write_report
+from pipeline.reports.model import now, read_report, report_path, variant_label, verify_files, write_report
+from pipeline.reports.records import iter_records
+from pipeline.runtimes.base import available_cpus
+from pipeline.timing import STABLE_CHANGE, harness_overhead, measure
 
 if TYPE_CHECKING:  # the CLI imports this module to list its command: numpy and the rest load on use
     import numpy as np
@@ -67,8 +55,6 @@ if TYPE_CHECKING:  # the CLI imports this module to list its command: numpy and 
 
 DEFAULT_BATCH = 32
 DEFAULT_MAX_SECONDS = 2.0
-STABLE_CHANGE = 0.02  # a figure is stable when the last window moves the median by less than this
-HARNESS_BUDGET = 0.05  # the harness may add at most this fraction over a bare loop
 BASELINES = ("eager", "graph")
 
 
@@ -76,10 +62,6 @@ class BenchError(PipelineError):
     """Nothing to benchmark, or the report no longer describes the files on disk."""
 
     exit_code = 1
-
-
-class BatchUnsupported(Exception):
-    """The artifact cannot run this batch size (e.g. a static batch-1 model)."""
 
 
 @dataclass(frozen=True)
@@ -116,82 +98,6 @@ class BenchOptions:
             raise ConfigError(problems)
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def _ms(ns: float) -> float:
-    """Nanoseconds as milliseconds with 5 significant digits (a fixed number of
-    decimals would flatten microsecond figures)."""
-    return float(f"{ns / 1e6:.5g}")
-
-
-def measure(fn: Callable[[], Any], options: BenchOptions, batch: int) -> dict:
-    """Warm up, then time `fn` call by call until the median is stable or time runs out."""
-    import numpy as np
-
-    max_s = options.max_seconds
-    min_s = min(options.min_seconds, max_s / 2)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        warm_start = time.perf_counter()
-        warm_budget = min(options.warmup_seconds, max_s / 4)
-        warmup = 0
-        while warmup < options.warmup_runs or time.perf_counter() - warm_start < warm_budget:
-            fn()
-            warmup += 1
-            if time.perf_counter() - warm_start >= max_s / 4 or warmup >= 1000:
-                break
-        samples: list[int] = []
-        begin = time.perf_counter()
-        checked_at = 0
-        stable = False
-        clock = time.perf_counter_ns
-        while True:
-            t0 = clock()
-            fn()
-            samples.append(clock() - t0)
-            n = len(samples)
-            elapsed = time.perf_counter() - begin
-            if n >= options.min_runs and elapsed >= min_s:
-                window = max(10, n // 5)
-                if n - checked_at >= window:
-                    checked_at = n
-                    before = float(np.median(samples[: n - window]))
-                    after = float(np.median(samples))
-                    if before > 0 and abs(after - before) <= STABLE_CHANGE * before:
-                        stable = True
-                        break
-            if elapsed >= max_s or n >= 1_000_000:
-                break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    arr = np.asarray(samples, dtype=np.float64)
-    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-    return {
-        "batch": batch,
-        "p50_ms": _ms(p50),
-        "p90_ms": _ms(p90),
-        "p99_ms": _ms(p99),
-        "mean_ms": _ms(arr.mean()),
-        "min_ms": _ms(arr.min()),
-        "throughput_sps": float(f"{batch / (p50 / 1e9):.5g}") if p50 > 0 else None,
-        "runs": len(samples),
-        "warmup_runs": warmup,
-        "seconds": round(float(arr.sum()) / 1e9, 4),
-        "stable": stable,
-    }
-
-
 # --------------------------------------------------------------------------- inputs
 
 
@@ -211,177 +117,6 @@ def batch_inputs(config: ModelConfig, pool: dict[str, np.ndarray], batch: int) -
     return out
 
 
-# --------------------------------------------------------------------------- threads
-
-
-def configure_tensorflow_threads(threads: int) -> dict:
-    """Size TensorFlow's pools (only possible before it runs its first op) and
-    return the counts in effect."""
-    import tensorflow as tf
-
-    note = None
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        note = "TensorFlow had already run in this process, so its thread pools kept their size"
-    return tensorflow_threads(note)
-
-
-def tensorflow_threads(note: str | None = None) -> dict:
-    import tensorflow as tf
-
-    intra = tf.config.threading.get_intra_op_parallelism_threads()
-    inter = tf.config.threading.get_inter_op_parallelism_threads()
-    record = {
-        "runtime": "TensorFlow",
-        # 0 means TensorFlow's default: one thread per CPU
-        "intra_op_parallelism_threads": intra or available_cpus(),
-        "inter_op_parallelism_threads": inter or available_cpus(),
-    }
-    if note:
-        record["note"] = note
-    return record
-
-
-# --------------------------------------------------------------------------- runtimes
-
-
-@dataclass
-class RuntimeCall:
-    """One runtime call with its inputs already in place."""
-
-    call: Callable[[], Any]
-    runtime: str
-    what: str
-    threads: dict = field(default_factory=dict)
-
-
-def artifact_path(target_dir: Path, files: tuple[str, ...]) -> Path | None:
-    for name in files:
-        path = target_dir / name
-        if path.suffix in (".tflite", ".onnx") or (path / "saved_model.pb").is_file():
-            return path
-    return None
-
-
-def runtime_call(path: Path, inputs: dict[str, np.ndarray], threads: int) -> RuntimeCall | None:
-    """The bare runtime call for a known artifact kind; None for a kind this module
-    cannot drive. Raises BatchUnsupported for a batch a static model cannot take."""
-    if path.suffix == ".tflite":
-        return _litert_call(path, inputs, threads)
-    if path.suffix == ".onnx":
-        return _onnxruntime_call(path, inputs, threads)
-    if (path / "saved_model.pb").is_file():
-        return _saved_model_call(path, inputs)
-    return None
-
-
-def _static_batch_check(name: str, dims: list, batch: int, value: np.ndarray) -> None:
-    import numpy as np
-
-    if value.ndim == 0 or not dims:
-        return
-    first = dims[0]
-    if isinstance(first, (int, np.integer)) and int(first) > 0 and int(first) != batch:
-        raise BatchUnsupported(f"input '{name}' has a static batch of {int(first)}")
-
-
-def _litert_call(path: Path, inputs: dict[str, np.ndarray], threads: int) -> RuntimeCall | None:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    signatures = interpreter.get_signature_list()
-    if len(signatures) != 1:
-        return None  # several subgraphs: `invoke()` would not pick the signature's
-    runner = interpreter.get_signature_runner(next(iter(signatures)))
-    details = runner.get_input_details()
-    del runner  # it holds views of the input tensors, which would block resizing them
-    if set(details) != set(inputs):
-        return None
-    for name, detail in details.items():
-        _static_batch_check(name, list(detail["shape_signature"]), len(inputs[name]) if inputs[name].ndim else 1, inputs[name])
-    feeds = {name: _litert_feed(details[name], value) for name, value in inputs.items()}
-    for name, value in feeds.items():
-        if tuple(details[name]["shape"]) != value.shape:
-            interpreter.resize_tensor_input(details[name]["index"], list(value.shape), strict=False)
-    interpreter.allocate_tensors()
-    for name, value in feeds.items():
-        interpreter.set_tensor(details[name]["index"], value)
-    return RuntimeCall(interpreter.invoke, "LiteRT", "Interpreter.invoke() (tensors set once)", {"runtime": "LiteRT", "num_threads": threads})
-
-
-def _litert_feed(detail: dict, value: np.ndarray) -> np.ndarray:
-    """Float data for an integer model input is quantized with the input's own scale."""
-    import numpy as np
-
-    dtype = detail["dtype"]
-    if np.issubdtype(dtype, np.integer) and np.issubdtype(value.dtype, np.floating):
-        params = detail.get("quantization_parameters") or {}
-        scales = params.get("scales")
-        scale, zero_point = (float(scales[0]), int(params["zero_points"][0])) if scales is not None and len(scales) == 1 else detail["quantization"]
-        if scale:
-            info = np.iinfo(dtype)
-            return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(dtype)
-    return np.ascontiguousarray(value.astype(dtype, copy=False))
-
-
-def _ort_numpy_types() -> dict:
-    import numpy as np
-
-    return {
-        "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-        "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
-        "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
-    }
-
-
-def _onnxruntime_call(path: Path, inputs: dict[str, np.ndarray], threads: int) -> RuntimeCall | None:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    declared = {i.name: i for i in session.get_inputs()}
-    if set(declared) != set(inputs):
-        return None
-    feeds = {}
-    for name, value in inputs.items():
-        _static_batch_check(name, list(declared[name].shape), len(value) if value.ndim else 1, value)
-        dtype = _ort_numpy_types().get(declared[name].type)
-        feeds[name] = value if dtype is None or value.dtype == dtype else value.astype(dtype)
-    outputs = [o.name for o in session.get_outputs()]
-    used = session.get_session_options()
-    return RuntimeCall(
-        lambda: session.run(outputs, feeds),
-        "onnxruntime",
-        "InferenceSession.run() (feeds built once)",
-        {"runtime": "onnxruntime", "intra_op_num_threads": used.intra_op_num_threads, "inter_op_num_threads": used.inter_op_num_threads},
-    )
-
-
-def _saved_model_call(path: Path, inputs: dict[str, np.ndarray]) -> RuntimeCall | None:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path))
-    if "serving_default" not in loaded.signatures:
-        return None
-    fn = loaded.signatures["serving_default"]
-    spec = fn.structured_input_signature[1]
-    if set(spec) != set(inputs):
-        return None
-    for name, value in inputs.items():
-        _static_batch_check(name, spec[name].shape.as_list(), len(value) if value.ndim else 1, value)
-    tensors = {name: tf.constant(value.astype(spec[name].dtype.as_numpy_dtype, copy=False)) for name, value in inputs.items()}
-
-    def call():
-        return fn(**tensors)
-
-    call.keep_alive = loaded  # the signature's variables live as long as the loaded object
-    return RuntimeCall(call, "TensorFlow", "SavedModel serving_default on prebuilt tensors", tensorflow_threads())
-
-
 # --------------------------------------------------------------------------- artifacts
 
 
@@ -390,12 +125,12 @@ class ArtifactRef:
     """One recorded artifact of the report: where it lives and what it is."""
 
     target: str
-    variant: str
-    record: dict  # the report entry holding `artifact`, `files`, `status`
+    variant: str  # the key under the target's `variants`
+    record: dict  # the variant record holding `artifact`, `files`, `status`
 
     @property
     def label(self) -> str:
-        return f"{self.target}/{self.variant}" if self.variant else self.target
+        return variant_label(self.target, self.variant, self.record)
 
     @property
     def fingerprint(self) -> tuple:
@@ -403,15 +138,7 @@ class ArtifactRef:
 
 
 def recorded_artifacts(report: dict, only: list[str] | None = None) -> list[ArtifactRef]:
-    refs = []
-    for name, entry in sorted(report.get("targets", {}).items()):
-        if only is not None and name not in only:
-            continue
-        records = entry.get("variants") or ({"": entry} if "artifact" in entry else {})
-        for variant, record in records.items():
-            if "artifact" in record:
-                refs.append(ArtifactRef(name, variant, record))
-    return refs
+    return [ArtifactRef(r.target, r.key, r.entry) for r in iter_records(report) if r.has_artifact and (only is None or r.target in only)]
 
 
 def _static_batch_from_info(info: dict) -> int | None:
@@ -423,155 +150,78 @@ def _static_batch_from_info(info: dict) -> int | None:
     return None
 
 
-def _call_target(target, target_dir: Path, artifact, inputs: dict[str, np.ndarray], threads: int) -> tuple[Callable, dict]:
-    params = inspect.signature(target.bench_callable).parameters
-    if "threads" in params:
-        return target.bench_callable(target_dir, artifact, inputs, threads=threads), {"requested": threads}
-    return target.bench_callable(target_dir, artifact, inputs), {"note": "the target's bench_callable takes no thread count: its runtime's default applies"}
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+def _runner_call(runner, inputs: dict[str, np.ndarray], label: str):
+    """The runner's prepared call; a runner that is a plain callable (an in-house target
+    written before `pipeline.runtimes`) is timed whole."""
+    if hasattr(runner, "prepare"):
+        return runner.prepare(inputs, chunked=False)
+    from pipeline.runtimes import Call
+
+    return Call(lambda: runner(inputs), lambda out: out, f"{label} runner called on prepared inputs")
+
+
 def benchmark_artifact(ref: ArtifactRef, model_dir: Path, config: ModelConfig, pool: dict, options: BenchOptions, eager: dict) -> dict:
-    """Time one artifact at each batch; `eager` holds the eager baseline's figures by batch."""
-    from pipeline.target import Artifact, Target
+    """Time one artifact at each batch through the runner parity uses; `eager` holds the
+    eager baseline's figures by batch."""
+    from pipeline.runtimes import BatchUnsupported
+    from pipeline.target import Artifact
     from pipeline.tolerance import Tolerance
     from targets import REGISTRY
 
     threads = options.resolved_threads()
     target = REGISTRY.get(ref.target)
     art = ref.record["artifact"]
-    artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
+    artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=ref.record.get("info", {}))
     target_dir = model_dir / ref.target
-    overridden = type(target).bench_callable is not Target.bench_callable
-    path = artifact_path(target_dir, artifact.files)
     static = _static_batch_from_info(artifact.info)
-    result: dict = {"measured": now(), "file": f"{ref.target}/{path.relative_to(target_dir).as_posix()}" if path is not None else None, "batches": {}, "skipped": {}}
+    result: dict = {"measured": now(), "file": f"{ref.target}/{artifact.files[0]}" if artifact.files else None, "batches": {}, "skipped": {}}
     started = time.perf_counter()
-    lean_batch1 = timed_batch1 = None
+    try:
+        runner = target.open(target_dir, artifact, threads=threads)
+    except Exception as exc:  # an artifact that cannot run here is reported, not fatal
+        result["skipped"] = {"all": f"cannot open: {_first_line(exc)}"}
+        return result
+    label = f"{getattr(runner, 'runtime', '') or ref.target}"
+    batch1_inputs = None
     for batch in options.batches(config):
         key = str(batch)
         if static is not None and batch != static:
             result["skipped"][key] = f"static batch {static}: the artifact only takes batches of {static}"
             continue
         inputs = batch_inputs(config, pool, batch)
-        rc, lean_error = None, None
-        if not overridden and path is not None:
-            try:
-                rc = runtime_call(path, inputs, threads)
-                if rc is not None:
-                    rc.call()
-            except BatchUnsupported as exc:
-                result["skipped"][key] = str(exc)
-                continue
-            except Exception as exc:  # the target's own runner may still manage (e.g. by splitting the batch)
-                rc, lean_error = None, exc
         try:
-            if rc is not None:
-                fn, driver, thread_info, what = rc.call, "runtime", rc.threads, f"{rc.runtime} {rc.what}"
-            else:
-                fn, thread_info = _call_target(target, target_dir, artifact, inputs, threads)
-                driver, what = "target", f"{ref.target}.bench_callable" + ("" if overridden else " (open() runner)")
-                fn()
+            call = _runner_call(runner, inputs, ref.target)
+            call()
         except BatchUnsupported as exc:
             result["skipped"][key] = str(exc)
             continue
         except Exception as exc:  # an artifact that cannot run here is reported, not fatal
-            direct = f"; driving {result['file']} directly: {_first_line(lean_error)}" if lean_error is not None else ""
-            result["skipped"][key] = f"cannot run: {_first_line(exc)}{direct}"
+            result["skipped"][key] = f"cannot run: {_first_line(exc)}"
             continue
-        if lean_error is not None:
-            result.setdefault("notes", []).append(f"batch {batch}: timed through the target's runner, as driving {result['file']} directly failed: {_first_line(lean_error)}")
-        figure = measure(fn, options, batch)
+        figure = measure(call, options, batch)
         base = (eager.get(key) or {}).get("p50_ms")
         figure["speedup_vs_eager"] = float(f"{base / figure['p50_ms']:.4g}") if base and figure["p50_ms"] else None
         result["batches"][key] = figure
-        if "driver" not in result:
-            result.update(driver=driver, call=what, threads=thread_info)
-        elif result["driver"] != driver:  # this batch took the other path: say so where its figure is
-            figure.update(driver=driver, call=what, threads=thread_info)
+        result.setdefault("driver", "runtime")
+        result.setdefault("call", f"{label} {call.what}")
+        result.setdefault("threads", dict(getattr(runner, "threads", {}) or {"requested": threads}))
         if batch == 1:
-            timed_batch1, lean_batch1 = fn, rc
-    if options.bare_loop and timed_batch1 is not None and path is not None:
+            batch1_inputs = inputs
+    if options.bare_loop and batch1_inputs is not None:
         try:
-            rc = lean_batch1 or runtime_call(path, batch_inputs(config, pool, 1), threads)
+            call = _runner_call(runner, batch1_inputs, ref.target)  # again: a larger batch may have replaced its tensors
+            result["bare_loop"] = harness_overhead(call, f"{label} {call.what}", result["batches"]["1"], options.max_seconds)
         except Exception as exc:  # the bare loop is evidence, not a result: say why it is missing
-            result["bare_loop"] = {"skipped": f"cannot drive the runtime directly: {_first_line(exc)}"}
-        else:
-            if rc is not None:
-                result["bare_loop"] = harness_overhead(timed_batch1, rc, result["batches"]["1"], options)
-            else:
-                result["bare_loop"] = {"skipped": f"{result['file']}: its signature does not match the config's inputs, so the runtime is not driven directly"}
-    elif options.bare_loop and timed_batch1 is not None:
-        result["bare_loop"] = {"skipped": "no file this benchmark can drive directly (.tflite, .onnx, SavedModel)"}
+            result["bare_loop"] = {"skipped": f"cannot run the call in a bare loop: {_first_line(exc)}"}
     if not result["skipped"]:
         del result["skipped"]
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
-
-
-def harness_overhead(timed: Callable[[], Any], rc: RuntimeCall, figure: dict, options: BenchOptions, chunk_seconds: float = 0.002) -> dict:
-    """The harness's own cost: its per-call figures next to a bare loop around the runtime call.
-
-    Bare chunks (a plain `for` loop, one clock read per chunk) alternate with harness
-    chunks (one clock read around each call, as `measure` does) of the same length,
-    so load from other processes hits both alike; `overhead` is the median over
-    rounds of harness mean / bare mean - 1. `timed` is what the benchmark timed (the
-    runtime call itself, or the target's callable). The bench figure (p50) is also
-    set next to the median bare chunk, which is what a reader compares by eye.
-    """
-    import numpy as np
-
-    budget = min(1.0, options.max_seconds / 2)
-    clock = time.perf_counter_ns
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        for _ in range(3):
-            rc.call()
-            timed()
-        per_call = max((time.perf_counter() - t0) / 6, 1e-7)
-        n = max(10, int(chunk_seconds / per_call))
-        rounds = int(min(250, max(5, budget / (2 * n * per_call))))
-        bare_means, harness_means = [], []
-        for r in range(rounds):
-            for kind in (("bare", "harness") if r % 2 == 0 else ("harness", "bare")):
-                if kind == "bare":
-                    start = clock()
-                    for _ in range(n):
-                        rc.call()
-                    bare_means.append((clock() - start) / n)
-                else:
-                    total = 0
-                    for _ in range(n):
-                        start = clock()
-                        timed()
-                        total += clock() - start
-                    harness_means.append(total / n)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    bare = np.asarray(bare_means)
-    ratios = np.asarray(harness_means) / bare
-    overhead = float(np.median(ratios)) - 1.0
-    bare_ms = float(np.median(bare)) / 1e6
-    return {
-        "batch": 1,
-        "call": f"{rc.runtime} {rc.what}",
-        "bare_loop_ms": _ms(bare_ms * 1e6),
-        "harness_mean_ms": _ms(float(np.median(harness_means))),
-        "overhead": round(overhead, 4),
-        "within_budget": abs(overhead) <= HARNESS_BUDGET,
-        "budget": HARNESS_BUDGET,
-        "bench_p50_ms": figure["p50_ms"],
-        "bench_p50_vs_bare": round(figure["p50_ms"] / bare_ms - 1.0, 4) if bare_ms > 0 else None,
-        "rounds": rounds,
-        "calls_per_chunk": n,
-    }
 
 
 # --------------------------------------------------------------------------- baselines
@@ -580,6 +230,8 @@ def harness_overhead(timed: Callable[[], Any], rc: RuntimeCall, figure: dict, op
 def benchmark_baselines(config: ModelConfig, loaded, traced, pool: dict, options: BenchOptions) -> dict:
     """The eager model and the plain tf.function graph, at each batch."""
     import tensorflow as tf
+
+    from pipeline.runtimes.savedmodel import tensorflow_threads
 
     out = {}
     for kind in BASELINES:
@@ -678,6 +330,8 @@ def benchmark_model(config: ModelConfig, artifacts_root: Path, options: BenchOpt
 
     load_before = _load_average()
     threads = options.resolved_threads()
+    from pipeline.runtimes.savedmodel import configure_tensorflow_threads
+
     tf_threads = stage("threads", configure_tensorflow_threads, threads)
     if prepared is not None:
         loaded, traced, pool = prepared.loaded, prepared.traced, prepared.data.pool
@@ -737,9 +391,9 @@ def _merge_benchmark_locked(model_dir: Path, results: dict, baselines: dict, run
         entry = report.get("targets", {}).get(name)
         if entry is None:
             continue
-        record = (entry.get("variants") or {}).get(variant) if entry.get("variants") else (entry if variant == "" else None)
+        record = (entry.get("variants") or {}).get(variant)
         if record is None or ArtifactRef(name, variant, record).fingerprint != fingerprint:
-            log(report.get("model", "?"), f"{name}{'/' + variant if variant else ''}: rebuilt while timing; its figures were dropped")
+            log(report.get("model", "?"), f"{name}/{variant}: rebuilt while timing; its figures were dropped")
             continue
         record["benchmark"] = bench
     report["baselines"] = baselines

@@ -245,6 +245,7 @@ def _tflite_precision(ops: list[dict], io_types: set[str]) -> str:
 def _tflite_facts(path: Path) -> ArtifactInfo:
     from ai_edge_litert.interpreter import Interpreter
 
+    from pipeline.runtimes.litert import scale_zero_point
     from targets.support import litert
 
     content = path.read_bytes()
@@ -256,7 +257,7 @@ def _tflite_facts(path: Path) -> ArtifactInfo:
     signatures = []
 
     def tensor(name: str, detail: dict) -> TensorInfo:
-        scale, zero_point = litert._scale_zero_point(detail)
+        scale, zero_point = scale_zero_point(detail)
         quant = {"scale": scale, "zero_point": zero_point} if scale else None
         shape = tuple(None if int(d) < 0 else int(d) for d in detail["shape_signature"])
         return TensorInfo(name, np.dtype(detail["dtype"]).name, shape, quant)

@@ -181,11 +181,13 @@ def check_consistent_versions(sources: list[ModelSource]) -> dict:
 
 def _variant_of(entry: dict) -> dict[str, list[str]]:
     """file path (relative to the model folder) -> variants whose artifact uses it."""
+    from pipeline.reports.model import target_entry
+
     owners: dict[str, list[str]] = {}
-    variants = entry.get("variants") or {"": entry}
-    for variant, sub in variants.items():
+    for key, sub in (target_entry(entry).get("variants") or {}).items():
+        name = (sub.get("artifact") or {}).get("variant", key)  # '' for a target's only, unnamed artifact
         for f in sub.get("files") or []:
-            owners.setdefault(f["path"], []).append(variant)
+            owners.setdefault(f["path"], []).append(name)
     return owners
 
 

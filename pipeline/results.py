@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.reports.records import iter_records
 from pipeline.reports.verdict_lines import Verdict, entry_verdicts, summary_table
 
 METRIC_KEYS = ("max_abs", "max_rel", "mean_abs", "rmse", "cosine", "mismatch_fraction", "atol", "rtol", "passed")
@@ -112,12 +113,11 @@ def from_report(report: dict, model_dir: Path, selected: list[str] | None, exit_
         if selected is not None and name not in selected:
             continue
         verdicts = {v.target: v for v in entry_verdicts(report.get("model", ""), name, entry)}
-        rows = {v: e for v, e in (entry.get("variants") or {}).items()} or {"": entry}
         variants = {}
-        for variant, e in rows.items():
-            label = f"{name}/{variant}" if variant else name
+        for record in iter_records({"model": report.get("model", ""), "targets": {name: entry}}):
+            e = record.entry
             files = tuple(model_dir / f["path"] for f in e.get("files", []))
-            variants[variant] = VariantResult(name, variant, e.get("status", "-"), files, _metrics(e), verdicts[label], e.get("parity") or {}, e.get("message", ""))
+            variants[record.variant] = VariantResult(name, record.variant, e.get("status", "-"), files, _metrics(e), verdicts[record.label], record.parity, e.get("message", ""))
         files = tuple(model_dir / f["path"] for f in entry.get("files", []))
         targets[name] = TargetResult(name, entry.get("status", "-"), variants, files, entry.get("message", ""))
     return ExportResult(report.get("model", model_dir.name), model_dir, model_dir / "report.json", targets, exit_code, strict, report)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from pipeline.spec import ModelConfig, TargetConfig
 from pipeline.records import LoadedModel
+from pipeline.runtimes import Runner
 from pipeline.tolerance import FP32, Tolerance
 
 
@@ -55,18 +56,6 @@ class Artifact:
         return cls(variant=variant, files=(), info=dict(info or {}), error={"error": type(exc).__name__, "exit_code": code, "message": str(exc)})
 
 
-class Runner(Protocol):
-    """Runs an artifact from disk in its own runtime.
-
-    `output_steps` gives each output's quantization step (scale) when the artifact
-    produces quantized outputs that the runner dequantized; float outputs are absent.
-    """
-
-    output_steps: dict[str, float]
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-
 @dataclass(frozen=True)
 class NoOptions:
     """For targets without options."""
@@ -97,15 +86,10 @@ class Target:
     def build(self, job: BuildInputs) -> list[Artifact]:
         raise NotImplementedError
 
-    def open(self, target_dir: Path, artifact: Artifact) -> Runner:
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None) -> Runner:
+        """A runner for the artifact from disk (pipeline.runtimes). `threads`: the runtime's
+        thread count (None: its default). Parity, validate and bench all run it."""
         raise NotImplementedError
-
-    def bench_callable(self, target_dir: Path, artifact: Artifact, inputs: dict[str, np.ndarray]):
-        """A zero-argument callable that runs the artifact once on `inputs`, as lean as
-        the runtime allows (inputs prepared once; only the runtime call is timed).
-        Targets override this when their runtime has a leaner path than `open()`."""
-        runner = self.open(target_dir, artifact)
-        return lambda: runner(inputs)
 
     def diagnose(self, job: BuildInputs, artifact: Artifact, parity: dict) -> dict | None:
         """Called when an artifact fails parity: extra report fields that explain why."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pipeline.runtimes.litert import LiteRTRunner, io_quantization
 from pipeline.target import Artifact, BuildInputs, Target
 from targets.support.litert import INT8_TOLERANCE
 from targets.support.repair import Recipe
@@ -199,14 +200,14 @@ class EdgeTPUTarget(Target):
         model.write_bytes(content)
         ops = litert.list_ops(content)
         rows, first = placement(ops)
-        runner = litert.LiteRTRunner(model, job.model.output_names)
+        runner = LiteRTRunner(model, job.model.output_names)
         info = {
             "size_bytes": len(content),
             "conversion_seconds": round(seconds, 2),
             "batch": 1,
             "outputs": list(job.model.output_names),
             "ops": litert.op_counts(ops),
-            "quantization": litert.io_quantization(runner, job.model.input_names),
+            "quantization": io_quantization(runner, job.model.input_names),
             "calibration_samples": options.calibration_samples,
             "placement": rows,
             "ops_on_edgetpu": sum(r["runs_on"] == "edgetpu" for r in rows),
@@ -226,11 +227,9 @@ class EdgeTPUTarget(Target):
                 artifacts.append(_with_placement(job, artifact))
         return artifacts
 
-    def open(self, target_dir: Path, artifact: Artifact):
-        from targets.support import litert
-
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None):
         # Parity runs the CPU model (model.tflite); the compiled file needs an Edge TPU.
-        return litert.LiteRTRunner(Path(target_dir) / artifact.files[0], artifact.info.get("outputs") or ())
+        return LiteRTRunner(Path(target_dir) / artifact.files[0], artifact.info.get("outputs") or (), threads=threads)
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):
         from pipeline.localize.probes import LiteRTProbe

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ConversionError, IncompatibleModel, IntegrityError, TargetUnavailable
+from pipeline.runtimes.onnxruntime import OnnxRuntimeRunner
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import FP32
 from targets.support import onnx_lift, sizes
@@ -58,55 +59,6 @@ class OnnxOptions:
     opset: int = 17
     optimize: bool = False  # also write model.optimized.onnx (onnxruntime offline optimizer)
     large_model: bool = False  # force the external-data layout even for a small model
-
-
-# --------------------------------------------------------------------------- runner
-
-
-class OnnxRunner:
-    """An onnxruntime CPU session fed and read by the config's names."""
-
-    output_steps: dict[str, float] = {}
-
-    def __init__(self, path: Path, input_names: list[str] | None = None, output_names: list[str] | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise TargetUnavailable("onnxruntime is not installed; install it with `pip install onnxruntime`") from exc
-        if not path.exists():
-            raise IntegrityError(f"ONNX model {path} does not exist; re-export the onnx target")
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        declared = {i.name: i for i in self.session.get_inputs()}
-        self.input_names = list(input_names or declared)
-        self.output_names = list(output_names or [o.name for o in self.session.get_outputs()])
-        missing = [n for n in self.input_names if n not in declared]
-        missing += [n for n in self.output_names if n not in {o.name for o in self.session.get_outputs()}]
-        if missing:
-            raise IntegrityError(
-                f"ONNX model {path} has inputs {list(declared)} and outputs {[o.name for o in self.session.get_outputs()]}, "
-                f"but the recorded names include {missing}; re-export the onnx target"
-            )
-        self._dtypes = {name: _numpy_dtype(declared[name].type) for name in self.input_names}
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {}
-        for name in self.input_names:
-            value = np.asarray(inputs[name])
-            dtype = self._dtypes[name]
-            feeds[name] = value if dtype is None or value.dtype == dtype else value.astype(dtype)
-        results = self.session.run(self.output_names, feeds)
-        return dict(zip(self.output_names, results))
-
-
-def _numpy_dtype(ort_type: str):
-    """numpy dtype for an onnxruntime type string like 'tensor(float)'; None when numpy has none."""
-    table = {
-        "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-        "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
-        "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
-        "tensor(string)": np.object_,
-    }
-    return table.get(ort_type)
 
 
 # --------------------------------------------------------------------------- conversion helpers
@@ -463,11 +415,11 @@ class OnnxTarget(Target):
             artifacts.append(Artifact(variant="optimized", files=tuple(opt_files), tolerance=FP32, info=opt_info))
         return artifacts
 
-    def open(self, target_dir: Path, artifact: Artifact) -> OnnxRunner:
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None) -> OnnxRuntimeRunner:
         info = artifact.info or {}
         inputs = [i["name"] for i in info.get("inputs", [])] or None
         outputs = [o["name"] for o in info.get("outputs", [])] or None
-        return OnnxRunner(Path(target_dir) / artifact.files[0], inputs, outputs)
+        return OnnxRuntimeRunner(Path(target_dir) / artifact.files[0], inputs, outputs, threads=threads)
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):
         from pipeline.localize.probes import OnnxProbe

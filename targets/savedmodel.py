@@ -6,8 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from pipeline.runtimes.savedmodel import SavedModelRunner
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import FP32
 
@@ -15,22 +14,6 @@ from pipeline.tolerance import FP32
 @dataclass(frozen=True)
 class SavedModelOptions:
     version: int = 1  # TF Serving loads the highest numbered folder
-
-
-class SavedModelRunner:
-    """Loads the SavedModel with TensorFlow and calls its serving signature."""
-
-    output_steps: dict[str, float] = {}
-
-    def __init__(self, path: Path, signature: str = "serving_default"):
-        import tensorflow as tf
-
-        self._tf = tf
-        self._fn = tf.saved_model.load(str(path)).signatures[signature]
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {name: self._tf.constant(value) for name, value in inputs.items()}
-        return {name: t.numpy() for name, t in self._fn(**feeds).items()}
 
 
 class SavedModelTarget(Target):
@@ -46,7 +29,7 @@ class SavedModelTarget(Target):
         shutil.copytree(job.saved_model_dir, job.out_dir / version)
         return [Artifact(variant="", files=(version,), tolerance=FP32, info={"version": int(version)})]
 
-    def open(self, target_dir: Path, artifact: Artifact) -> SavedModelRunner:
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None) -> SavedModelRunner:
         return SavedModelRunner(target_dir / artifact.files[0])
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):

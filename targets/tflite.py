@@ -44,6 +44,7 @@ from typing import Literal
 
 from pipeline import progress
 from pipeline.errors import ConversionError, IncompatibleModel, TargetUnavailable
+from pipeline.runtimes.litert import LiteRTRunner, fixed_dims, io_quantization
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import PRECISION_CLASSES
 from targets.support.repair import Recipe
@@ -246,9 +247,9 @@ class TFLiteTarget(Target):
         if flex:
             info["needs_flex_delegate"] = True
             info["note"] = "this file contains Select TF ops: ship it with the Flex delegate (tensorflow-lite-select-tf-ops)"
-        runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
-        info["quantization"] = litert.io_quantization(runner, job.model.input_names)
-        fixed = litert.fixed_dims(runner, job.model.inputs)
+        runner = LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
+        info["quantization"] = io_quantization(runner, job.model.input_names)
+        fixed = fixed_dims(runner, job.model.inputs)
         if fixed:  # the converter pinned a dimension the config declares dynamic: say which
             info["fixed_dims"] = fixed
         if static_batch:
@@ -309,9 +310,7 @@ class TFLiteTarget(Target):
         listed = ", ".join(f"{k} x{v}" for k, v in kept.items()) or "none"
         return f"float fallback: with {option} the converter keeps the ops it cannot quantize unquantized (float32 ops: {listed}) and LiteRT prepares the model (parity is checked once the option is set)"
 
-    def open(self, target_dir: Path, artifact: Artifact):
-        from targets.support import litert
-
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None):
         if artifact.info.get("needs_flex_delegate"):
             raise TargetUnavailable(
                 f"tflite/{artifact.variant}: {artifact.files[0]} contains Select TF ops ({', '.join(artifact.info.get('flex_ops', []))}) "
@@ -320,7 +319,7 @@ class TFLiteTarget(Target):
                 "or rewrite the layers named at conversion with builtin ops and drop `allow_select_tf_ops`."
             )
         outputs = artifact.info.get("outputs") or ()
-        return litert.LiteRTRunner(Path(target_dir) / artifact.files[0], outputs)
+        return LiteRTRunner(Path(target_dir) / artifact.files[0], outputs, threads=threads)
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):
         if artifact.info.get("needs_flex_delegate"):

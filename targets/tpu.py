@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from pipeline.errors import ConversionError
+from pipeline.runtimes.savedmodel import FrozenGraphRunner, SavedModelRunner
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import BF16, FP32
 
@@ -82,31 +81,6 @@ def converter_options_text(options: TpuOptions) -> str:
         f"bfloat16_optimization: {'ENABLED' if options.precision == 'bfloat16' else 'DISABLED'}",
     ]
     return "\n".join(lines) + "\n"
-
-
-class TpuServingRunner:
-    """serving_default of the TPU SavedModel, run on CPU (tpu_func is XLA-compiled on CPU).
-
-    Batches above the largest configured size are split, as a client would.
-    """
-
-    output_steps: dict[str, float] = {}
-
-    def __init__(self, path: Path, max_batch: int):
-        import tensorflow as tf
-
-        self._tf = tf
-        self._fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-        self._max = max_batch
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(next(iter(inputs.values())))
-        parts: dict[str, list] = {}
-        for lo in range(0, n, self._max):
-            feeds = {name: self._tf.constant(value[lo : lo + self._max]) for name, value in inputs.items()}
-            for name, t in self._fn(**feeds).items():
-                parts.setdefault(name, []).append(t.numpy())
-        return {name: np.concatenate(p, axis=0) for name, p in parts.items()}
 
 
 def static_shapes(config, options: TpuOptions) -> list[tuple[int, dict[str, int]]]:
@@ -352,12 +326,11 @@ class TpuTarget(Target):
         )
         return {"padding": {"failed": [label for label, _ in failed], "padded_shapes": padded}, "reason": reason}
 
-    def open(self, target_dir: Path, artifact: Artifact):
-        from targets.support import xla as sx
-
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None):
         if artifact.variant == "bf16":
-            return sx.GraphRunner(target_dir / "bf16_emulation")
-        return TpuServingRunner(target_dir / "saved_model", max(artifact.info["batch_sizes"]))
+            return FrozenGraphRunner(target_dir / "bf16_emulation")
+        # Batches above the largest compiled size are split, as a client would.
+        return SavedModelRunner(target_dir / "saved_model", max_batch=max(artifact.info["batch_sizes"]))
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):
         from pipeline.localize import probes

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ConversionError, TargetUnavailable
+from pipeline.runtimes.aot import AotHarnessRunner
+from pipeline.runtimes.savedmodel import SavedModelRunner
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import FP32
 
@@ -217,83 +219,6 @@ def _relative_makefile(aot_dir: Path) -> None:
     fragment.write_text("\n".join(lines) + "\n")
 
 
-# --------------------------------------------------------------------------- runners
-
-
-class XlaSavedModelRunner:
-    """Loads the SavedModel with TensorFlow and calls its jit-compiled serving signature."""
-
-    output_steps: dict[str, float] = {}
-
-    def __init__(self, path: Path):
-        import tensorflow as tf
-
-        self._tf = tf
-        self._fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self._fn(**{name: self._tf.constant(value) for name, value in inputs.items()})
-        return {name: t.numpy() for name, t in result.items()}
-
-
-class AotHarnessRunner:
-    """Runs the native harness binary, splitting inputs into chunks of the compiled batch."""
-
-    output_steps: dict[str, float] = {}
-
-    def __init__(self, aot_dir: Path, info: dict):
-        self._binary = aot_dir / "harness"
-        if not self._binary.exists():
-            raise ConversionError(f"{self._binary} is missing; rebuild the xla target with `aot: true`")
-        self._batch = int(info["batch"])
-        self._inputs = [(n, tuple(s), d) for n, s, d in info["inputs"]]
-        self._outputs = [(n, tuple(s), d) for n, s, d in info["outputs"]]
-
-    def _run_records(self, records: list[dict[str, np.ndarray]], scratch: Path) -> list[dict[str, np.ndarray]]:
-        """One harness process for every record (a record = one compiled batch)."""
-        feed, fetch = scratch / "in.bin", scratch / "out.bin"
-        with open(feed, "wb") as f:
-            for record in records:
-                for name, shape, dtype in self._inputs:
-                    f.write(np.ascontiguousarray(record[name], dtype=dtype).reshape(shape).tobytes())
-        names_in = ",".join(n for n, _, _ in self._inputs)
-        names_out = ",".join(n for n, _, _ in self._outputs)
-        result = subprocess.run([str(self._binary), str(feed), str(fetch), names_in, names_out], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ConversionError(f"AOT harness {self._binary} failed with exit {result.returncode}: {result.stderr.strip()[-1000:]}")
-        raw, offset, outputs = fetch.read_bytes(), 0, []
-        for _ in records:
-            out = {}
-            for name, shape, dtype in self._outputs:
-                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-                out[name] = np.frombuffer(raw[offset : offset + size], dtype=dtype).reshape(shape).copy()
-                offset += size
-            outputs.append(out)
-        if offset != len(raw):
-            raise ConversionError(f"AOT harness {self._binary} wrote {len(raw)} bytes for {len(records)} records; expected {offset}")
-        return outputs
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(next(iter(inputs.values())))
-        records, rows = [], []
-        for lo in range(0, n, self._batch):
-            count = min(self._batch, n - lo)
-            record = {}
-            for name, _, _ in self._inputs:
-                part = inputs[name][lo : lo + count]
-                if count < self._batch:  # pad with copies of the first row; the padded rows are dropped
-                    part = np.concatenate([part, np.repeat(part[:1], self._batch - count, axis=0)], axis=0)
-                record[name] = part
-            records.append(record)
-            rows.append(count)
-        with tempfile.TemporaryDirectory(prefix="tfship-aot-") as tmp:
-            outputs = self._run_records(records, Path(tmp))
-        return {
-            name: np.concatenate([out[name][:count] for out, count in zip(outputs, rows)], axis=0)
-            for name, _, _ in self._outputs
-        }
-
-
 # --------------------------------------------------------------------------- target
 
 
@@ -408,10 +333,10 @@ class XlaTarget(Target):
             "runs_on": "CPU (native binary)",
         }
 
-    def open(self, target_dir: Path, artifact: Artifact):
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None):
         if artifact.variant == "aot":
             return AotHarnessRunner(target_dir / "aot", artifact.info)
-        return XlaSavedModelRunner(target_dir / "saved_model")
+        return SavedModelRunner(target_dir / "saved_model")
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):
         if artifact.variant == "aot":

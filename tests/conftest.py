@@ -49,12 +49,44 @@ class Project:
         return Result(code, captured.out, captured.err)
 
     def report(self, model: str) -> dict:
-        return json.loads((self.artifacts / model / "report.json").read_text())
+        """The model's report.json, checked against pipeline/reports/schema.json."""
+        from pipeline.reports.model import validate_report
+
+        report = json.loads((self.artifacts / model / "report.json").read_text())
+        validate_report(report)
+        return report
 
 
 @pytest.fixture
 def project(tmp_path, capsys) -> Project:
     return Project(tmp_path, capsys)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Every report.json any test wrote (in-process or through a CLI subprocess, under the
+    session's temporary folders) must match pipeline/reports/schema.json."""
+    import jsonschema
+
+    from pipeline.reports.model import validate_report
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        root = factory.getbasetemp()
+    except (OSError, ValueError):
+        return
+    bad = []
+    for path in sorted(root.rglob("report.json")):
+        if "release" in path.parts or path.parent.name in ("ci", "schema1"):
+            continue  # copies inside release bundles are checked where they were written; schema1: old-shape fixtures
+        try:
+            validate_report(json.loads(path.read_text()))
+        except (jsonschema.ValidationError, json.JSONDecodeError) as exc:
+            bad.append(f"{path}: {str(exc).splitlines()[0]}")
+    if bad:
+        print("\nreport.json files that do not match pipeline/reports/schema.json:\n  " + "\n  ".join(bad), file=sys.stderr)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.bench import BenchOptions, measure
+from pipeline.bench import BenchOptions
+from pipeline.timing import measure
 from pipeline.reports.markdown import render_benchmark_markdown
 from pipeline.cli import main
+from pipeline.runtimes import Call, Runner
 from pipeline.target import Artifact, Target
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,10 +62,25 @@ class NumpyDense:
         return {"probs": self.forward(inputs["x"])}
 
 
+class NumpyDenseRunner(Runner):
+    """An in-house runtime: the weights run in numpy, the input prepared once."""
+
+    runtime = "numpy"
+
+    def __init__(self, path: Path, threads: int | None):
+        super().__init__()
+        self.model = NumpyDense(path)
+        self.threads = {"runtime": "numpy", "requested": threads}
+
+    def prepare(self, inputs, chunked=True):
+        x = np.ascontiguousarray(inputs["x"], np.float32)
+        return Call(lambda: self.model.forward(x), lambda probs: {"probs": probs}, "forward() on a prepared array")
+
+
 class NumpyDenseTarget(Target):
-    """An artifact kind the benchmark cannot drive itself (an .npz of weights), with
-    its own `bench_callable` that takes the thread count. Registered in the CLI
-    processes below through TFSHIP_TARGET_MODULES=test_bench."""
+    """An artifact kind only its own target knows (an .npz of weights), run through its
+    own `pipeline.runtimes.Runner`. Registered in the CLI processes below through
+    TFSHIP_TARGET_MODULES=test_bench."""
 
     name = "numpy_dense"
     description = "the tiny classifier's weights run in numpy"
@@ -72,12 +89,8 @@ class NumpyDenseTarget(Target):
         np.savez(job.out_dir / "weights.npz", *job.loaded.obj.get_weights())
         return [Artifact(variant="", files=("weights.npz",))]
 
-    def open(self, target_dir: Path, artifact: Artifact) -> NumpyDense:
-        return NumpyDense(Path(target_dir) / artifact.files[0])
-
-    def bench_callable(self, target_dir, artifact, inputs, threads=None):
-        model, x = self.open(target_dir, artifact), inputs["x"]
-        return lambda: model.forward(x)
+    def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None) -> NumpyDenseRunner:
+        return NumpyDenseRunner(Path(target_dir) / artifact.files[0], threads)
 
 
 TARGET = NumpyDenseTarget()
@@ -118,11 +131,9 @@ def _report(exported) -> dict:
 
 
 def _records(report: dict) -> dict[str, dict]:
-    out = {}
-    for name, entry in report["targets"].items():
-        for variant, record in (entry.get("variants") or {"": entry}).items():
-            out[f"{name}/{variant}" if variant else name] = record
-    return out
+    from pipeline.reports.records import iter_records
+
+    return {record.label: record.entry for record in iter_records(report)}
 
 
 def _check_figure(figure: dict, batch: int, eager_p50: float) -> None:
@@ -161,18 +172,18 @@ def test_bench_times_every_artifact_and_both_baselines(exported):
         assert sorted(int(b) for b in bench["batches"]) == batches, label
         for batch in batches:
             _check_figure(bench["batches"][str(batch)], batch, eager[str(batch)]["p50_ms"])
-        assert bench["driver"] == ("target" if label == "numpy_dense" else "runtime"), label
+        assert bench["driver"] == "runtime", label
 
 
-def test_a_target_with_its_own_bench_callable_is_timed_through_it(exported):
-    bench = _report(exported)["targets"]["numpy_dense"]["benchmark"]
-    assert bench["driver"] == "target" and bench["call"] == "numpy_dense.bench_callable"
-    assert bench["threads"] == {"requested": 1}
-    assert "no file this benchmark can drive directly" in bench["bare_loop"]["skipped"]
+def test_a_target_with_its_own_runtime_is_timed_through_its_runner(exported):
+    bench = _report(exported)["targets"]["numpy_dense"]["variants"]["default"]["benchmark"]
+    assert bench["call"] == "numpy forward() on a prepared array"
+    assert bench["threads"] == {"runtime": "numpy", "requested": 1}
+    assert bench["bare_loop"]["bare_loop_ms"] > 0
 
 
 def test_static_batch_model_skips_the_larger_batch_and_says_why(exported):
-    bench = _report(exported)["targets"]["edgetpu"]["benchmark"]
+    bench = _report(exported)["targets"]["edgetpu"]["variants"]["default"]["benchmark"]
     assert "static batch 1" in bench["skipped"][str(BATCH)]
     markdown = (exported["artifacts"] / "tiny" / "report.md").read_text()
     assert f"edgetpu: batch {BATCH} skipped: static batch 1" in markdown
@@ -191,8 +202,6 @@ def test_every_runtime_gets_the_requested_thread_count(exported):
 
 def test_bare_loop_sits_next_to_the_batch1_figure(exported):
     for label, record in _records(_report(exported)).items():
-        if label == "numpy_dense":
-            continue
         bare = record["benchmark"]["bare_loop"]
         assert bare["batch"] == 1 and bare["bare_loop_ms"] > 0 and bare["harness_mean_ms"] > 0, label
         assert bare["bench_p50_ms"] == record["benchmark"]["batches"]["1"]["p50_ms"]
@@ -276,7 +285,7 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys, args, me
 def test_thread_count_is_recorded_as_in_effect_once_tensorflow_ran():
     import tensorflow as tf
 
-    from pipeline.bench import configure_tensorflow_threads
+    from pipeline.runtimes.savedmodel import configure_tensorflow_threads
 
     _ = (tf.constant(1.0) + 1.0).numpy()  # TensorFlow has now sized its pools
     current = tf.config.threading.get_intra_op_parallelism_threads()

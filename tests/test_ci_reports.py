@@ -79,7 +79,7 @@ def test_junit_has_one_failing_case_per_failing_output(exported):
     assert set(cases) == {("frozen.savedmodel", "y"), ("tiny.savedmodel", "probs")}
     failure = cases[("frozen.savedmodel", "y")].find("failure")
     assert failure is not None and failure.get("type") == "parity"
-    metrics = reports["frozen"]["targets"]["savedmodel"]["parity"]["outputs"]["y"]
+    metrics = reports["frozen"]["targets"]["savedmodel"]["variants"]["default"]["parity"]["outputs"]["y"]
     assert f"max_abs={metrics['max_abs']:.6g}" in failure.text
     assert failure.get("message").startswith("y: max_abs")
     assert cases[("tiny.savedmodel", "probs")].find("failure") is None
@@ -90,14 +90,14 @@ def test_junit_has_one_failing_case_per_failing_output(exported):
 def test_junit_counts_every_variant_and_output(exported):
     _, _, _, reports = exported
     report = json.loads(json.dumps(reports["tiny"]))
-    entry = report["targets"]["savedmodel"]
+    entry = report["targets"]["savedmodel"]["variants"]["default"]
     # the shape targets with several artifacts report in (tflite float32/float16, ...)
     bad = json.loads(json.dumps(entry))
     bad["parity"]["outputs"]["probs"]["passed"] = False
     bad["parity"]["failures"] = ["probs: max_abs 0.2 > atol 0.001"]
     bad["status"] = "failed"
     report["targets"]["multi"] = {"status": "failed", "files": [], "variants": {"a": entry, "b": bad}}
-    report["targets"]["broken"] = {"status": "error", "error": "ConversionError", "message": "converter crashed on op Foo"}
+    report["targets"]["broken"] = {"status": "error", "error": "ConversionError", "message": "converter crashed on op Foo", "variants": {}}
     root = ET.fromstring(junit_xml([report]))
     names = sorted((c.get("classname"), c.get("name"), [e.tag for e in c if e.tag in ("failure", "error")]) for c in root.iter("testcase"))
     assert names == [
@@ -116,7 +116,7 @@ def test_markdown_summary_names_the_failure(exported):
     assert "**failed**" in text
     assert "| frozen | savedmodel | ❌ failed | y |" in text
     assert "| tiny | savedmodel | ✅ passed | probs |" in text
-    failure = reports["frozen"]["targets"]["savedmodel"]["parity"]["failures"][0]
+    failure = reports["frozen"]["targets"]["savedmodel"]["variants"]["default"]["parity"]["failures"][0]
     assert f"**frozen savedmodel** failed: {failure}" in text
     release = {"version": "9", "state": "refused", "refused": ["frozen savedmodel: failed"], "excluded": []}
     assert "### Why the release was refused\n\n- frozen savedmodel: failed" in markdown_summary(list(reports.values()), release=release)
@@ -162,10 +162,10 @@ def test_html_is_self_contained_and_renders(exported, tmp_path):
     root, configs, artifacts, reports = exported
     frozen = json.loads(json.dumps(reports["frozen"]))
     sample, errors = _real_sample(artifacts, configs)
-    frozen["targets"]["savedmodel"]["parity"]["outputs"]["y"]["sample"] = sample
+    frozen["targets"]["savedmodel"]["variants"]["default"]["parity"]["outputs"]["y"]["sample"] = sample
     assert _cli("bench", "--config-dir", str(configs), "--artifacts", str(artifacts), "--model", "tiny", "--max-seconds", "0.2", "--batch", "8") == 0
     tiny = json.loads((artifacts / "tiny" / "report.json").read_text())
-    speedups = tiny["targets"]["savedmodel"]["benchmark"]["batches"]
+    speedups = tiny["targets"]["savedmodel"]["variants"]["default"]["benchmark"]["batches"]
     page = render_html([frozen, tiny], "tfship test report")
     path = tmp_path / "report.html"
     path.write_text(page)

@@ -101,7 +101,7 @@ def test_encoder_with_dynamic_sequence_passes_at_every_length(project):
     graph = onnx.load(str(project.artifacts / "encoder" / "onnx" / "model.onnx")).graph
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
     assert dims == {"ids": ["batch", "seq"], "mask": ["batch", "seq"], "segments": ["batch", "seq"]}
-    assert "fixed_dims" not in variant(report, "tflite", "float32")["artifact"]["info"]
+    assert "fixed_dims" not in variant(report, "tflite", "float32")["info"]
     xla_files = {p.name for p in (project.artifacts / "encoder" / "xla" / "ir").iterdir()}
     assert {"b1-seq7", "b3-seq32", "b3-seq64"} <= xla_files
 
@@ -115,7 +115,7 @@ def test_tpu_buckets_pad_and_expose_a_model_that_is_not_padding_safe(project):
     masked = variant(project.report("masked"), "tpu", "fp32")
     assert masked["status"] == "passed"
     assert all(row["passed"] for row in masked["parity"]["by_shape"].values())
-    assert masked["artifact"]["info"]["sliced_output_axes"] == {"sequence": [[1, "seq"]]}
+    assert masked["info"]["sliced_output_axes"] == {"sequence": [[1, "seq"]]}
     unmasked = variant(project.report("unmasked"), "tpu", "fp32")
     assert unmasked["status"] == "failed"
     by_shape = unmasked["parity"]["by_shape"]
@@ -186,7 +186,7 @@ def test_lstm_with_a_dynamic_time_axis(project):
         assert list(by_shape) == ["time=5", "time=20", "time=40"] and all(r["passed"] for r in by_shape.values()), (target, name)
     # The converter lowers the LSTM's TensorList ops only at a static batch: the file is
     # batch 1, time stays dynamic, and the report says which dimension was fixed.
-    info = variant(report, "tflite", "float32")["artifact"]["info"]
+    info = variant(report, "tflite", "float32")["info"]
     assert info["static_batch"] == 1
     assert info["fixed_dims"] == [{"input": "frames", "axis": 0, "name": "batch", "size": 1}]
     # Its int8 calibration crashes the converter (SIGSEGV, TF 2.21): that variant alone is

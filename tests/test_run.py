@@ -35,10 +35,10 @@ def test_affine_exports_and_passes(project):
     result = project.run("export")
     assert result.code == 0, result.err
     report = project.report("affine")
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert {"tensorflow", "keras", "tf-keras", "numpy"} <= set(report["versions"])
     assert len(report["config_sha256"]) == 64
-    entry = report["targets"]["savedmodel"]
+    entry = report["targets"]["savedmodel"]["variants"]["default"]
     assert entry["status"] == "passed"
     assert entry["parity"]["outputs"]["y"]["max_abs"] <= 1e-5
     assert {f["path"] for f in entry["files"]} >= {"savedmodel/1/saved_model.pb"}
@@ -81,7 +81,7 @@ def test_threshold_two_inputs_with_scalar(project):
     )
     result = project.run("export")
     assert result.code == 0, result.err
-    assert project.report("threshold")["targets"]["savedmodel"]["parity"]["outputs"]["y"]["max_abs"] <= 1e-5
+    assert project.report("threshold")["targets"]["savedmodel"]["variants"]["default"]["parity"]["outputs"]["y"]["max_abs"] <= 1e-5
 
 
 def test_validate_detects_an_edited_artifact(project):
@@ -101,7 +101,7 @@ def test_graph_that_differs_from_eager_fails_with_numbers(project):
     project.config("frozen", factory_config("fixture_models:traced_offset"))
     result = project.run("export")
     assert result.code == 1
-    parity = project.report("frozen")["targets"]["savedmodel"]["parity"]
+    parity = project.report("frozen")["targets"]["savedmodel"]["variants"]["default"]["parity"]
     y = parity["outputs"]["y"]
     assert not parity["passed"] and not y["passed"]
     assert y["max_abs"] > 1e-3 and y["mismatch_fraction"] > 0.5
@@ -128,7 +128,7 @@ def test_both_keras_flavours(project, factory, flavour):
     report = project.report("tiny")
     assert report["run"]["model"]["flavour"] == flavour
     assert not report["run"]["model"]["reference"]["probs"]["degenerate"]
-    assert report["targets"]["savedmodel"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
+    assert report["targets"]["savedmodel"]["variants"]["default"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
 
 
 def test_file_sources_h5_keras_and_savedmodel(project, tmp_path):
@@ -151,7 +151,7 @@ def test_file_sources_h5_keras_and_savedmodel(project, tmp_path):
         assert result.code == 0, result.err
         report = project.report(name)
         assert report["run"]["model"]["flavour"] == flavour
-        assert report["targets"]["savedmodel"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
+        assert report["targets"]["savedmodel"]["variants"]["default"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
 
 
 def _cli_subprocess(project, *args, extra_targets: str = "") -> subprocess.CompletedProcess:
@@ -234,7 +234,7 @@ def test_npz_data_with_labels_reports_accuracy(project):
     project.config("tiny", NPZ_CONFIG)
     result = project.run("export")
     assert result.code == 0, result.err
-    cls = project.report("tiny")["targets"]["savedmodel"]["parity"]["classifier"]
+    cls = project.report("tiny")["targets"]["savedmodel"]["variants"]["default"]["parity"]["classifier"]
     assert cls["samples"] == 40 and cls["top1_agreement"] == 1.0
     assert cls["accuracy_delta"] == 0.0 and cls["reference_accuracy"] > 0.8
 

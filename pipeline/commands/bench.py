@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.bench import DEFAULT_BATCH, DEFAULT_MAX_SECONDS, BenchError, BenchOptions, available_cpus, benchmark_model, configure_tensorflow_threads
+from pipeline.bench import DEFAULT_BATCH, DEFAULT_MAX_SECONDS, BenchError, BenchOptions, benchmark_model
 from pipeline.commands._common import selected_configs
 from pipeline.errors import ConfigError, PipelineError, Problem
 from pipeline.execute.console import native_stderr_to, quiet_tensorflow
 from pipeline.reports.markdown import render_benchmark_markdown
 from pipeline.reports.model import report_path
+from pipeline.runtimes.base import available_cpus
 
 
 def register(subparsers, common) -> None:
@@ -48,6 +49,8 @@ def run(args) -> int:
 
 
 def _bench_models(configs, args, options: BenchOptions, only: list[str] | None) -> int:
+    from pipeline.runtimes.savedmodel import configure_tensorflow_threads
+
     # TensorFlow sizes its thread pools once, when it first runs: set them before anything runs.
     configure_tensorflow_threads(options.resolved_threads())
     code = 0

@@ -10,172 +10,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from pipeline.errors import ConfigError, Problem
 from pipeline.tolerance import TOLERANCE_KEYS, Tolerance
-from pipeline.config.yamlsrc import KeyPath, Located, format_key, load_located
+from pipeline.config.validate import Collector, check_value, closest, describe, factory_ref, parse_dataclass
+from pipeline.config.yamlsrc import KeyPath, format_key, load_located
 from pipeline.spec import BATCH_DIM, DEFAULT_DIM_VALUES, DataConfig, InputSpec, ModelConfig, OutputSpec, SourceConfig, SyntheticInput, TargetConfig, config_as_dict
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool", "string")
 DISTRIBUTIONS = ("uniform", "normal", "integers")
 
 
-# --------------------------------------------------------------------------- loader
-
-
-class _Collector:
-    """Collects problems with file, line and key path while a config is read."""
-
-    def __init__(self, file: Path, located: Located | None):
-        self.file = file
-        self.located = located
-        self.problems: list[Problem] = []
-
-    def add(self, path: KeyPath, message: str) -> None:
-        line = self.located.line(path) if self.located else None
-        self.problems.append(Problem(str(self.file), line, format_key(path), message))
-
-    def keys(self, mapping: dict, path: KeyPath, allowed: typing.Iterable[str], required: typing.Iterable[str] = ()) -> None:
-        allowed = tuple(allowed)
-        for key in mapping:
-            if key not in allowed:
-                hint = _closest(str(key), allowed)
-                self.add(path + (key,), f"unknown key '{key}'{hint}; allowed here: {', '.join(allowed)}")
-        for key in required:
-            if key not in mapping:
-                self.add(path, f"missing required key '{key}'")
-
-    def mapping(self, value: Any, path: KeyPath, what: str) -> dict | None:
-        if isinstance(value, dict):
-            return value
-        self.add(path, f"expected a mapping ({what}), got {_describe(value)}")
-        return None
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return f"{type(value).__name__} {value!r}"
-
-
-def _closest(word: str, choices: typing.Iterable[str]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def check_value(col: _Collector, value: Any, hint: Any, path: KeyPath) -> tuple[bool, Any]:
-    """Check `value` against a type hint; returns (ok, converted value)."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return True, None
-        inner = [a for a in args if a is not type(None)]
-        for candidate in inner:
-            sub = _Collector(col.file, col.located)
-            ok, converted = check_value(sub, value, candidate, path)
-            if ok:
-                return True, converted
-        return check_value(col, value, inner[0], path)
-    if origin is Literal:
-        if value in args:
-            return True, value
-        hint_text = _closest(str(value), [str(a) for a in args])
-        col.add(path, f"invalid value {value!r}{hint_text}; expected one of: {', '.join(map(str, args))}")
-        return False, None
-    if origin is dict:  # {name: value}: keys are names, values checked against the value type
-        if not isinstance(value, dict):
-            col.add(path, f"expected a mapping, got {_describe(value)}")
-            return False, None
-        out, ok_all = {}, True
-        for key, item in value.items():
-            ok, converted = check_value(col, item, args[1], path + (key,))
-            ok_all &= ok and isinstance(key, str)
-            out[key] = converted
-        return ok_all, out
-    if origin is tuple:
-        items = value if isinstance(value, list) else None
-        if items is None:
-            col.add(path, f"expected a list, got {_describe(value)}")
-            return False, None
-        elem = args[0]
-        out, ok_all = [], True
-        for i, item in enumerate(items):
-            ok, converted = check_value(col, item, elem, path + (i,))
-            ok_all &= ok
-            out.append(converted)
-        return ok_all, tuple(out)
-    if dataclasses.is_dataclass(hint):  # a nested options record, e.g. one item of a list
-        if not isinstance(value, dict):
-            col.add(path, f"expected a mapping with keys: {', '.join(f.name for f in dataclasses.fields(hint))}; got {_describe(value)}")
-            return False, None
-        parsed = parse_dataclass(col, hint, value, path)
-        return parsed is not None, parsed
-    if hint is bool:
-        if isinstance(value, bool):
-            return True, value
-        col.add(path, f"expected true or false, got {_describe(value)}")
-        return False, None
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return True, value
-        col.add(path, f"expected an integer, got {_describe(value)}")
-        return False, None
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads `1e-5` (no dot) as a string
-                return True, float(value)
-            except ValueError:
-                pass
-        col.add(path, f"expected a number, got {_describe(value)}")
-        return False, None
-    if hint is str:
-        if isinstance(value, str):
-            return True, value
-        col.add(path, f"expected a string, got {_describe(value)}")
-        return False, None
-    raise TypeError(f"unsupported option type {hint!r} at {format_key(path)}")
-
-
-def parse_dataclass(col: _Collector, cls: type, raw: dict, path: KeyPath) -> Any:
-    """Build a frozen options dataclass from a YAML mapping; unknown keys are problems."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    col.keys(raw, path, fields)
-    values, ok_all = {}, True
-    for name, f in fields.items():
-        if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                col.add(path, f"missing required key '{name}'")
-                ok_all = False
-            continue
-        ok, converted = check_value(col, raw[name], hints[name], path + (name,))
-        ok_all &= ok
-        if ok:
-            values[name] = converted
-    if not ok_all:
-        return None
-    return cls(**values)
-
-
-def _factory_ref(col: _Collector, value: Any, path: KeyPath) -> str | None:
-    if isinstance(value, str) and value.count(":") == 1 and all(value.split(":")):
-        return value
-    col.add(path, f"expected 'module:function' (e.g. examples.affine:build), got {_describe(value)}")
-    return None
-
-
-def _parse_source(col: _Collector, raw: Any, base: Path) -> SourceConfig | None:
+def _parse_source(col: Collector, raw: Any, base: Path) -> SourceConfig | None:
     path = ("source",)
     raw = col.mapping(raw, path, "model source: path or factory")
     if raw is None:
@@ -186,15 +36,15 @@ def _parse_source(col: _Collector, raw: Any, base: Path) -> SourceConfig | None:
         return None
     signature = raw.get("signature", "serving_default")
     if not isinstance(signature, str):
-        col.add(path + ("signature",), f"expected a string, got {_describe(signature)}")
-    build = _factory_ref(col, raw["build"], path + ("build",)) if "build" in raw else None
+        col.add(path + ("signature",), f"expected a string, got {describe(signature)}")
+    build = factory_ref(col, raw["build"], path + ("build",)) if "build" in raw else None
     modules, custom_objects = _parse_custom_code(col, raw, path)
     if "factory" in raw:
-        factory = _factory_ref(col, raw["factory"], path + ("factory",))
+        factory = factory_ref(col, raw["factory"], path + ("factory",))
         return SourceConfig(kind="factory", factory=factory, build=build, modules=modules, custom_objects=custom_objects) if factory else None
     value = raw["path"]
     if not isinstance(value, str):
-        col.add(path + ("path",), f"expected a file path, got {_describe(value)}")
+        col.add(path + ("path",), f"expected a file path, got {describe(value)}")
         return None
     file = (base / value).resolve()
     if value.endswith(".keras"):
@@ -216,33 +66,33 @@ def _parse_source(col: _Collector, raw: Any, base: Path) -> SourceConfig | None:
     )
 
 
-def _parse_custom_code(col: _Collector, raw: dict, path: KeyPath) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _parse_custom_code(col: Collector, raw: dict, path: KeyPath) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """`modules: [pkg.layers]` and `custom_objects: {MyLayer: pkg.layers:MyLayer}`."""
     modules: list[str] = []
     if "modules" in raw:
         value = raw["modules"]
         if not isinstance(value, list):
-            col.add(path + ("modules",), f"expected a list of module names (e.g. [mypackage.layers]), got {_describe(value)}")
+            col.add(path + ("modules",), f"expected a list of module names (e.g. [mypackage.layers]), got {describe(value)}")
         else:
             for i, module in enumerate(value):
                 if isinstance(module, str) and all(part.isidentifier() for part in module.split(".")):
                     modules.append(module)
                 else:
-                    col.add(path + ("modules", i), f"expected a dotted module name (e.g. mypackage.layers), got {_describe(module)}")
+                    col.add(path + ("modules", i), f"expected a dotted module name (e.g. mypackage.layers), got {describe(module)}")
     objects: list[tuple[str, str]] = []
     if "custom_objects" in raw:
         value = col.mapping(raw["custom_objects"], path + ("custom_objects",), "class name -> module:attribute")
         for name, ref in (value or {}).items():
-            ref = _factory_ref(col, ref, path + ("custom_objects", name))
+            ref = factory_ref(col, ref, path + ("custom_objects", name))
             if ref:
                 objects.append((str(name), ref))
     return tuple(modules), tuple(objects)
 
 
-def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
+def _parse_inputs(col: Collector, raw: Any) -> tuple[InputSpec, ...]:
     path = ("inputs",)
     if not isinstance(raw, list) or not raw:
-        col.add(path, f"expected a non-empty list of inputs ({{name, shape, dtype}}), got {_describe(raw)}")
+        col.add(path, f"expected a non-empty list of inputs ({{name, shape, dtype}}), got {describe(raw)}")
         return ()
     specs, seen = [], set()
     for i, item in enumerate(raw):
@@ -254,14 +104,14 @@ def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
         name, shape, dtype = item.get("name"), item.get("shape"), item.get("dtype", "float32")
         ok = True
         if not isinstance(name, str) or not name.isidentifier():
-            col.add(p + ("name",), f"expected an identifier-like name, got {_describe(name)}")
+            col.add(p + ("name",), f"expected an identifier-like name, got {describe(name)}")
             ok = False
         elif name in seen:
             col.add(p + ("name",), f"duplicate input name '{name}'")
             ok = False
         dims: tuple = ()
         if not isinstance(shape, list) or not all(_is_dim(d) for d in shape):
-            col.add(p + ("shape",), f"expected a list of positive integers, null (dynamic) or a dimension name (dynamic, shared by inputs), got {_describe(shape)}")
+            col.add(p + ("shape",), f"expected a list of positive integers, null (dynamic) or a dimension name (dynamic, shared by inputs), got {describe(shape)}")
             ok = False
         elif shape and isinstance(shape[0], str):
             col.add(p + ("shape", 0), f"the leading dimension is the batch: write null (dynamic) or a number, not the name {shape[0]!r}")
@@ -273,7 +123,7 @@ def _parse_inputs(col: _Collector, raw: Any) -> tuple[InputSpec, ...]:
             dims = tuple(d if isinstance(d, str) else None for d in shape)
             shape = [None if isinstance(d, str) else d for d in shape]
         if dtype not in DTYPES:
-            col.add(p + ("dtype",), f"unknown dtype {dtype!r}{_closest(str(dtype), DTYPES)}; expected one of: {', '.join(DTYPES)}")
+            col.add(p + ("dtype",), f"unknown dtype {dtype!r}{closest(str(dtype), DTYPES)}; expected one of: {', '.join(DTYPES)}")
             ok = False
         if ok:
             seen.add(name)
@@ -285,10 +135,10 @@ def _is_dim(d: Any) -> bool:
     return d is None or (isinstance(d, str) and d.isidentifier()) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
 
 
-def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
+def _parse_outputs(col: Collector, raw: Any) -> tuple[OutputSpec, ...]:
     path = ("outputs",)
     if not isinstance(raw, list) or not raw:
-        col.add(path, f"expected a non-empty list of output names, got {_describe(raw)}")
+        col.add(path, f"expected a non-empty list of output names, got {describe(raw)}")
         return ()
     specs, seen = [], set()
     for i, item in enumerate(raw):
@@ -299,17 +149,17 @@ def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
             col.keys(item, p, ("name", "source", "allow_nonfinite"), required=("name",))
             name, source = item.get("name"), item.get("source")
             if source is not None and not isinstance(source, str):
-                col.add(p + ("source",), f"expected the model's own output name, got {_describe(source)}")
+                col.add(p + ("source",), f"expected the model's own output name, got {describe(source)}")
                 continue
             allow = item.get("allow_nonfinite", False)
             if not isinstance(allow, bool):
-                col.add(p + ("allow_nonfinite",), f"expected true or false, got {_describe(allow)}")
+                col.add(p + ("allow_nonfinite",), f"expected true or false, got {describe(allow)}")
                 continue
         else:
-            col.add(p, f"expected an output name or {{name, source}}, got {_describe(item)}")
+            col.add(p, f"expected an output name or {{name, source}}, got {describe(item)}")
             continue
         if not isinstance(name, str) or not name.isidentifier():
-            col.add(p, f"expected an identifier-like output name, got {_describe(name)}")
+            col.add(p, f"expected an identifier-like output name, got {describe(name)}")
             continue
         if name in seen:
             col.add(p, f"duplicate output name '{name}'")
@@ -319,7 +169,7 @@ def _parse_outputs(col: _Collector, raw: Any) -> tuple[OutputSpec, ...]:
     return tuple(specs)
 
 
-def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, ...], outputs: tuple[OutputSpec, ...]) -> DataConfig | None:
+def _parse_data(col: Collector, raw: Any, base: Path, inputs: tuple[InputSpec, ...], outputs: tuple[OutputSpec, ...]) -> DataConfig | None:
     path = ("data",)
     raw = {} if raw is None else col.mapping(raw, path, "parity data")
     if raw is None:
@@ -377,9 +227,9 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
                 col.add(path + ("npz",), f"data file not found: {file}")
             values["npz"] = file
         else:
-            col.add(path + ("npz",), f"expected a .npz file path, got {_describe(raw['npz'])}")
+            col.add(path + ("npz",), f"expected a .npz file path, got {describe(raw['npz'])}")
     else:
-        values["generator"] = _factory_ref(col, raw["generator"], path + ("generator",))
+        values["generator"] = factory_ref(col, raw["generator"], path + ("generator",))
     if "labels" in raw:
         if kind != "npz" or not isinstance(raw["labels"], str):
             col.add(path + ("labels",), "'labels' names the labels array inside the npz file; generators return labels themselves")
@@ -409,7 +259,7 @@ def _parse_data(col: _Collector, raw: Any, base: Path, inputs: tuple[InputSpec, 
     return DataConfig(**values)
 
 
-def _parse_tolerances(col: _Collector, raw: Any, path: KeyPath, outputs: set[str], variants: tuple[str, ...]) -> tuple:
+def _parse_tolerances(col: Collector, raw: Any, path: KeyPath, outputs: set[str], variants: tuple[str, ...]) -> tuple:
     """`{output: {atol: ..}}` or `{variant: {output: {atol: ..}}}`; stored flat as 'variant/output'."""
     if col.mapping(raw, path, "output name -> tolerance") is None:
         return ()
@@ -441,7 +291,7 @@ def _parse_tolerances(col: _Collector, raw: Any, path: KeyPath, outputs: set[str
     return tuple(flat)
 
 
-def _parse_shapes(col: _Collector, raw: Any, path: tuple, inputs: tuple[InputSpec, ...], kind: str) -> tuple:
+def _parse_shapes(col: Collector, raw: Any, path: tuple, inputs: tuple[InputSpec, ...], kind: str) -> tuple:
     """`data.shapes`: the concrete values parity tests each dynamic non-batch dimension at.
     Every dynamic dimension gets DEFAULT_DIM_VALUES unless listed; npz data has the one
     shape its arrays have."""
@@ -458,7 +308,7 @@ def _parse_shapes(col: _Collector, raw: Any, path: tuple, inputs: tuple[InputSpe
         p = path + (name,)
         if name not in names:
             known = ", ".join(names) if names else "none (give an input a dimension as null or a name)"
-            col.add(p, f"no dynamic dimension named {name!r}{_closest(str(name), names)}; dynamic dimensions: {known}")
+            col.add(p, f"no dynamic dimension named {name!r}{closest(str(name), names)}; dynamic dimensions: {known}")
             continue
         ok, sizes = check_value(col, sizes, tuple[int, ...], p)
         if ok and (not sizes or any(v < 1 for v in sizes)):
@@ -468,7 +318,7 @@ def _parse_shapes(col: _Collector, raw: Any, path: tuple, inputs: tuple[InputSpe
     return tuple(out.items())
 
 
-def _parse_targets(col: _Collector, raw: Any, model: dict, registry, deferred: list | None = None) -> tuple[TargetConfig, ...]:
+def _parse_targets(col: Collector, raw: Any, model: dict, registry, deferred: list | None = None) -> tuple[TargetConfig, ...]:
     """`deferred` receives (target, Problem) for what a target needs from the model
     (its `check_options`): those count only when the target is selected."""
     path = ("targets",)
@@ -486,7 +336,7 @@ def _parse_targets(col: _Collector, raw: Any, model: dict, registry, deferred: l
             col.add(p, f"expected a target name or a mapping with 'name'; known: {', '.join(registry.names())}")
             continue
         if name not in registry:
-            col.add(p, f"unknown target {name!r}{_closest(str(name), registry.names())}; known: {', '.join(registry.names())}")
+            col.add(p, f"unknown target {name!r}{closest(str(name), registry.names())}; known: {', '.join(registry.names())}")
             continue
         if name in seen:
             col.add(p, f"target '{name}' is listed twice")
@@ -505,7 +355,7 @@ def _parse_targets(col: _Collector, raw: Any, model: dict, registry, deferred: l
                 deferred.append((name, Problem(str(col.file), line, format_key(key_path), message)))
         optional = generic.get("optional", False)
         if not isinstance(optional, bool):
-            col.add(p + ("optional",), f"expected true or false, got {_describe(optional)}")
+            col.add(p + ("optional",), f"expected true or false, got {describe(optional)}")
         # The unnamed artifact of a target with several is called 'default' in reports and overrides.
         variants = tuple(v or "default" for v in target.variants(options)) if options is not None else ()
         tolerances = _parse_tolerances(col, generic["tolerances"], p + ("tolerances",), set(model["outputs"]), variants) if "tolerances" in generic else ()
@@ -528,7 +378,7 @@ def load_config(file: Path, registry) -> ModelConfig:
     """Read and validate one model config against `registry` (the known targets);
     raise ConfigError listing every problem."""
     file = Path(file)
-    col = _Collector(file, None)
+    col = Collector(file, None)
     try:
         located = load_located(file)
     except OSError as exc:
@@ -543,14 +393,14 @@ def load_config(file: Path, registry) -> ModelConfig:
     col.located = located
     raw = located.value
     if not isinstance(raw, dict):
-        col.problems.append(Problem(str(file), located.line(()) or 1, "", f"expected a mapping with keys {', '.join(MODEL_KEYS)}, got {_describe(raw)}"))
+        col.problems.append(Problem(str(file), located.line(()) or 1, "", f"expected a mapping with keys {', '.join(MODEL_KEYS)}, got {describe(raw)}"))
         raise ConfigError(col.problems)
     for dup_path, line in located.duplicates:
         col.problems.append(Problem(str(file), line, format_key(dup_path), "key given twice"))
     col.keys(raw, (), MODEL_KEYS, required=("source", "inputs", "outputs", "targets"))
     name = raw.get("name", file.stem)
     if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
-        col.add(("name",), f"expected a model name made of letters, digits, '_' or '-', got {_describe(name)}")
+        col.add(("name",), f"expected a model name made of letters, digits, '_' or '-', got {describe(name)}")
     base = file.resolve().parent
     source = _parse_source(col, raw.get("source"), base) if "source" in raw else None
     inputs = _parse_inputs(col, raw.get("inputs"))
@@ -587,28 +437,3 @@ def load_configs(files: list[Path], registry) -> list[ModelConfig]:
     if problems:
         raise ConfigError(problems)
     return configs
-
-
-def config_files(models: list[str] | None, config_dir: Path) -> list[Path]:
-    """The config files for `--model` names or paths (every config in `config_dir` when none)."""
-    if not models:
-        files = sorted(config_dir.glob("*.yaml")) + sorted(config_dir.glob("*.yml"))
-        if not files:
-            raise ConfigError([Problem(str(config_dir), None, "", "no model configs (*.yaml) found; create configs/models/<name>.yaml")])
-        return files
-    files, problems = [], []
-    for model in models:
-        path = Path(model)
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            files.append(path)
-            continue
-        candidates = [config_dir / f"{model}.yaml", config_dir / f"{model}.yml"]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            known = sorted(p.stem for p in config_dir.glob("*.y*ml"))
-            problems.append(Problem(str(config_dir), None, "--model", f"no config for model '{model}'; known: {', '.join(known) or 'none'}"))
-        else:
-            files.append(found)
-    if problems:
-        raise ConfigError(problems)
-    return files

@@ -228,7 +228,7 @@ def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> 
     """Files are recorded relative to artifacts/<model>/, where they will live once published."""
     files = [{**f, "path": f"{target_name}/{f['path']}"} for f in file_records(target_dir, artifact.files, target_dir)]
     return {
-        "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__, "info": artifact.info},
+        "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__},
         "files": files,
         "bytes": sum(f["bytes"] for f in files),
         "info": artifact.info,
@@ -242,7 +242,7 @@ def _variant_error_entry(artifact: Artifact, exc: BaseException | None = None) -
         error["message"] = f"unexpected {type(exc).__name__}: {error.get('message', '')}"
         error["traceback_tail"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
     return {"status": "error", **error, "files": [], "bytes": 0, "info": artifact.info,
-            "artifact": {"variant": artifact.variant, "files": [], "tolerance": artifact.tolerance.__dict__, "info": artifact.info}}
+            "artifact": {"variant": artifact.variant, "files": [], "tolerance": artifact.tolerance.__dict__}}
 
 
 def _drop_files(staged: Path, files: tuple[str, ...], others: list[Artifact]) -> None:
@@ -254,13 +254,9 @@ def _drop_files(staged: Path, files: tuple[str, ...], others: list[Artifact]) ->
 
 
 def _fold_variants(variant_entries: dict[str, dict]) -> dict:
-    """One artifact: its fields are the target's. Several: under `variants`."""
+    """Every artifact under `variants`, a target with one artifact too (one report shape)."""
     statuses = [v["status"] for v in variant_entries.values()]
     status = next((s for s in ("error", "failed", "passed") if s in statuses), "skipped")
-    if list(variant_entries) == [""]:
-        entry = dict(variant_entries[""])
-        entry["status"] = status
-        return entry
     files = [f for v in variant_entries.values() for f in v.get("files", [])]
     unique = list({f["path"]: f for f in files}.values())
     # An unnamed artifact beside named ones (e.g. model.onnx beside model.optimized.onnx) is the default.

@@ -58,7 +58,7 @@ def explain_model(config, artifacts_root: Path, only: list[str] | None) -> int:
             if record.get("status") not in ("passed", "failed"):
                 continue
             art = record["artifact"]
-            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
+            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.get("info", {}))
             parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
             loc = localize(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact, parity)
             if loc is None:

@@ -8,6 +8,7 @@ from pipeline.errors import IntegrityError
 from pipeline.execute.build import RunContext, check_parity, prepare
 from pipeline.execute.console import log
 from pipeline.reports.model import read_report, verify_files
+from pipeline.reports.records import iter_records
 from pipeline.spec import ModelConfig
 from pipeline.target import Artifact
 from pipeline.tolerance import Tolerance
@@ -52,26 +53,20 @@ def _validate_locked(ctx: RunContext, config: ModelConfig, checks: list | None) 
     log(config.name, "all recorded files match their sha256")
     prep = prepare(ctx, saved_model=False)
     code = 0
-    for name, entry in report.get("targets", {}).items():
-        if not checked(entry) or name not in REGISTRY:
+    configured = {t.name for t in config.targets}
+    for record in iter_records(report):
+        name = record.target
+        if not checked(record.target_entry) or name not in REGISTRY or name not in configured or not record.has_artifact:
             continue
-        target = REGISTRY.get(name)
-        try:
-            target_cfg = config.target(name)
-        except KeyError:
-            continue
-        records = entry.get("variants") or {"": entry}
-        for variant, record in records.items():
-            if record.get("status") not in ("passed", "failed"):
-                continue  # nothing was published for an errored or skipped variant
-            art = record["artifact"]
-            artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=art.get("info", {}))
-            parity = check_parity(ctx, prep, target, target_cfg, ctx.model_dir / name, artifact)
-            label = f"{name}/{variant}" if variant else name
-            log(config.name, f"{label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
-            if checks is not None:
-                worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=None)
-                checks.append({"target": label, "passed": parity["passed"], "failures": parity["failures"], "max_abs": worst})
-            if not parity["passed"]:
-                code = 1
+        if record.entry.get("status") not in ("passed", "failed"):
+            continue  # nothing was published for an errored or skipped variant
+        art = record.entry["artifact"]
+        artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.entry.get("info", {}))
+        parity = check_parity(ctx, prep, REGISTRY.get(name), config.target(name), ctx.model_dir / name, artifact)
+        log(config.name, f"{record.label}: parity {'passed' if parity['passed'] else 'FAILED: ' + '; '.join(parity['failures'])}")
+        if checks is not None:
+            worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=None)
+            checks.append({"target": record.label, "passed": parity["passed"], "failures": parity["failures"], "max_abs": worst})
+        if not parity["passed"]:
+            code = 1
     return code

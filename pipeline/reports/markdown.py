@@ -5,14 +5,6 @@ from __future__ import annotations
 from pipeline.reports.records import fmt, iter_records, latency_p50, record_bytes, worst_output
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
 def _parity_rows(prefix: str, entry: dict) -> list[str]:
     rows = []
     parity = entry.get("parity") or {}
@@ -20,10 +12,10 @@ def _parity_rows(prefix: str, entry: dict) -> list[str]:
         mark = "pass" if m.get("passed") else "FAIL"
         audit = m.get("audit") or {}
         needed = max(audit.get("needed_atol") or 0.0, audit.get("needed_atol_floor") or 0.0) if audit else None
-        looseness = f"{_fmt(audit.get('looseness'))}x" + (" **loose**" if audit.get("loose") else "") if audit.get("looseness") else "-"
+        looseness = f"{fmt(audit.get('looseness'))}x" + (" **loose**" if audit.get("loose") else "") if audit.get("looseness") else "-"
         rows.append(
-            f"| {prefix} | {name} | {mark} | {_fmt(m.get('max_abs'))} | {_fmt(m.get('max_rel'))} | {_fmt(m.get('rmse'))} | "
-            f"{_fmt(m.get('cosine'))} | {_fmt(m.get('mismatch_fraction'))} | {_fmt(m.get('atol'))} | {_fmt(needed)} | {looseness} |"
+            f"| {prefix} | {name} | {mark} | {fmt(m.get('max_abs'))} | {fmt(m.get('max_rel'))} | {fmt(m.get('rmse'))} | "
+            f"{fmt(m.get('cosine'))} | {fmt(m.get('mismatch_fraction'))} | {fmt(m.get('atol'))} | {fmt(needed)} | {looseness} |"
         )
     return rows
 
@@ -48,8 +40,8 @@ def _localization_lines(label: str, loc: dict) -> list[str]:
         tensor = str(row.get("tensor", ""))
         tensor = tensor if len(tensor) <= 60 else tensor[:57] + "..."
         lines.append(
-            f"| {row['index']} | {name} | `{tensor}` | {_fmt(row.get('max_abs'))} | {_fmt(row.get('rel_error'))} | "
-            f"{_fmt(row.get('cosine'))} | {_fmt(row.get('sqnr_db'))} | {_fmt(row.get('budget_atol'))} | {mark} |"
+            f"| {row['index']} | {name} | `{tensor}` | {fmt(row.get('max_abs'))} | {fmt(row.get('rel_error'))} | "
+            f"{fmt(row.get('cosine'))} | {fmt(row.get('sqnr_db'))} | {fmt(row.get('budget_atol'))} | {mark} |"
         )
     return lines + [""]
 
@@ -66,8 +58,8 @@ def _verdict_rows(prefix: str, entry: dict) -> list[str]:
         key = m.get("decided_by")
         c = criteria.get(key) or {}
         rows.append(
-            f"| {prefix} | {name} | {_fmt(m.get('sqnr_db'))} | {_fmt(stats.get('mean_abs_of_range'))} | {_fmt(stats.get('p99_9_abs'))} | "
-            f"{key or '-'} | {_fmt(c.get('value'))} | {_fmt(c.get('limit'))} | {_fmt(c.get('margin'))} | {_fmt(c.get('used'))} |"
+            f"| {prefix} | {name} | {fmt(m.get('sqnr_db'))} | {fmt(stats.get('mean_abs_of_range'))} | {fmt(stats.get('p99_9_abs'))} | "
+            f"{key or '-'} | {fmt(c.get('value'))} | {fmt(c.get('limit'))} | {fmt(c.get('margin'))} | {fmt(c.get('used'))} |"
         )
     return rows
 
@@ -80,27 +72,27 @@ def _table_text(text: str) -> str:
 def _diagnosis_lines(report: dict) -> list[str]:
     """The quantization debugger's table and fix for every variant that has one."""
     lines = []
-    for name, entry in sorted(report["targets"].items()):
-        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]:
-            diagnosis = sub.get("diagnosis") or {}
-            table = diagnosis.get("quantization_debugger")
-            if isinstance(table, dict):
-                lines += ["", f"### {label}: quantization debugger ({table.get('layers_checked', '?')} tensors checked)", ""]
-                lines.append("| layer | tensor | op | RMSE/scale | rounded to zero | max abs error |")
-                lines.append("|---|---|---|---|---|---|")
-                for row in table.get("worst_layers") or []:
-                    lines.append(
-                        f"| {_table_text(row.get('layer'))} | `{_table_text(row.get('tensor'))}` | {row.get('op')} | {_fmt(row.get('rmse_over_scale'))} | "
-                        f"{_fmt(row.get('rounded_to_zero'))} | {_fmt(row.get('max_abs_error'))} |"
-                    )
-                if table.get("note"):
-                    lines += ["", table["note"]]
-                if table.get("suggested_fix"):
-                    lines += ["", f"Fix: {table['suggested_fix']}"]
-            elif isinstance(table, str):
-                lines += ["", f"### {label}: quantization debugger", "", f"The debugger {table}."]
-            elif diagnosis.get("suggested_fix"):
-                lines += ["", f"### {label}: diagnosis", "", f"Fix: {diagnosis['suggested_fix']}"]
+    for record in iter_records(report):
+        label, sub = record.label, record.entry
+        diagnosis = sub.get("diagnosis") or {}
+        table = diagnosis.get("quantization_debugger")
+        if isinstance(table, dict):
+            lines += ["", f"### {label}: quantization debugger ({table.get('layers_checked', '?')} tensors checked)", ""]
+            lines.append("| layer | tensor | op | RMSE/scale | rounded to zero | max abs error |")
+            lines.append("|---|---|---|---|---|---|")
+            for row in table.get("worst_layers") or []:
+                lines.append(
+                    f"| {_table_text(row.get('layer'))} | `{_table_text(row.get('tensor'))}` | {row.get('op')} | {fmt(row.get('rmse_over_scale'))} | "
+                    f"{fmt(row.get('rounded_to_zero'))} | {fmt(row.get('max_abs_error'))} |"
+                )
+            if table.get("note"):
+                lines += ["", table["note"]]
+            if table.get("suggested_fix"):
+                lines += ["", f"Fix: {table['suggested_fix']}"]
+        elif isinstance(table, str):
+            lines += ["", f"### {label}: quantization debugger", "", f"The debugger {table}."]
+        elif diagnosis.get("suggested_fix"):
+            lines += ["", f"### {label}: diagnosis", "", f"Fix: {diagnosis['suggested_fix']}"]
     return lines
 
 
@@ -113,7 +105,7 @@ def render_markdown(report: dict) -> str:
     lines.append("| target | status | max_abs | reason |")
     lines.append("|---|---|---|---|")
     for verdict in report_verdicts(report):
-        lines.append(f"| {verdict.target} | {verdict.status} | {_fmt(verdict.max_abs)} | {_table_text(verdict.line_reason())} |")
+        lines.append(f"| {verdict.target} | {verdict.status} | {fmt(verdict.max_abs)} | {_table_text(verdict.line_reason())} |")
     lines.append("")
     lines.append("| target | status | files | bytes | build s | parity s | note |")
     lines.append("|---|---|---|---|---|---|---|")
@@ -123,56 +115,48 @@ def render_markdown(report: dict) -> str:
         note = _table_text(entry.get("message", "").strip().splitlines()[0]) if (entry.get("message") or "").strip() else ""
         lines.append(
             f"| {name} | {entry.get('status')} | {len(files)} | {sum(f['bytes'] for f in files)} | "
-            f"{_fmt(timings.get('build_s'))} | {_fmt(timings.get('parity_s'))} | {note} |"
+            f"{fmt(timings.get('build_s'))} | {fmt(timings.get('parity_s'))} | {note} |"
         )
     lines += ["", "## Parity (worst over cases)", ""]
     lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol | needed atol | budget / needed |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, entry in sorted(report["targets"].items()):
-        lines += _parity_rows(name, entry)
-        for variant, sub in sorted((entry.get("variants") or {}).items()):
-            lines += _parity_rows(f"{name}/{variant}", sub)
+    records = list(iter_records(report))
+    for record in records:
+        lines += _parity_rows(record.label, record.entry)
     verdicts = []
-    for name, entry in sorted(report["targets"].items()):
-        verdicts += _verdict_rows(name, entry)
-        for variant, sub in sorted((entry.get("variants") or {}).items()):
-            verdicts += _verdict_rows(f"{name}/{variant}", sub)
+    for record in records:
+        verdicts += _verdict_rows(record.label, record.entry)
     if verdicts:
         lines += ["", "## Verdicts (every element of every case, pooled)", ""]
         lines.append("| target | output | SQNR dB | mean error / range | p99.9 error | decided by | value | limit | margin | used |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
         lines += verdicts
     extra = []
-    for name, entry in sorted(report["targets"].items()):
-        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]:
-            parity = sub.get("parity") or {}
-            cls = parity.get("classifier")
-            if cls:
-                extra.append(
-                    f"- {label}: top-1 agreement {_fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
-                    + (f", top-{cls['top_k']} agreement {_fmt(cls.get('topk_agreement'))}" if "top_k" in cls else "")
-                    + (f", accuracy {_fmt(cls.get('accuracy'))} vs reference {_fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
-                )
-            decided = parity.get("decided_by")
-            if decided:
-                extra.append(
-                    f"- {label}: decided by `{decided['output']}` {decided['criterion']}: {_fmt(decided.get('value'))} "
-                    f"(limit {_fmt(decided.get('limit'))}, margin {_fmt(decided.get('margin'))}, {_fmt(decided.get('used'))} of the allowance used)"
-                )
-            for out, why in (parity.get("weak_evidence") or {}).items():
-                extra.append(f"- {label}: weak evidence for `{out}`: {why}")
-            for failure in parity.get("failures") or []:
-                extra.append(f"- {label}: FAILED {failure}")
-            for warning in parity.get("warnings") or []:
-                extra.append(f"- {label}: warning: {warning}")
+    for record in records:
+        label, sub = record.label, record.entry
+        parity = sub.get("parity") or {}
+        cls = parity.get("classifier")
+        if cls:
+            extra.append(
+                f"- {label}: top-1 agreement {fmt(cls.get('top1_agreement'))} over {cls.get('samples')} samples"
+                + (f", top-{cls['top_k']} agreement {fmt(cls.get('topk_agreement'))}" if "top_k" in cls else "")
+                + (f", accuracy {fmt(cls.get('accuracy'))} vs reference {fmt(cls.get('reference_accuracy'))} (delta {cls.get('accuracy_delta', 0):+.4f})" if "accuracy" in cls else "")
+            )
+        decided = parity.get("decided_by")
+        if decided:
+            extra.append(
+                f"- {label}: decided by `{decided['output']}` {decided['criterion']}: {fmt(decided.get('value'))} "
+                f"(limit {fmt(decided.get('limit'))}, margin {fmt(decided.get('margin'))}, {fmt(decided.get('used'))} of the allowance used)"
+            )
+        for out, why in (parity.get("weak_evidence") or {}).items():
+            extra.append(f"- {label}: weak evidence for `{out}`: {why}")
+        for failure in parity.get("failures") or []:
+            extra.append(f"- {label}: FAILED {failure}")
+        for warning in parity.get("warnings") or []:
+            extra.append(f"- {label}: warning: {warning}")
     if extra:
         lines += ["", "## Notes", ""] + extra
-    located = [
-        (label, sub["localization"])
-        for name, entry in sorted(report["targets"].items())
-        for label, sub in [(name, entry)] + [(f"{name}/{v}", s) for v, s in sorted((entry.get("variants") or {}).items())]
-        if sub.get("localization")
-    ]
+    located = [(record.label, record.entry["localization"]) for record in iter_records(report) if record.entry.get("localization")]
     if located:
         lines += ["", "## Layer localization", ""]
         for label, loc in located:

@@ -1,4 +1,6 @@
-"""report.json for one model: read, merge, verify against the files on disk.
+"""report.json for one model: read, merge (and write with its report.md), verify
+against the files on disk. The shape itself (typed records, schema 1 -> 2 upgrade,
+schema.json) is `pipeline.reports.shape`.
 
 Exporting targets one at a time merges into the same report: each run replaces
 the entries of the targets it ran and keeps the others.
@@ -12,8 +14,25 @@ from importlib import metadata
 from pathlib import Path
 
 from pipeline.fsutil import expand_files, sha256_file, write_json_atomic, write_text_atomic
+from pipeline.reports.shape import (
+    DEFAULT_VARIANT,
+    SCHEMA_PATH,
+    SCHEMA_VERSION,
+    Report,
+    TargetRecord,
+    VariantRecord,
+    target_entry,
+    upgrade,
+    validate_report,
+    variant_label,
+)
 
-SCHEMA_VERSION = 1
+
+__all__ = [  # the report model in one place: shape names re-exported beside read/merge/verify
+    "DEFAULT_VARIANT", "SCHEMA_PATH", "SCHEMA_VERSION", "Report", "TargetRecord", "VariantRecord",
+    "merge_report", "now", "overall_status", "read_report", "report_path", "target_entry", "tool_versions",
+    "upgrade", "validate_report", "variant_label", "verify_files", "write_report",
+]
 RECORD_NAME = ".tfship-record.json"  # a target's entry, published inside its folder (pipeline.publication)
 
 _PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer")
@@ -48,7 +67,7 @@ def read_report(model_dir: Path) -> dict | None:
         return None
     if not isinstance(report, dict) or not isinstance(report.get("targets", {}), dict):
         return None
-    return report
+    return upgrade(report)
 
 
 def merge_report(
@@ -71,7 +90,7 @@ def merge_report(
         "created": previous.get("created", now()),
         "updated": now(),
         "run": run,
-        "targets": {**previous.get("targets", {}), **targets},
+        "targets": {name: target_entry(entry) for name, entry in {**previous.get("targets", {}), **targets}.items()},
     }
     for key in ("baselines", "benchmark"):  # figures of reused targets stay valid; rebuilt ones lost theirs
         if key in previous and previous.get("config_sha256") == config_sha256:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from pipeline.reports.shape import upgrade, variant_label
+
 METRIC_KEYS = ("max_abs", "max_rel", "mean_abs", "rmse", "cosine", "mismatch_fraction", "nonfinite", "atol", "rtol")
 
 
@@ -18,6 +20,7 @@ class Record:
     variant: str  # '' for a target with a single artifact
     entry: dict  # the variant's own fields (status, files, parity, benchmark, ...)
     target_entry: dict  # the target's entry (status, optional, timings, message)
+    key: str = ""  # the key under the target's `variants` ('' for a target without any)
 
     @property
     def label(self) -> str:
@@ -35,17 +38,24 @@ class Record:
     def outputs(self) -> dict[str, dict]:
         return self.parity.get("outputs") or {}
 
+    @property
+    def has_artifact(self) -> bool:
+        return "artifact" in self.entry
+
 
 def iter_records(report: dict) -> Iterator[Record]:
-    """Every artifact record of a report, targets and variants in name order."""
+    """Every artifact record of a report, targets and variants in name order; a target
+    that errored before building any artifact is one record of its own. A target's only,
+    unnamed artifact has variant '' (its label is the target's name)."""
     model = report.get("model", "?")
-    for target, entry in sorted((report.get("targets") or {}).items()):
+    for target, entry in sorted((upgrade(report).get("targets") or {}).items()):
         variants = entry.get("variants")
-        if variants:
-            for variant, sub in sorted(variants.items()):
-                yield Record(model, target, variant, sub, entry)
-        else:
+        if not variants:
             yield Record(model, target, "", entry, entry)
+            continue
+        for key, sub in sorted(variants.items()):
+            label = variant_label(target, key, sub)
+            yield Record(model, target, "" if label == target else key, sub, entry, key)
 
 
 def output_names(report: dict) -> list[str]:

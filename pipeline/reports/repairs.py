@@ -5,59 +5,52 @@ for tflite); a run records it under the failed variant's entry as `repair`.
 """
 from __future__ import annotations
 
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+from pipeline.reports.records import fmt, iter_records
 
 
 def render_repairs_markdown(report: dict) -> str:
     """The `## Quantization repairs` section: one block per searched variant."""
     blocks = []
-    for name, entry in sorted(report.get("targets", {}).items()):
-        for variant, sub in sorted((entry.get("variants") or {}).items()):
-            search = sub.get("repair")
-            if not search:
-                continue
-            lines = [f"### {name}/{variant}", "", search["summary"], ""]
-            lines.append(f"Blame order ({search.get('blame_source')}): {', '.join(search.get('blame') or []) or 'none'}.")
-            for inp, c in (search.get("calibration_coverage") or {}).items():
-                lines.append(
-                    f"Calibration coverage of input `{inp}`: {100 * c['outside_share']:.2f}% of parity values outside the calibrated "
-                    f"[{c['calibrated_min']:.4g}, {c['calibrated_max']:.4g}] ({c['calibrated_samples']} samples)."
-                )
-            sizes = search.get("sizes") or {}
-            lines += ["", "| # | recipe | result | bytes | max_abs | top-1 | accuracy | s |", "|---|---|---|---|---|---|---|---|"]
-            for i, c in enumerate(search.get("tried") or [], 1):
-                r = c["recipe"]
-                what = "; ".join(
-                    part
-                    for part in (
-                        r["base"],
-                        f"float: {', '.join(r['float_layers'])}" if r.get("float_layers") else "",
-                        f"float weights: {', '.join(r['float_weights'])}" if r.get("float_weights") else "",
-                        f"int16: {', '.join(r['int16_layers'])}" if r.get("int16_layers") else "",
-                        "float inputs" if r.get("float_inputs") else "",
-                        f"{r['calibration_samples']} calibration samples" if r.get("calibration_samples") else "",
-                    )
-                    if part
-                )
-                lines.append(
-                    f"| {i} | {what} | {c['status']} | {_fmt(c.get('size_bytes'))} | {_fmt(c.get('max_abs'))} | "
-                    f"{_fmt(c.get('top1_agreement'))} | {_fmt(c.get('accuracy'))} | {_fmt(c.get('seconds'))} |"
-                )
-            lines.append("")
+    for record in iter_records(report):
+        variant, search = record.key, record.entry.get("repair")
+        if not search:
+            continue
+        lines = [f"### {record.target}/{variant}", "", search["summary"], ""]
+        lines.append(f"Blame order ({search.get('blame_source')}): {', '.join(search.get('blame') or []) or 'none'}.")
+        for inp, c in (search.get("calibration_coverage") or {}).items():
             lines.append(
-                f"Sizes: float32 {_fmt(sizes.get('float32_bytes'))} bytes, plain {search['variant']} {_fmt(sizes.get(search['variant'] + '_bytes'))} bytes. "
-                f"Budget: {search['budget']['conversions']} conversions, {search['budget']['seconds']:g} s; used {search['conversions']} "
-                f"in {search['seconds']:.1f} s ({search['stopped']}). Quantizer: {search.get('engine')}."
+                f"Calibration coverage of input `{inp}`: {100 * c['outside_share']:.2f}% of parity values outside the calibrated "
+                f"[{c['calibrated_min']:.4g}, {c['calibrated_max']:.4g}] ({c['calibrated_samples']} samples)."
             )
-            if search.get("found"):
-                lines += ["", "Verified recipe (add under the target in the config):", "", "```yaml", search["config_snippet"], "```"]
-            blocks.append("\n".join(lines))
+        sizes = search.get("sizes") or {}
+        lines += ["", "| # | recipe | result | bytes | max_abs | top-1 | accuracy | s |", "|---|---|---|---|---|---|---|---|"]
+        for i, c in enumerate(search.get("tried") or [], 1):
+            r = c["recipe"]
+            what = "; ".join(
+                part
+                for part in (
+                    r["base"],
+                    f"float: {', '.join(r['float_layers'])}" if r.get("float_layers") else "",
+                    f"float weights: {', '.join(r['float_weights'])}" if r.get("float_weights") else "",
+                    f"int16: {', '.join(r['int16_layers'])}" if r.get("int16_layers") else "",
+                    "float inputs" if r.get("float_inputs") else "",
+                    f"{r['calibration_samples']} calibration samples" if r.get("calibration_samples") else "",
+                )
+                if part
+            )
+            lines.append(
+                f"| {i} | {what} | {c['status']} | {fmt(c.get('size_bytes'))} | {fmt(c.get('max_abs'))} | "
+                f"{fmt(c.get('top1_agreement'))} | {fmt(c.get('accuracy'))} | {fmt(c.get('seconds'))} |"
+            )
+        lines.append("")
+        lines.append(
+            f"Sizes: float32 {fmt(sizes.get('float32_bytes'))} bytes, plain {search['variant']} {fmt(sizes.get(search['variant'] + '_bytes'))} bytes. "
+            f"Budget: {search['budget']['conversions']} conversions, {search['budget']['seconds']:g} s; used {search['conversions']} "
+            f"in {search['seconds']:.1f} s ({search['stopped']}). Quantizer: {search.get('engine')}."
+        )
+        if search.get("found"):
+            lines += ["", "Verified recipe (add under the target in the config):", "", "```yaml", search["config_snippet"], "```"]
+        blocks.append("\n".join(lines))
     if not blocks:
         return ""
     return "## Quantization repairs\n\n" + "\n\n".join(blocks) + "\n"

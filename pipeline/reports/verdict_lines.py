@@ -76,12 +76,15 @@ def _reason(entry: dict) -> str:
 
 
 def entry_verdicts(model: str, name: str, entry: dict) -> list[Verdict]:
-    """One verdict per variant (or one for a single-artifact target or an error)."""
-    rows = [(f"{name}/{v}", e) for v, e in sorted((entry.get("variants") or {}).items())] or [(name, entry)]
+    """One verdict per variant (a single-artifact target's is labelled by the target alone;
+    a target that errored before building has one of its own)."""
+    from pipeline.reports.records import iter_records
+
     out = []
-    for label, e in rows:
-        weak = tuple(sorted(((e.get("parity") or {}).get("weak_evidence") or {})))
-        out.append(Verdict(model, label, e.get("status", "-"), _worst(e), _reason(e), weak, diagnosis_line(e.get("diagnosis"))))
+    for record in iter_records({"model": model, "targets": {name: entry}}):
+        e = record.entry
+        weak = tuple(sorted((record.parity.get("weak_evidence") or {})))
+        out.append(Verdict(model, record.label, e.get("status", "-"), _worst(e), _reason(e), weak, diagnosis_line(e.get("diagnosis"))))
     return out
 
 

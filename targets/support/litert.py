@@ -5,10 +5,8 @@
   that way loses its weights and outputs NaN).
 - `check_calibration()` / `representative_dataset()`: calibration samples checked
   against the input signature, fed one sample at a time.
-- `LiteRTRunner`: runs a .tflite file through its signature runner in
-  `ai_edge_litert`, quantizing float inputs and dequantizing integer outputs with
-  the model's own scale and zero point.
-- `list_ops()`, `io_quantization()`: what is in a flatbuffer, for reports.
+- `list_ops()`: what is in a flatbuffer, for reports (running one is
+  `pipeline.runtimes.litert`).
 - `debug_quantization()`: `tf.lite.experimental.QuantizationDebugger`, worst layers first.
 
 Nothing here imports TensorFlow at module import time.
@@ -31,7 +29,6 @@ from pipeline.tolerance import INT8
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8", "int16x8")
 CALIBRATED = ("int8", "int16x8")  # variants that need a representative dataset
-QUANTIZED_TYPES = (np.int8, np.uint8, np.int16)
 
 # Full-integer int8 budget, shared by the tflite `int8` variant and edgetpu.
 INT8_TOLERANCE = INT8  # the int8 precision class (pipeline.tolerance)
@@ -469,119 +466,6 @@ def op_counts(ops: list[dict]) -> dict[str, int]:
 
 def flex_ops(ops: list[dict]) -> list[str]:
     return sorted({op["op"] for op in ops if op["op"].startswith("Flex")})
-
-
-# --------------------------------------------------------------------------- running
-
-
-def _interpreter(path: Path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter(model_path=str(path))
-
-
-class LiteRTRunner:
-    """Runs a .tflite signature with the config's input and output names.
-
-    Float inputs for int8/uint8 model inputs are quantized with the input's own
-    scale and zero point; int8/uint8/int16 outputs are dequantized with the
-    output's, and `output_steps` records each such output's scale. A model with a
-    fixed batch (e.g. Edge TPU, batch 1) is run in chunks of that batch.
-    """
-
-    def __init__(self, path: Path, output_names: Iterable[str], signature: str = "serving_default"):
-        self.path = Path(path)
-        self._interpreter = _interpreter(self.path)
-        self._runner = self._interpreter.get_signature_runner(signature)
-        self.input_details = self._runner.get_input_details()
-        self.output_details = self._runner.get_output_details()
-        self.output_names = tuple(output_names)
-        missing = [n for n in self.output_names if n not in self.output_details]
-        if missing:
-            raise ConversionError(f"{self.path}: signature '{signature}' has outputs {sorted(self.output_details)}, expected {list(self.output_names)}")
-        self.output_steps: dict[str, float] = {}
-        for name, detail in self.output_details.items():
-            scale, _ = _scale_zero_point(detail)
-            if scale and detail["dtype"] in QUANTIZED_TYPES:
-                self.output_steps[name] = scale
-        batches = {int(d["shape_signature"][0]) for d in self.input_details.values() if len(d["shape_signature"])}
-        self.fixed_batch = next(iter(batches)) if len(batches) == 1 and -1 not in batches else None
-
-    def _feed(self, name: str, value: np.ndarray) -> np.ndarray:
-        detail = self.input_details[name]
-        dtype = detail["dtype"]
-        value = np.asarray(value)
-        if dtype in QUANTIZED_TYPES and np.issubdtype(value.dtype, np.floating):
-            scale, zero_point = _scale_zero_point(detail)
-            info = np.iinfo(dtype)
-            return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(dtype)
-        return value.astype(dtype, copy=False)
-
-    def _invoke(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raw = self._runner(**{name: self._feed(name, value) for name, value in inputs.items()})
-        out = {}
-        for name in self.output_names:
-            value = np.asarray(raw[name])
-            detail = self.output_details[name]
-            if detail["dtype"] in QUANTIZED_TYPES:
-                scale, zero_point = _scale_zero_point(detail)
-                if scale:
-                    value = ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)
-            out[name] = value.copy()
-        return out
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        unknown = set(inputs) - set(self.input_details)
-        if unknown:
-            raise ValueError(f"{self.path}: unknown inputs {sorted(unknown)}; the signature takes {sorted(self.input_details)}")
-        if self.fixed_batch is None:
-            return self._invoke(inputs)
-        n = len(next(iter(inputs.values())))
-        step = self.fixed_batch
-        if n % step:
-            raise ValueError(f"{self.path}: fixed batch {step} cannot run a batch of {n}")
-        parts = [self._invoke({k: v[i : i + step] for k, v in inputs.items()}) for i in range(0, n, step)]
-        return {name: np.concatenate([p[name] for p in parts]) for name in self.output_names}
-
-
-def _scale_zero_point(detail: dict) -> tuple[float, int]:
-    params = detail.get("quantization_parameters") or {}
-    scales = params.get("scales")
-    if scales is not None and len(scales) == 1:
-        return float(scales[0]), int(params["zero_points"][0])
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    return float(scale), int(zero_point)
-
-
-def io_quantization(runner: LiteRTRunner, input_names: Iterable[str]) -> dict:
-    """Dtype, scale and zero point of every model input and output (for reports)."""
-
-    def row(detail):
-        scale, zero_point = _scale_zero_point(detail)
-        out = {"dtype": np.dtype(detail["dtype"]).name, "shape": [int(d) for d in detail["shape_signature"]]}
-        if scale:
-            out.update(scale=scale, zero_point=zero_point)
-        return out
-
-    return {
-        "inputs": {n: row(runner.input_details[n]) for n in input_names},
-        "outputs": {n: row(runner.output_details[n]) for n in runner.output_names},
-    }
-
-
-def fixed_dims(runner: LiteRTRunner, inputs: Iterable[Any]) -> list[dict]:
-    """Dimensions the config declares dynamic that the converted file fixed (its
-    shape_signature holds a size, not -1): such a file only runs at that size."""
-    out = []
-    for spec in inputs:
-        detail = runner.input_details.get(spec.name)
-        if detail is None:
-            continue
-        signature = [int(d) for d in detail["shape_signature"]]
-        for axis, size in enumerate(signature):
-            if axis < len(spec.shape) and spec.shape[axis] is None and size != -1:
-                out.append({"input": spec.name, "axis": axis, "name": spec.axis_name(axis), "size": size})
-    return out
 
 
 # --------------------------------------------------------------------------- debugging

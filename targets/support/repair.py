@@ -590,14 +590,16 @@ def _recipe_artifact(job, recipe: Recipe, content: bytes, file: str, tolerance, 
 
     (job.out_dir / file).write_bytes(content)
     ops = litert.list_ops(content)
-    runner = litert.LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
+    from pipeline.runtimes.litert import LiteRTRunner, io_quantization
+
+    runner = LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
     info = {
         "size_bytes": len(content),
         "conversion_seconds": round(seconds, 2),
         "ops": litert.op_counts(ops),
         "flex_ops": litert.flex_ops(ops),
         "outputs": list(job.model.output_names),
-        "quantization": litert.io_quantization(runner, job.model.input_names),
+        "quantization": io_quantization(runner, job.model.input_names),
         "recipe": recipe.to_json(),
         "quantizer": engine_version(),
     }

@@ -446,34 +446,3 @@ def write_bf16_emulation(concrete: Any, config: Any, folder: Path) -> dict:
     io = graph_io(concrete, config)
     (folder / "io.json").write_text(json.dumps(io, indent=2))
     return counts
-
-
-class GraphRunner:
-    """Runs a frozen GraphDef from disk with plain TensorFlow on CPU."""
-
-    output_steps: dict[str, float] = {}
-
-    def __init__(self, folder: Path):
-        import tensorflow as tf
-
-        self._tf = tf
-        graph_def = tf.compat.v1.GraphDef()
-        graph_def.ParseFromString((folder / "graph.pb").read_bytes())
-        io = json.loads((folder / "io.json").read_text())
-        self._in = io["inputs"]
-        self._out = io["outputs"]
-
-        def imported():
-            tf.compat.v1.import_graph_def(graph_def, name="")
-
-        wrapped = tf.compat.v1.wrap_function(imported, [])
-        graph = wrapped.graph
-        self._fn = wrapped.prune(
-            feeds=[graph.get_tensor_by_name(self._in[n]) for n in self._in],
-            fetches={n: graph.get_tensor_by_name(t) for n, t in self._out.items()},
-        )
-        self._names = list(self._in)
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self._fn(*[self._tf.constant(inputs[n]) for n in self._names])
-        return {name: t.numpy() for name, t in result.items()}

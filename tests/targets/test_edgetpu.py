@@ -60,7 +60,7 @@ def test_tiny_classifier_is_full_integer_batch_one_and_maps_every_op(project):
     project.config("tiny", TINY)
     result = project.run("export")
     assert result.code == 0, result.out + result.err
-    entry = project.report("tiny")["targets"]["edgetpu"]
+    entry = project.report("tiny")["targets"]["edgetpu"]["variants"]["default"]
     assert entry["status"] == "passed"
     info = entry["info"]
     assert info["batch"] == 1

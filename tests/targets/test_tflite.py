@@ -120,8 +120,9 @@ def test_int8_outputs_are_dequantized_with_the_models_own_scale_and_zero_point(p
 
     project.config("tiny", TINY.format(name="tiny", factory="tiny_keras3_classifier", variants="int8"))
     assert project.run("export").code == 0
-    record = _variant(project.report("tiny"), "int8")["artifact"]
-    artifact = Artifact(variant=record["variant"], files=tuple(record["files"]), info=record["info"])
+    recorded = _variant(project.report("tiny"), "int8")
+    record = recorded["artifact"]
+    artifact = Artifact(variant=record["variant"], files=tuple(record["files"]), info=recorded["info"])
     folder = project.artifacts / "tiny" / "tflite"
     runner = TARGET.open(folder, artifact)
     x = np.random.default_rng(3).normal(size=(5, 8)).astype(np.float32)
@@ -165,8 +166,8 @@ def test_multi_io_names_and_order_survive_signature_runners(project, tmp_path):
     assert sorted(signature["inputs"]) == ["features", "ids"]
     assert sorted(signature["outputs"]) == ["category", "score"]
     for variant in ("float32", "int8"):
-        record = _variant(report, variant)["artifact"]
-        runner = TARGET.open(folder, Artifact(variant=variant, files=tuple(record["files"]), info=record["info"]))
+        recorded = _variant(report, variant)
+        runner = TARGET.open(folder, Artifact(variant=variant, files=tuple(recorded["artifact"]["files"]), info=recorded["info"]))
         rng = np.random.default_rng(0)
         out = runner({"features": rng.normal(size=(3, 8)).astype(np.float32), "ids": rng.integers(0, 50, (3, 5)).astype(np.int32)})
         assert list(out) == ["score", "category"]  # config order, whatever order the flatbuffer keeps

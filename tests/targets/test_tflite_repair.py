@@ -109,7 +109,7 @@ def test_a_failed_variant_never_prints_an_unverified_suggestion(project):
     # The Edge TPU takes integer inputs and has no 16-bit activations: only recipes it can run are
     # tried. Keeping both layers float passes parity but would leave no op on the Edge TPU, so it
     # is not offered, and the report says so.
-    edge = project.report("outlier")["targets"]["edgetpu"]["repair"]
+    edge = project.report("outlier")["targets"]["edgetpu"]["variants"]["default"]["repair"]
     assert edge["found"] is False and edge["conversions"] <= 8
     assert all(not c["recipe"]["int16_layers"] and not c["recipe"]["float_inputs"] for c in edge["tried"])
     assert "would run on the Edge TPU" in edge["reason"]

@@ -151,7 +151,8 @@ def test_bf16_emulation_is_bfloat16_operands_with_float32_accumulation(tmp_path)
     import keras
     import tensorflow as tf
 
-    from targets.support.xla import GraphRunner, write_bf16_emulation
+    from pipeline.runtimes.savedmodel import FrozenGraphRunner
+    from targets.support.xla import write_bf16_emulation
 
     keras.utils.set_random_seed(1)
     inp = keras.Input(shape=(64,), name="x")
@@ -164,7 +165,7 @@ def test_bf16_emulation_is_bfloat16_operands_with_float32_accumulation(tmp_path)
     counts = write_bf16_emulation(fn.get_concrete_function(), Config, tmp_path / "bf16")
     assert counts == {"constants_rounded": 2, "tensors_rounded": 3}  # kernel, bias; the input, MatMul and BiasAdd outputs
     x = np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32) * 3
-    got = GraphRunner(tmp_path / "bf16")({"x": x})["y"]
+    got = FrozenGraphRunner(tmp_path / "bf16")({"x": x})["y"]
 
     def bf16(a):
         return tf.cast(tf.cast(a, tf.bfloat16), tf.float32)

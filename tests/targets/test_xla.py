@@ -45,7 +45,7 @@ def test_xla_export_writes_jit_saved_model_ir_and_aot_object(project, cnn_path):
     project.config("cnn", CNN.format(path=cnn_path, extra="    aot: true\n    aot_batch: 2\n    harness: false\n"))
     result = project.run("export", "--model", "cnn", "--target", "xla")
     assert result.code == 0, result.err
-    entry = project.report("cnn")["targets"]["xla"]
+    entry = project.report("cnn")["targets"]["xla"]["variants"]["default"]
     assert entry["status"] == "passed"
     assert entry["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
     info = entry["info"]
