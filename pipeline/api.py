@@ -311,6 +311,8 @@ def run_configs(configs, root: Path, only, *, force=False, in_process=False, str
         selected = [t.name for t in config.targets if only is None or t.name in only]
         entries = {n: e for n, e in (report.get("targets") or {}).items() if n in selected}
         model_code = exit_code_for(entries) if entries else code
+        if len(configs) == 1:  # a failure that is never recorded (a full disk) leaves the old entries: the run's code decides
+            model_code = max(model_code, code)
         result = from_report(report, model_dir, selected, model_code, strict)
         if strict and model_code == 0 and run_fails_on_weak_evidence(result.verdicts):
             result = from_report(report, model_dir, selected, 1, strict)

@@ -21,6 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from pipeline.runtimes.litert import QUANTIZED_TYPES, scale_zero_point
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -54,7 +56,6 @@ class TensorProbe(Protocol):
 # --------------------------------------------------------------------------- LiteRT
 
 
-QUANTIZED = (np.int8, np.uint8, np.int16)
 
 
 class LiteRTProbe:
@@ -117,8 +118,8 @@ class LiteRTProbe:
         detail = self._inputs[name]
         dtype = detail["dtype"]
         value = np.asarray(value)
-        if dtype in QUANTIZED and np.issubdtype(value.dtype, np.floating):
-            scale, zero_point = _scale_zero_point(detail)
+        if dtype in QUANTIZED_TYPES and np.issubdtype(value.dtype, np.floating):
+            scale, zero_point = scale_zero_point(detail)
             info = np.iinfo(dtype)
             return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(dtype)
         return value.astype(dtype, copy=False)
@@ -131,8 +132,8 @@ class LiteRTProbe:
             detail = details[name]
             value = np.asarray(self._interpreter.get_tensor(int(name)))
             quant = None
-            if value.dtype in QUANTIZED:
-                scale, zero_point = _scale_zero_point(detail)
+            if value.dtype in QUANTIZED_TYPES:
+                scale, zero_point = scale_zero_point(detail)
                 if scale:
                     quant = {"dtype": np.dtype(value.dtype).name, "scale": scale, "zero_point": zero_point}
                     value = (value.astype(np.float32) - zero_point) * scale
@@ -142,15 +143,6 @@ class LiteRTProbe:
 
 def _tflite_scopes(name: str) -> list[str]:
     return [part for part in name.split(";") if part]
-
-
-def _scale_zero_point(detail: dict) -> tuple[float, int]:
-    params = detail.get("quantization_parameters") or {}
-    scales = params.get("scales")
-    if scales is not None and len(scales) == 1:
-        return float(scales[0]), int(params["zero_points"][0])
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    return float(scale), int(zero_point)
 
 
 # --------------------------------------------------------------------------- onnxruntime
