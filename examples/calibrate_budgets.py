@@ -129,12 +129,13 @@ class _Model:
         return found
 
     def bf16(self):
+        from pipeline.runtimes.savedmodel import FrozenGraphRunner
         from pipeline.stages.trace import make_function
         from targets.support import xla as sx
 
         out = Path(tempfile.mkdtemp(dir=self.work)) / "bf16_emulation"
         sx.write_bf16_emulation(make_function(self.config, self.prep.loaded).get_concrete_function(), self.config, out)
-        return sx.GraphRunner(out), {}
+        return FrozenGraphRunner(out), {}
 
     def artifacts(self, classes: tuple[str, ...]) -> dict:
         found = self.tflite(tuple(c for c in classes if c in TFLITE_CLASSES)) if any(c in TFLITE_CLASSES for c in classes) else {}
