@@ -82,7 +82,7 @@ def pytest_sessionfinish(session, exitstatus):
             continue  # copies inside release bundles are checked where they were written; schema1: old-shape fixtures
         try:
             validate_report(json.loads(path.read_text()))
-        except (jsonschema.ValidationError, json.JSONDecodeError) as exc:
+        except (jsonschema.ValidationError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
             bad.append(f"{path}: {str(exc).splitlines()[0]}")
     if bad:
         print("\nreport.json files that do not match pipeline/reports/schema.json:\n  " + "\n  ".join(bad), file=sys.stderr)

@@ -26,7 +26,7 @@ def test_every_output_records_the_tolerance_it_needed(project):
     result = project.run("export")
     assert result.code == 0, result.err
     report = project.report("affine")
-    records = [report["targets"]["savedmodel"]] + list(report["targets"]["tflite"]["variants"].values())
+    records = [report["targets"]["savedmodel"]["variants"]["default"]] + list(report["targets"]["tflite"]["variants"].values())
     for record in records:
         audit = record["parity"]["outputs"]["y"]["audit"]
         assert audit["needed_atol"] is not None and audit["needed_atol"] <= record["parity"]["outputs"]["y"]["max_abs"] + 1e-12
@@ -46,7 +46,7 @@ def test_atol_10_on_float32_is_flagged_loose_and_fails_under_strict(project):
     project.config("affine", AFFINE.format(targets=loose))
     result = project.run("export")
     assert result.code == 0, result.err  # a warning by default
-    parity = project.report("affine")["targets"]["savedmodel"]["parity"]
+    parity = project.report("affine")["targets"]["savedmodel"]["variants"]["default"]["parity"]
     audit = parity["outputs"]["y"]["audit"]
     assert audit["loose"] is True and audit["budget_atol"] == 10 and audit["looseness"] > 1e5
     assert "looser than needed" in parity["warnings"][0]
@@ -56,7 +56,7 @@ def test_atol_10_on_float32_is_flagged_loose_and_fails_under_strict(project):
     assert strict.code == 1
     entry = project.report("affine")["targets"]["savedmodel"]
     assert entry["status"] == "failed"
-    assert any("looser than needed" in f and "--strict" in f for f in entry["parity"]["failures"])
+    assert any("looser than needed" in f and "--strict" in f for f in entry["variants"]["default"]["parity"]["failures"])
 
 
 def test_needed_atol_pools_cases_and_honours_the_mismatch_share():

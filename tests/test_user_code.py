@@ -69,7 +69,7 @@ def test_a_keras_file_with_a_registered_custom_layer_loads_when_its_module_is_na
     project.config("custom", f"source:\n  path: custom.keras\n  modules: [{name}]\n{IO}")
     result = project.run("export")
     assert result.code == 0, result.err
-    assert project.report("custom")["targets"]["savedmodel"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
+    assert project.report("custom")["targets"]["savedmodel"]["variants"]["default"]["parity"]["outputs"]["probs"]["max_abs"] <= 1e-5
 
 
 def test_a_tf_keras_h5_with_a_custom_layer_loads_with_custom_objects(project, layers_module):
