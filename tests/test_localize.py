@@ -24,10 +24,11 @@ GRAPH_TARGETS = "  - savedmodel\n  - xla\n  - {name: tflite, variants: [float32]
 
 
 def _entries(report: dict) -> dict[str, dict]:
+    """Records by console label: a single-artifact target ('default') is named alone."""
     out = {}
     for name, entry in report["targets"].items():
         for variant, sub in (entry.get("variants") or {"": entry}).items():
-            out[f"{name}/{variant}" if variant else name] = sub
+            out[f"{name}/{variant}" if variant and variant != "default" else name] = sub
     return out
 
 
