@@ -189,13 +189,13 @@ class EdgeTPUTarget(Target):
         options: EdgeTPUOptions = job.target.options
         where = f"model '{job.model.name}', edgetpu calibration"
         litert.check_calibration(job.model.inputs, job.calibration, options.calibration_samples, where)
-        representative = litert.representative_dataset(job.calibration, job.model.inputs, options.calibration_samples)
         layers = litert.keras_layer_names(job.loaded.obj)
         conv = litert.Conversion(variant="int8", io=options.io, calibration_samples=options.calibration_samples)
         with tempfile.TemporaryDirectory(prefix="tfship-edgetpu-") as scratch:
             static = Path(scratch) / "batch1"
             write_saved_model(static, job.loaded, {"serving_default": make_function(job.model, job.loaded, batch=1)})
-            content, seconds = litert.convert(static, conv, representative, layers, job.model.input_names)
+            # In a child process: the calibrator can crash (a Keras RNN under int8: SIGSEGV).
+            content, seconds = litert.convert_isolated(static, conv, job.calibration, job.model.inputs, options.calibration_samples, layers, job.model.input_names)
         model = job.out_dir / "model.tflite"
         model.write_bytes(content)
         ops = litert.list_ops(content)
