@@ -17,6 +17,21 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 
+# The affine sample model with wide synthetic inputs; tests add their targets below it.
+AFFINE_HEAD = """\
+source:
+  factory: examples.affine:build
+inputs:
+  - {name: x, shape: [null, 4], dtype: float32}
+outputs: [y]
+data:
+  inputs:
+    x: {distribution: uniform, low: -10, high: 10}
+  samples: 16
+targets:
+"""
+
+
 @dataclass
 class Result:
     code: int

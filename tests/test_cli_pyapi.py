@@ -12,21 +12,12 @@ from pathlib import Path
 import pytest
 
 from ptyrun import run_in_pty
+from conftest import AFFINE_HEAD
 
 REPO = Path(__file__).resolve().parent.parent
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
-AFFINE = """\
-source:
-  factory: examples.affine:build
-inputs:
-  - {name: x, shape: [null, 4], dtype: float32}
-outputs: [y]
-data:
-  inputs:
-    x: {distribution: uniform, low: -10, high: 10}
-  samples: 16
-targets:
+AFFINE = AFFINE_HEAD + """\
   - savedmodel
 """
 

@@ -13,18 +13,9 @@ import numpy as np
 import pytest
 
 from pipeline.reports.diff import Margins, compare
+from conftest import AFFINE_HEAD
 
-AFFINE = """\
-source:
-  factory: examples.affine:build
-inputs:
-  - {name: x, shape: [null, 4], dtype: float32}
-outputs: [y]
-data:
-  inputs:
-    x: {distribution: uniform, low: -10, high: 10}
-  samples: 16
-targets:
+AFFINE = AFFINE_HEAD + """\
   - savedmodel
   - {name: tflite, variants: [float32, float16]}
 """

@@ -10,18 +10,9 @@ import pytest
 from pipeline.reports.model import read_report
 from pipeline.reports.shape import SCHEMA_PATH, Report, upgrade, validate_report
 from pipeline.reports.records import iter_records
+from conftest import AFFINE_HEAD
 
-AFFINE = """\
-source:
-  factory: examples.affine:build
-inputs:
-  - {name: x, shape: [null, 4], dtype: float32}
-outputs: [y]
-data:
-  inputs:
-    x: {distribution: uniform, low: -10, high: 10}
-  samples: 16
-targets:
+AFFINE = AFFINE_HEAD + """\
   - savedmodel
   - {name: tflite, variants: [float32, float16]}
 """

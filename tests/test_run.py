@@ -8,20 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import AFFINE_HEAD
 
 REPO = Path(__file__).resolve().parent.parent
 
-AFFINE = """\
-source:
-  factory: examples.affine:build
-inputs:
-  - {name: x, shape: [null, 4], dtype: float32}
-outputs: [y]
-data:
-  inputs:
-    x: {distribution: uniform, low: -10, high: 10}
-  samples: 16
-targets:
+AFFINE = AFFINE_HEAD + """\
   - savedmodel
 """
 
