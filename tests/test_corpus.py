@@ -205,3 +205,53 @@ def test_a_string_input_model_exports_to_a_savedmodel(project):
     entry = project.report("text_classifier")["targets"]["savedmodel"]
     assert result.code == 0 and entry["status"] == "passed", entry.get("message")
     assert only_record(entry)["parity"]["outputs"]["probs"]["max_abs"] < 1e-6
+
+
+def test_exact_gelu_converts_to_onnx(project):
+    """Keras 3's exact GELU lowers to Erfc, which tf2onnx has no handler for; tfship maps
+    it to 1 - Erf, and the Transformer encoder's ONNX file passes parity."""
+    corpus_config(project, "transformer_encoder", [{"name": "onnx", "opset": 17}])
+    result = project.run("export", "--model", "transformer_encoder")
+    entry = project.report("transformer_encoder")["targets"]["onnx"]
+    assert result.code == 0, entry.get("message")
+    record = only_record(entry)
+    assert record["info"]["onnx_ops"].get("Erf", 0) >= 1, record["info"]["onnx_ops"]
+    assert record["parity"]["outputs"]["probs"]["max_abs"] < 1e-5
+
+
+def test_an_stft_front_end_converts_to_onnx_at_a_static_batch(project):
+    """tf2onnx's RFFT -> ComplexAbs handler needs a static leading dimension; with a
+    dynamic batch it fails, so the onnx target converts with the batch fixed at 1, says
+    so, and onnxruntime runs the parity batches one sample at a time."""
+    corpus_config(project, "audio_logmel", [{"name": "onnx", "opset": 17}])
+    result = project.run("export", "--model", "audio_logmel")
+    entry = project.report("audio_logmel")["targets"]["onnx"]
+    assert result.code == 0, entry.get("message")
+    record = only_record(entry)
+    info = record["info"]
+    assert info["static_batch"] == 1 and info["inputs"][0]["shape"][0] == 1, info
+    assert "ComplexAbs" in info["note_static_batch"], info["note_static_batch"]
+    assert record["parity"]["outputs"]["probs"]["max_abs"] < 1e-5
+    assert "converted with the batch fixed at 1" in (project.artifacts / "audio_logmel" / "report.md").read_text()
+
+
+def test_the_custom_layer_file_loads_through_its_source_modules(project):
+    """The corpus .keras file's layer is registered in examples.corpus.custom_layers, which
+    nothing else imports: without `source.modules` the file does not load (exit 2 naming
+    the class and the fix), with the corpus config's `modules` it exports and passes."""
+    from examples.corpus.saved_files import build_custom_layer
+
+    path = corpus_config(project, "custom_layer", ["savedmodel"])
+    raw = yaml.safe_load(path.read_text())
+    assert raw["source"]["modules"] == ["examples.corpus.custom_layers"]
+    built = project.root / "custom_layer.keras"
+    build_custom_layer(built)
+    raw["source"] = {"path": str(built)}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    refused = project.run("export", "--model", "custom_layer")
+    assert refused.code == 2 and "GatedResidual" in refused.err and "modules: [" in refused.err, refused.err
+    raw["source"]["modules"] = ["examples.corpus.custom_layers"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = project.run("export", "--model", "custom_layer")
+    assert result.code == 0, result.err
+    assert only_record(project.report("custom_layer")["targets"]["savedmodel"])["parity"]["outputs"]["probs"]["max_abs"] < 1e-6

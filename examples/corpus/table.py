@@ -18,9 +18,9 @@ TARGET_ORDER = ("savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu")
 VARIANT_ORDER = ("default", "optimized", "float32", "float16", "dynamic_range", "int8", "int16x8", "fp32", "bf16", "aot")
 
 
-def _one_line(text: str, limit: int = 600) -> str:
-    line = " ".join(str(text).split()).replace("|", "\\|")
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+def _one_line(text: str) -> str:
+    """The whole message on one table line (never cut: the op, layer and fixes tried come last)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _size(n: int | None) -> str:
@@ -133,7 +133,20 @@ def collect(config_dir: Path, artifacts: Path) -> list[dict]:
     return rows
 
 
-def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: float | None = None, export_code: int | None = None, forced: bool = False) -> int:
+def _commit() -> str:
+    """The checkout's commit, marked `+local changes` when the tree differs from it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" +local changes" if dirty else "")
+
+
+def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: float | None = None, export_code: int | None = None,
+                forced: bool = False, jobs: int | None = None, selected: list[str] | None = None, peak_rss_bytes: int | None = None) -> int:
     rows = collect(config_dir, artifacts)
     counts: dict[str, int] = {}
     for row in rows:
@@ -152,8 +165,12 @@ def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: floa
         f"- models: {len(models)}; rows: {len(rows)}; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
     ]
     if wall_seconds is not None:
-        lines.append(f"- `make corpus` wall time: {wall_seconds:.0f} s{' (forced rebuild)' if forced else ''} on {os.cpu_count()} CPUs "
-                     f"({platform.machine()}), shared with other work (noisy); tfship exit code {export_code}")
+        scope = (f"models {', '.join(selected)} only (the other rows are earlier exports: see the dates below)" if selected
+                 else "every model in one run")
+        lines.append(f"- one `make corpus` run{f' (JOBS={jobs})' if jobs else ''}{', forced rebuild' if forced else ''} at commit {_commit()}: "
+                     f"{scope}; wall time {wall_seconds:.0f} s ({wall_seconds / 60:.1f} min) on {os.cpu_count()} CPUs ({platform.machine()}); "
+                     f"tfship exit code {export_code}"
+                     + (f"; largest process peak RSS {peak_rss_bytes / 2**30:.2f} GB" if peak_rss_bytes else ""))
     lines += [
         "- status: `passed`; `failed` = parity outside the budget (numbers in the reason); `error` = the",
         "  converter or runtime could not build/run that variant (op, layer, fixes tried); `refused` = the",
