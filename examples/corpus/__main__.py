@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from examples.corpus.table import write_table
+from examples.corpus.table import parse_refusals, save_refusals, write_table
 
 CONFIG_DIR = Path("configs/corpus")
 
@@ -47,8 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "pipeline", "export", "--config-dir", str(args.config_dir), "--artifacts", str(args.artifacts), "-j", str(args.jobs)]
         command += [a for m in args.model or run_order(args.config_dir) for a in ("--model", m)] + (["--force"] if args.force else [])
         start = time.perf_counter()
-        code = subprocess.run(command).returncode
+        # stderr is echoed as it comes and kept: a target the model does not fit is refused
+        # (exit 2) there and never recorded in the model's report, so its reason is read here.
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1)
+        lines = []
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            lines.append(line)
+        code = proc.wait()
         wall = time.perf_counter() - start
+        save_refusals(args.artifacts, args.model or run_order(args.config_dir), parse_refusals(lines))
         # ru_maxrss of waited-for children: the largest single process (a model's worker), in KiB on Linux.
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         print(f"corpus export: exit {code} in {wall:.0f} s; largest process peak RSS {peak / 2**30:.2f} GB", file=sys.stderr)

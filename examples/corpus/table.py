@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 
@@ -66,6 +67,49 @@ def _reason(record: dict, target_entry: dict) -> str:
     return _one_line(record.get("message") or target_entry.get("message") or "no message recorded")
 
 
+REFUSALS = ".corpus-refusals.json"  # beside the model folders: refusals the reports do not hold
+_REFUSAL = re.compile(r"^error: (?P<config>\S+?)\.ya?ml:\d+: targets\[\d+\]: (?P<target>\w+): (?P<message>.*)$")
+_NEW_LINE = re.compile(r"^(error: |\d\d:\d\d:\d\d \[|corpus export: )")
+
+
+def parse_refusals(stderr_lines: list[str]) -> dict[str, dict[str, str]]:
+    """{model: {target: message}} from `tfship export`'s stderr: a target refused at conversion
+    (exit 2: an op the converter or device cannot take) is printed there, not recorded."""
+    found: dict[str, dict[str, str]] = {}
+    current: list[str] | None = None
+    for raw in stderr_lines:
+        line = raw.rstrip("\n")
+        match = _REFUSAL.match(line)
+        if match:
+            current = [match["message"]]
+            found.setdefault(Path(match["config"]).name, {})[match["target"]] = current  # type: ignore[assignment]
+        elif current is not None and line and not _NEW_LINE.match(line):
+            current.append(line)
+        else:
+            current = None
+    return {model: {t: "\n".join(m) for t, m in targets.items()} for model, targets in found.items()}
+
+
+def save_refusals(artifacts: Path, models: list[str], refusals: dict[str, dict[str, str]]) -> None:
+    """Keep this run's refusals for the models it exported (theirs replace the last run's)."""
+    path = artifacts / REFUSALS
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    for model in models:
+        kept.pop(model, None)
+        if refusals.get(model):
+            kept[model] = {"at": _now(), "targets": refusals[model]}
+    artifacts.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(kept, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def _sort_key(item: tuple[str, dict]) -> tuple[int, str]:
     name = item[0]
     return (VARIANT_ORDER.index(name) if name in VARIANT_ORDER else len(VARIANT_ORDER), name)
@@ -103,6 +147,8 @@ def _exported_before_edit(report: dict, config_file: Path) -> bool:
 
 def collect(config_dir: Path, artifacts: Path) -> list[dict]:
     rows = []
+    refusals_file = artifacts / REFUSALS
+    refusals = json.loads(refusals_file.read_text()) if refusals_file.is_file() else {}
     for config_file in sorted(config_dir.glob("*.yaml")):
         model = config_file.stem
         configured = [t if isinstance(t, str) else t.get("name") for t in (yaml.safe_load(config_file.read_text()).get("targets") or [])]
@@ -118,6 +164,11 @@ def collect(config_dir: Path, artifacts: Path) -> list[dict]:
                              "max_abs": "-", "size": "-", "seconds": "-", "reason": _one_line(f"config: {refusal}" if refusal else "")})
                 continue
             entry = targets.get(target)
+            refused = (refusals.get(model) or {}).get("targets", {}).get(target)
+            if entry is None and refused:
+                rows.append({"model": model, "target": target, "variant": "", "status": "refused", "max_abs": "-", "size": "-",
+                             "seconds": "-", "reason": _one_line(refused)})
+                continue
             if entry is None:
                 rows.append({"model": model, "target": target, "variant": "", "status": "missing", "max_abs": "-", "size": "-",
                              "seconds": "-", "reason": f"no record in {report_file}"})
@@ -174,7 +225,8 @@ def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: floa
     lines += [
         "- status: `passed`; `failed` = parity outside the budget (numbers in the reason); `error` = the",
         "  converter or runtime could not build/run that variant (op, layer, fixes tried); `refused` = the",
-        "  config loader rejects the target for this model before anything runs.",
+        "  config loader rejects the target for this model before anything runs, or the target refuses the",
+        "  model at conversion (exit 2: an op it cannot take; nothing written, so no report record).",
         "- seconds: the variant's conversion (or XLA compile) time; `*` = the whole target's build.",
         "",
         "| model | target | variant | status | max_abs per output | size | seconds | reason (non-pass) |",
