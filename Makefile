@@ -64,7 +64,8 @@ corpus: $(STAMP)
 
 # The default parity budgets measured on the calibration corpus: per precision class,
 # acceptable artifacts vs seeded breakages x pass / fail (examples/calibrate_budgets.py).
-# The first run trains the corpus and converts every artifact (~15 min on 2 cores); later runs reuse them.
+# The first run trains the corpus and converts every artifact (47 min on the shared 2-core machine, and
+# about 6 min for the stock float32 set: configs/corpus applications); later runs reuse them.
 calibrate-budgets: $(STAMP)
 	$(BIN)/python -m examples.calibrate_budgets $(if $(FORCE),--force)
 

@@ -1,6 +1,6 @@
 """Measure the default parity budgets on the calibration corpus (examples/budget_corpus.py).
 
-    python -m examples.calibrate_budgets [--arch NAME ...] [--force] [--json FILE]
+    python -m examples.calibrate_budgets [collect|judge] [--arch NAME ...] [--stock NAME ...] [--force] [--json FILE]
 
 Two phases. `collect` (one subprocess per architecture, results cached under
 examples/build/budget_corpus/runs/) trains the corpus if needed, converts every model
@@ -11,6 +11,11 @@ outputs. `judge` runs the pipeline's parity evaluation at the default budget of 
 precision class (pipeline.tolerance.PRECISION_CLASSES) and prints, per class, the
 confusion table (acceptable / breakage x pass / fail), then every verdict with the
 criterion that decided it and its margin.
+
+Beside the corpus, the stock Keras applications of configs/corpus (STOCK) give their
+float32 artifacts (savedmodel, onnx, tflite float32, xla), built by the pipeline's own
+targets: the eager function in another summation order, so each must pass; they are
+printed as a second table and a failure among them makes the exit code 1 as well.
 
 An artifact of the unedited model counts as acceptable when its held-out task figure
 (accuracy; R^2 for the regressor) drops by at most 0.01; one that drops more is a
@@ -150,7 +155,7 @@ def _run(runner, inputs: dict[str, np.ndarray], transform=None) -> dict[str, np.
 
 
 def _litert_child(path: str, output_names: list[str], feeds: list[dict]) -> list[dict]:
-    from targets.support.litert import LiteRTRunner
+    from pipeline.runtimes.litert import LiteRTRunner
 
     runner = LiteRTRunner(Path(path), output_names)
     return [_run(runner, feed) for feed in feeds]
@@ -159,7 +164,7 @@ def _litert_child(path: str, output_names: list[str], feeds: list[dict]) -> list
 def outputs_for(runner, feeds: list[dict]) -> list[dict] | str:
     """Outputs for every feed. A LiteRT file runs in a child process, so a runtime that
     aborts ends only the child; what went wrong is returned instead of outputs then."""
-    from targets.support.litert import LiteRTRunner
+    from pipeline.runtimes.litert import LiteRTRunner
 
     if not isinstance(runner, LiteRTRunner):
         return [_run(runner, feed) for feed in feeds]
@@ -265,6 +270,156 @@ def _save_reference(path: Path, base: _Model, eager_heldout: np.ndarray, truth: 
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
 
+# ---------------------------------------------------------------- stock architectures (float32)
+
+# Stock Keras applications of the corpus (examples/corpus/applications.py, configs/corpus):
+# weights=None, batch-norm statistics from one generated batch, pooled features. Each
+# float32 artifact computes the eager model's float32 function in another summation order
+# (other convolution algorithms, fused ops) through 50 and more layers: each must pass the
+# float32 default. They carry no task figure, so they are shown beside the confusion table.
+STOCK = ("resnet50", "efficientnet_b0", "mobilenet_v2", "densenet121", "xception", "convnext_tiny")
+STOCK_TARGETS = ("savedmodel", "onnx", "tflite", "xla")
+CORPUS_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "corpus"
+
+
+def _save_outputs(path: Path, outputs: list[dict], meta: dict) -> None:
+    arrays = {f"case{i}__{name}": np.asarray(v) for i, out in enumerate(outputs) for name, v in out.items()}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+
+
+def _load_outputs(path: Path, cases: int, names: list[str]) -> list[dict]:
+    with np.load(path) as z:
+        return [{name: z[f"case{i}__{name}"] for name in names} for i in range(cases)]
+
+
+def _class_of(tolerance) -> str:
+    from pipeline.tolerance import PRECISION_CLASSES
+
+    return next((k for k, v in PRECISION_CLASSES.items() if v is tolerance), None) or next(
+        (k for k, v in PRECISION_CLASSES.items() if v == tolerance), "custom")
+
+
+def collect_stock(name: str, force: bool = False) -> None:
+    """Build every float32 artifact of one stock application with the pipeline's own
+    stages and targets (tflite: the float32 variant), run it on the parity cases of its
+    corpus config, and cache the outputs beside the eager reference."""
+    import tensorflow as tf
+
+    from pipeline.config import load_config
+    from pipeline.execute.build import RunContext, prepare
+    from pipeline.target import BuildInputs
+    from targets import REGISTRY
+
+    tf.get_logger().setLevel("ERROR")
+    folder = RUNS / f"stock_{name}"
+    if (folder / "done").exists() and not force:
+        print(f"stock {name}: cached in {folder}", flush=True)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    config = load_config(CORPUS_CONFIGS / f"{name}.yaml", REGISTRY)
+    with tempfile.TemporaryDirectory(prefix=f"calib_stock_{name}_") as tmp:
+        work = Path(tmp)
+        prep = prepare(RunContext(config, work / "artifacts"))
+        labels = [label for label, _ in prep.data.cases]
+        feeds = [inputs for _, inputs in prep.data.cases]
+        names = list(prep.reference[0])
+        _save_outputs(folder / "reference.npz", [dict(r) for r in prep.reference], {"labels": labels, "outputs": names})
+        for target_cfg in config.targets:
+            if target_cfg.name not in STOCK_TARGETS:
+                continue
+            if target_cfg.name == "tflite":
+                target_cfg = dataclasses.replace(target_cfg, options=dataclasses.replace(target_cfg.options, variants=("float32",)))
+            target = REGISTRY.get(target_cfg.name)
+            out = work / target_cfg.name
+            out.mkdir()
+            job = BuildInputs(model=config, target=target_cfg, out_dir=out, saved_model_dir=prep.saved_model_dir,
+                              traced=prep.traced.function, loaded=prep.loaded, calibration=prep.data.pool, labels=prep.data.labels)
+            try:
+                built = target.build(job)
+            except Exception as exc:  # the converter's own limit (e.g. an op without a kernel): noted, not evidence
+                (folder / f"{target_cfg.name}.default.json").write_text(json.dumps(
+                    {"target": target_cfg.name, "variant": "default", "class": "float32", "crashed": f"{type(exc).__name__}: {str(exc)[:300]}"}, indent=1))
+                print(f"stock {name} {target_cfg.name}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+                continue
+            for artifact in built:
+                variant = artifact.variant or "default"
+                meta = {"target": target_cfg.name, "variant": variant, "class": _class_of(artifact.tolerance)}
+                results = outputs_for(target.open(out, artifact), feeds) if artifact.error is None else artifact.error["message"]
+                stem = f"{target_cfg.name}.{variant}"
+                if isinstance(results, str):
+                    (folder / f"{stem}.json").write_text(json.dumps({**meta, "crashed": results[:300]}, indent=1))
+                    print(f"stock {name} {target_cfg.name}/{variant}: {results[:200]}", flush=True)
+                    continue
+                _save_outputs(folder / f"{stem}.npz", [{n: r[n] for n in names} for r in results], meta)
+                print(f"stock {name} {target_cfg.name}/{variant} ({meta['class']}): stored", flush=True)
+    (folder / "done").write_text("ok\n")
+
+
+def judge_stock(name: str) -> list[dict]:
+    """Every cached float32 artifact of one stock application at its class's default."""
+    from pipeline.parity import evaluate, reference_stats
+    from pipeline.stages.data import is_pool_case
+    from pipeline.tolerance import PRECISION_CLASSES
+
+    folder = RUNS / f"stock_{name}"
+    meta = json.loads((folder / "reference.json").read_text())
+    labels, names = meta["labels"], meta["outputs"]
+    reference = _load_outputs(folder / "reference.npz", len(labels), names)
+    pool_mask = [is_pool_case(label) for label in labels]
+    stats = reference_stats(reference, pool_mask)
+    rows = []
+    for run in sorted(folder.glob("*.json")):
+        if run.stem == "reference":
+            continue
+        info = json.loads(run.read_text())
+        row = {"arch": name, "target": info["target"], "variant": info["variant"], "class": info["class"], "expected": "acceptable"}
+        if "crashed" in info:  # not built or not run here: no evidence either way
+            rows.append({**row, "passed": None, "error": info["crashed"]})
+            continue
+        tol = PRECISION_CLASSES.get(info["class"])
+        if tol is None:  # a target judging float32 artifacts with a budget of its own
+            rows.append({**row, "passed": False, "error": "the target's default budget is not a precision class"})
+            continue
+        produced = _load_outputs(run.with_name(run.stem + ".npz"), len(labels), names)
+        result = evaluate(labels, reference, produced, lambda _: tol, {}, stats, pool_mask)
+        for output, figures in result["outputs"].items():
+            d = figures.get("criteria", {}).get(figures.get("decided_by"), {})
+            rows.append({
+                **row, "output": output, "passed": figures["passed"], "statistics": figures.get("statistics"),
+                "tail": figures.get("mismatch_fraction"), "range": stats[output].get("range"),
+                "decided_by": {"criterion": figures.get("decided_by"), "used": d.get("used"), "value": d.get("value"), "limit": d.get("limit")},
+                "used": {k: c.get("used") for k, c in figures.get("criteria", {}).items()},
+            })
+    return rows
+
+
+def print_stock(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print("\nStock architectures, float32 artifacts (the same float32 function in another summation order: each must pass).")
+    print("Errors as a fraction of the reference range; `used` per criterion (1.0 is the limit).")
+    print("| arch | target | class | max/range | p99.9/range | mean/range | SQNR dB | share beyond budget | tail used | SQNR used | mean used | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        where = r["target"] + ("" if r["variant"] == "default" else f"/{r['variant']}")
+        if "error" in r:
+            verdict = "FAIL (false failure)" if r["passed"] is False else "not built here"
+            print(f"| {r['arch']} | {where} | {r['class']} | - | - | - | - | - | - | - | - | {verdict}: {r['error'].splitlines()[0][:100]} |")
+            continue
+        s, u = r["statistics"] or {}, r["used"]
+        print(f"| {r['arch']} | {where} | {r['class']} | {_g(s.get('max_abs_of_range'))} | {_g(s.get('p99_9_abs_of_range'))} | "
+              f"{_g(s.get('mean_abs_of_range'))} | {_g(s.get('sqnr_db'), 3)} | {_g(r['tail'])} | {_g(u.get('tail'))} | "
+              f"{_g(u.get('sqnr_db'))} | {_g(u.get('mean_error'))} | {'pass' if r['passed'] else 'FAIL (false failure)'} |")
+    judged = [r for r in rows if "error" not in r]
+    if judged:
+        worst = max(judged, key=lambda r: r["decided_by"]["used"] or 0.0)
+        print(f"\n{sum(r['passed'] for r in judged)} of {len(judged)} stock float32 artifacts pass; the closest used "
+              f"{_g(worst['decided_by']['used'])} of its allowance ({worst['arch']} {worst['target']}/{worst['variant']}: {worst['decided_by']['criterion']}).")
+
+
 # ---------------------------------------------------------------- judge
 
 
@@ -328,7 +483,7 @@ def judge(arch: str) -> list[dict]:
             "eager_heldout": eager_score,
             "arch": arch, "class": info["class"], "kind": kind, "expected": expected, "passed": result["passed"],
             "decided_by": result.get("decided_by"), "heldout_metric": metric, "heldout_drop": drop,
-            "sqnr_db": out.get("sqnr_db"), "mean_error": out.get("criteria", {}).get("mean_error", {}).get("value"),
+            "statistics": out.get("statistics"), "sqnr_db": out.get("sqnr_db"), "mean_error": out.get("criteria", {}).get("mean_error", {}).get("value"),
             "tail": out.get("mismatch_fraction"), "max_abs": out.get("max_abs"),
             "top1": result.get("classifier", {}).get("top1_agreement"), "topk": result.get("classifier", {}).get("topk_agreement"),
             "failures": result["failures"], **({"factor": info["factor"]} if "factor" in info else {}),
@@ -410,30 +565,35 @@ def _who(r):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.calibrate_budgets", description=__doc__.split("\n\n")[0])
     parser.add_argument("phase", nargs="?", choices=("all", "collect", "judge"), default="all")
-    parser.add_argument("--arch", action="append", choices=bc.ARCHITECTURES, help="architecture (repeat; default: all)")
+    parser.add_argument("--arch", action="append", choices=bc.ARCHITECTURES, help="corpus architecture (repeat; default: all, unless --stock is given)")
+    parser.add_argument("--stock", action="append", choices=STOCK, help="stock application, float32 artifacts (repeat; default: all, unless --arch is given)")
     parser.add_argument("--force", action="store_true", help="convert again even when cached")
     parser.add_argument("--json", type=Path, help="also write every verdict to this file")
     args = parser.parse_args(argv)
-    archs = args.arch or list(bc.ARCHITECTURES)
+    archs = args.arch or ([] if args.stock else list(bc.ARCHITECTURES))
+    stock = args.stock or ([] if args.arch else list(STOCK))
     if args.phase in ("all", "collect"):
-        for arch in archs:
-            if args.phase == "collect" and len(archs) == 1:
-                collect(arch, args.force)
-                continue
-            # One process per architecture: converters keep memory they never give back.
-            cmd = [sys.executable, "-m", "examples.calibrate_budgets", "collect", "--arch", arch] + (["--force"] if args.force else [])
+        if args.phase == "collect" and len(archs) + len(stock) == 1:
+            collect(archs[0], args.force) if archs else collect_stock(stock[0], args.force)
+            return 0
+        # One process per model: converters keep memory they never give back.
+        for option, name in [("--arch", a) for a in archs] + [("--stock", m) for m in stock]:
+            cmd = [sys.executable, "-m", "examples.calibrate_budgets", "collect", option, name] + (["--force"] if args.force else [])
             code = subprocess.call(cmd)
             if code:
-                print(f"{arch}: collection failed (exit {code})", file=sys.stderr)
+                print(f"{name}: collection failed (exit {code})", file=sys.stderr)
                 return code
     if args.phase == "collect":
         return 0
     rows = [r for arch in archs if (RUNS / arch / "done").exists() for r in judge(arch)]
-    print_report(rows, archs)
+    stock_rows = [r for name in stock if (RUNS / f"stock_{name}" / "done").exists() for r in judge_stock(name)]
+    if rows:
+        print_report(rows, archs)
+    print_stock(stock_rows)
     if args.json:
-        args.json.write_text(json.dumps({"confusion": confusion(rows), "verdicts": rows}, indent=1, default=float))
+        args.json.write_text(json.dumps({"confusion": confusion(rows), "verdicts": rows, "stock": stock_rows}, indent=1, default=float))
     table = confusion(rows)
-    wrong = sum(t["acceptable_fail"] + t["breakage_pass"] for t in table.values())
+    wrong = sum(t["acceptable_fail"] + t["breakage_pass"] for t in table.values()) + sum(r["passed"] is False for r in stock_rows)
     return 1 if wrong else 0
 
 

@@ -47,8 +47,14 @@ TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 # Default budgets per precision class, calibrated on a corpus of acceptable artifacts
 # and seeded breakages (examples/calibrate_budgets.py; figures in the README). Targets
 # pick the class their artifact computes in; YAML `tolerances:` override per output.
+#
+# float32 is every artifact that computes in float32 (savedmodel, xla, tpu fp32, onnx,
+# tflite float32): the eager function in another summation order. Through 50+ layers
+# of a stock application that order alone moves outputs by up to 6e-5 of their range
+# (ResNet50, EfficientNetB0); the range term sits at 5e-5, where an exact artifact's
+# budget stays within the tolerance audit's 1000x of float32 rounding (pipeline.audit).
 PRECISION_CLASSES: dict[str, Tolerance] = {
-    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=1e-5, mismatch_fraction=1e-3, min_sqnr_db=60.0, max_mean_error=1e-4,
+    "float32": Tolerance(atol=1e-5, rtol=1e-4, range_fraction=5e-5, mismatch_fraction=1e-3, min_sqnr_db=60.0, max_mean_error=1e-4,
                          min_top1=0.99, max_accuracy_drop=0.01),
     "float16": Tolerance(atol=2e-3, rtol=1e-2, range_fraction=2e-3, mismatch_fraction=0.01, min_sqnr_db=45.0, max_mean_error=1e-3,
                          min_top1=0.99, max_accuracy_drop=0.01),

@@ -163,3 +163,27 @@ def test_report_markdown_shows_the_pooled_figures_and_the_deciding_criterion():
     row = next(line for line in text.splitlines() if line.startswith("| tflite/int8 | y |") and "mean_error" in line)
     assert row == "| tflite/int8 | y | 6.02 | 0.25 | 0.499 | mean_error | 0.25 | 0.02 | -0.23 | 12.5 |"
     assert "- tflite/int8: decided by `y` mean_error: 0.25 (limit 0.02, margin -0.23, 12.5 of the allowance used)" in text
+
+
+def test_every_module_that_decides_a_verdict_is_part_of_the_artifact_cache_key():
+    """Editing a criterion or a budget must rebuild (re-judge) cached targets: every
+    pipeline module parity imports, transitively, is hashed into the target's key."""
+    import ast
+    from pathlib import Path
+
+    from pipeline.cache import code_files
+
+    root = Path(__file__).resolve().parent.parent
+    hashed = {f.resolve() for f in code_files("tflite")}
+    todo, seen = ["pipeline.parity"], set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = root / (module.replace(".", "/") + ".py")
+        assert path.resolve() in hashed, f"{path.relative_to(root)} shapes verdicts but is not in ARTIFACT_CODE"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline."):
+                todo.append(node.module)
+    assert {"pipeline.parity", "pipeline.verdict", "pipeline.tolerance", "pipeline.audit"} <= seen
