@@ -13,7 +13,7 @@ def register(subparsers, common) -> None:
     export = subparsers.add_parser("export", help="build and check artifacts")
     common(export)
     export.add_argument("--target", action="append", metavar="T", help="target name, repeatable, or 'all' (default: every target in each config)")
-    export.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="models exported in parallel worker processes (default: %(default)s)")
+    export.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="worker processes (default: %(default)s); above 1, the targets of one model run in parallel, each in its own worker, started only when its memory estimate fits")
     export.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     export.add_argument("--bench", action="store_true", help="after exporting, time what was exported (as `tfship bench`)")
     export.add_argument("--dry-run", action="store_true", help="print what would be built or reused, and why; build and write nothing")

@@ -397,40 +397,10 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     try:
         prep = prepare(ctx)
     except Exception as exc:  # the model itself is unusable: every chosen target errors
-        entry = _error_entry(exc, now())
-        if entry["exit_code"] == 2:  # bad input: nothing was written; the parent prints it once
-            if not entry["message"].startswith(str(config.file)):
-                from pipeline.usercode import config_where, source_key
-
-                entry["message"] = f"{config_where(config, source_key(config))}: {entry['message']}"
-            on_event("bad_input", "", entry)
-            return
-        log(config.name, f"error: {entry['message']}")
-        progress.finish(config.name, "", "error")
-        on_event("model_error", "", entry)
+        report_model_error(config, exc, on_event)
         return
     progress.finish(config.name, "", "ready")
-    timings = dict(prep.timings)
-    on_event(
-        "run",
-        "",
-        {
-            "model": {
-                "flavour": prep.loaded.flavour,
-                "tracing_count": prep.traced.tracing_count,
-                "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
-                **(
-                    {"dynamic_dims": dynamic_dims_view(config), "retrace_checked_at_shapes": [dict(d) for d in config.shape_sets]}
-                    if config.dynamic_dims
-                    else {}
-                ),
-                "reference": prep.stats,
-                "reference_check": prep.reference_check,
-                "cases": [label for label, _ in prep.data.cases],
-            },
-            "timings": timings,
-        },
-    )
+    on_event("run", "", {"model": model_facts(config, prep), "timings": dict(prep.timings)})
     built = False
     try:
         for target_cfg in chosen:
@@ -443,3 +413,35 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
     finally:
         keep_saved_model(ctx, prep, built)
         prep.close()
+
+
+def report_model_error(config: ModelConfig, exc: Exception, on_event) -> None:
+    """The shared stages failed: bad input (exit 2, printed once by the parent), or every chosen target's error."""
+    entry = _error_entry(exc, now())
+    if entry["exit_code"] == 2:  # bad input: nothing was written; the parent prints it once
+        if not entry["message"].startswith(str(config.file)):
+            from pipeline.usercode import config_where, source_key
+
+            entry["message"] = f"{config_where(config, source_key(config))}: {entry['message']}"
+        on_event("bad_input", "", entry)
+        return
+    log(config.name, f"error: {entry['message']}")
+    progress.finish(config.name, "", "error")
+    on_event("model_error", "", entry)
+
+
+def model_facts(config: ModelConfig, prep: Prepared) -> dict:
+    """What the shared stages learned about the model, for the report's run record."""
+    return {
+        "flavour": prep.loaded.flavour,
+        "tracing_count": prep.traced.tracing_count,
+        "retrace_checked_at_batch_sizes": list(prep.traced.batch_sizes_checked),
+        **(
+            {"dynamic_dims": dynamic_dims_view(config), "retrace_checked_at_shapes": [dict(d) for d in config.shape_sets]}
+            if config.dynamic_dims
+            else {}
+        ),
+        "reference": prep.stats,
+        "reference_check": prep.reference_check,
+        "cases": [label for label, _ in prep.data.cases],
+    }

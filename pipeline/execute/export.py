@@ -76,6 +76,8 @@ def _export_locked(
     """Everything that reads or writes the models' folders: runs under their locks."""
     from pipeline.audit import apply_strict
     from pipeline.cache import checked, source_digest
+    from pipeline.execute.admission import weight_bytes_of_source
+    from pipeline.stages.data import pool_bytes
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.plan import make_plan
     from pipeline.publication import publish_target, read_record
@@ -97,7 +99,10 @@ def _export_locked(
             # The worker's stderr goes to a temp file: bad input must leave nothing in the artifacts.
             fd, log_path = tempfile.mkstemp(prefix=f"tfship-{config.name}-worker-", suffix=".log")
             os.close(fd)
-            jobs_to_run.append(ModelJob(config.file, config.name, model.to_build, Path(log_path), repair=dict(repair)))
+            jobs_to_run.append(ModelJob(
+                config.file, config.name, model.to_build, Path(log_path), repair=dict(repair),
+                weight_bytes=weight_bytes_of_source(config.source.path), pool_bytes=pool_bytes(config),
+            ))
         elif kept:
             # Nothing ran: what the last run learned about the model still describes these artifacts.
             model_facts = dict(model.previous.get("run", {}).get("model", {}), source_sha256=source_digest(config))
@@ -176,6 +181,8 @@ def _export_locked(
     finally:
         for job in jobs_to_run:
             job.log_path.unlink(missing_ok=True)
+            for worker_log in job.log_path.parent.glob(job.log_path.name + ".*"):  # workers' own stderr files
+                worker_log.unlink(missing_ok=True)
 
 
 def _target_index(config: ModelConfig, name: str) -> int:

@@ -76,3 +76,21 @@ class ReferenceCases(Sequence):
     def close(self) -> None:
         if self._finalizer is not None:
             self._finalizer()
+
+    def persist(self) -> dict:
+        """Write every case to disk (if not yet) and keep the folder beyond this object:
+        returns what `ReferenceCases.opened` needs to read it in another process."""
+        if self._folder is None:
+            self._spill()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        return {"folder": str(self._folder), "cases": [[list(pair) for pair in case] for case in self._names]}
+
+    @classmethod
+    def opened(cls, stored: dict) -> "ReferenceCases":
+        """Read-only view of cases another process persisted (the folder is not removed)."""
+        cases = cls(Path(stored["folder"]).parent)
+        cases._folder = Path(stored["folder"])
+        cases._names = [tuple((name, bool(mappable)) for name, mappable in case) for case in stored["cases"]]
+        return cases

@@ -1,11 +1,20 @@
 """Worker processes: conversions and parity run outside the CLI process.
 
-A worker is spawned, not forked: TensorFlow is not fork-safe. One worker serves one
-model, so TensorFlow's import and the shared stages (load, trace, SavedModel,
-reference) are paid once per model, not per target. When a worker dies (segfault,
-abort, out of memory), the target it was building becomes an `error` with the
-signal and the tail of the worker's stderr, and a fresh worker takes the model's
-remaining targets.
+A worker is spawned, not forked: TensorFlow is not fork-safe. With one worker (`-j 1`)
+or one target to build, one worker serves one model: TensorFlow's import and the
+shared stages (load, trace, SavedModel, reference) are paid once per model, and its
+targets run in turn. With more workers, a model with several targets is split into
+jobs: one worker runs the shared stages and writes their records to disk
+(pipeline.execute.shared), then each target runs in a worker of its own, at most
+`max_workers` at a time, reading the data and the reference from disk.
+
+Before a job starts, memory admission control (pipeline.execute.admission) checks
+that its estimate fits: it waits while other jobs run, and a job that cannot fit
+even alone becomes its targets' error, naming what it needs and what the machine has.
+
+When a worker dies (segfault, abort, out of memory), the target it was building
+becomes an `error` with the signal and the tail of its stderr; a fresh worker takes
+the model's remaining targets (a dead shared-stages worker is every target's error).
 """
 from __future__ import annotations
 
@@ -33,8 +42,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, parent_pid: int = 0, repair: dict | None = None) -> None:
-    """Entry point of a spawned worker: build `targets` of one model, sending each entry."""
+def _worker_main(
+    config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, parent_pid: int = 0,
+    repair: dict | None = None, kind: str = "model", manifest: str | None = None,
+) -> None:
+    """Entry point of a spawned worker: build `targets` of one model, sending each entry.
+    `kind`: "model" (shared stages, then every target), "shared" (the shared stages, to
+    disk) or "target" (one target, from the shared stages' `manifest`)."""
     _die_with_parent()
     if parent_pid and os.getppid() != parent_pid:  # the parent died before the death signal was armed
         os._exit(1)
@@ -54,7 +68,16 @@ def _worker_main(config_file: str, targets: list[str], artifacts_root: str, log_
     def on_event(kind: str, name: str, payload: dict) -> None:
         conn.send((kind, name, payload))
 
-    run_targets(config, targets, Path(artifacts_root), on_event, repair)
+    if kind == "shared":
+        from pipeline.execute.shared import run_shared
+
+        run_shared(config, Path(artifacts_root), on_event)
+    elif kind == "target":
+        from pipeline.execute.shared import run_target
+
+        run_target(config, targets[0], Path(artifacts_root), Path(manifest), on_event, tuple((repair or {}).get(targets[0], ())))
+    else:
+        run_targets(config, targets, Path(artifacts_root), on_event, repair)
     conn.send(("done", "", {}))
     conn.close()
 
@@ -85,6 +108,26 @@ class ModelJob:
     entries: dict[str, dict] = field(default_factory=dict)
     run: dict = field(default_factory=dict)
     bad_input: dict | None = None  # the model itself is bad input: nothing may be recorded
+    weight_bytes: int = 0  # the model's weights as stored (admission estimates; 0 when unknown)
+    pool_bytes: int = 0  # the parity pool
+    shared: dict | None = None  # {"manifest": path, "weight_bytes": n} once the shared stages are on disk
+
+
+@dataclass
+class Unit:
+    """One worker's job: a whole model ("model"), its shared stages ("shared") or one target ("target")."""
+
+    job: ModelJob
+    kind: str
+    targets: list[str]
+
+    def estimate(self) -> int:
+        from pipeline.execute.admission import estimate
+
+        weights = (self.job.shared or {}).get("weight_bytes") or self.job.weight_bytes
+        if self.kind == "shared":
+            return estimate([], weights, self.job.pool_bytes, shared_stages=True)
+        return estimate(self.targets, weights, self.job.pool_bytes, shared_stages=self.kind == "model")
 
 
 def _signal_name(code: int | None) -> str:
@@ -108,22 +151,38 @@ def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 class _Running:
-    def __init__(self, job: ModelJob, remaining: list[str], artifacts_root: Path, ctx, on_target=None):
+    def __init__(self, unit: Unit, artifacts_root: Path, ctx, on_target=None):
+        job = unit.job
+        self.unit = unit
         self.job = job
         self.on_target = on_target or (lambda job, name, entry: None)
-        self.remaining = list(remaining)
+        self.remaining = list(unit.targets)
+        self.estimate = unit.estimate()
         parent, child = ctx.Pipe(duplex=False)
         self.conn = parent
-        self.log_offset = job.log_path.stat().st_size if job.log_path.exists() else 0
+        # Each worker writes its own stderr file (appended to the model's log when it ends):
+        # the tail of a dead worker's stderr is its own, whatever ran beside it.
+        self.log_path = job.log_path.with_name(f"{job.log_path.name}.{unit.kind}.{os.getpid()}.{id(self)}")
         self.process = ctx.Process(
             target=_worker_main,
-            args=(str(job.config_file), self.remaining, str(artifacts_root), str(job.log_path), list(sys.path), child, os.getpid(), job.repair),
+            args=(str(job.config_file), self.remaining, str(artifacts_root), str(self.log_path), list(sys.path), child, os.getpid(), job.repair,
+                  unit.kind, (job.shared or {}).get("manifest")),
             daemon=True,
         )
         with _caller_script_hidden():
             self.process.start()
         child.close()
         self.done = False
+
+    def close_log(self) -> None:
+        """Append this worker's stderr to the model's log."""
+        try:
+            text = self.log_path.read_bytes()
+        except OSError:
+            return
+        with open(self.job.log_path, "ab") as log:
+            log.write(text)
+        self.log_path.unlink(missing_ok=True)
 
     def drain(self, echo) -> None:
         try:
@@ -136,6 +195,8 @@ class _Running:
                     self.on_target(self.job, name, payload)
                 elif kind == "run":
                     self.job.run.update(payload)
+                elif kind == "shared":
+                    self.job.shared = payload
                 elif kind == "model_error":
                     for target in self.remaining:
                         self.job.entries[target] = dict(payload)
@@ -149,7 +210,7 @@ class _Running:
                 elif kind == "progress":
                     from pipeline import progress
 
-                    progress.emit(payload)
+                    progress.emit(dict(payload, worker=self.process.pid))
                 elif kind == "done":
                     self.done = True
         except (EOFError, OSError):
@@ -159,16 +220,59 @@ class _Running:
 def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo, on_model_done, on_target=None) -> None:
     """Run model jobs in at most `max_workers` spawned workers, respawning after a crash.
 
-    `on_target(job, name, entry)` is called as each target's entry arrives (to publish it at
-    once); `on_model_done(job)` when a model has no target left."""
+    With `max_workers` > 1, a model with several targets runs as a shared-stages job
+    and then one job per target. `on_target(job, name, entry)` is called as each
+    target's entry arrives (to publish it at once); `on_model_done(job)` when a model
+    has no target left."""
+    from pipeline.execute import admission
+
     ctx = mp.get_context("spawn")
-    queue = [(job, list(job.targets)) for job in jobs]
+    workers = max(1, max_workers)
+    split = workers > 1
+    queue = [Unit(job, "shared" if split and len(job.targets) > 1 else "model", list(job.targets)) for job in jobs]
     running: list[_Running] = []
+
+    def record(job: ModelJob, name: str, entry: dict) -> None:
+        job.entries[name] = entry
+        if on_target is not None:
+            on_target(job, name, dict(entry))
+
+    def finished(job: ModelJob) -> None:
+        if any(r.job is job for r in running) or any(u.job is job for u in queue):
+            return
+        if job.shared:
+            _finish_shared(job, artifacts_root)
+        on_model_done(job)
+
+    def refuse(unit: Unit, reason: str) -> None:
+        for name in unit.targets:
+            record(unit.job, name, {"status": "error", "error": "InsufficientMemory", "exit_code": 1, "message": f"{name}: not started: {reason}"})
+            echo(f"[{unit.job.model}] {name}: error: not started: {reason}")
+
+    def admit() -> None:
+        """Start queued units, in order, while workers are free and memory allows."""
+        index = 0
+        while index < len(queue) and len(running) < workers:
+            unit = queue[index]
+            decision = admission.decide(unit.estimate(), [(r.estimate, r.process.pid) for r in running])
+            if decision.start:
+                queue.pop(index)
+                unit.job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                running.append(_Running(unit, artifacts_root, ctx, on_target))
+                continue
+            if decision.refuse is None:
+                index += 1  # wait for memory; a smaller job behind it may fit now
+                continue
+            queue.pop(index)
+            if unit.kind == "model" and len(unit.targets) > 1:
+                # Alone, each target may fit where all of them in turn do not: split it.
+                queue[index:index] = [Unit(unit.job, "model", [t]) for t in unit.targets]
+                continue
+            refuse(unit, decision.refuse)
+            finished(unit.job)
+
     while queue or running:
-        while queue and len(running) < max(1, max_workers):
-            job, remaining = queue.pop(0)
-            job.log_path.parent.mkdir(parents=True, exist_ok=True)
-            running.append(_Running(job, remaining, artifacts_root, ctx, on_target))
+        admit()
         time.sleep(0.05)
         for worker in list(running):
             worker.drain(echo)
@@ -177,22 +281,62 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
             worker.process.join(timeout=30)
             worker.drain(echo)
             running.remove(worker)
+            tail = _tail(worker.log_path)
+            worker.close_log()
+            job = worker.job
+            cause = _signal_name(worker.process.exitcode)
+            if worker.unit.kind == "shared":
+                if job.shared and worker.remaining:
+                    # The shared stages are on disk: one job per target, before other models' jobs.
+                    queue[0:0] = [Unit(job, "target", [name]) for name in worker.remaining]
+                elif worker.remaining:
+                    for name in worker.remaining:
+                        record(job, name, _died(name, cause, tail, "the shared stages (load, trace, SavedModel, reference) for it"))
+                    echo(f"[{job.model}] error: the worker running the shared stages died ({cause})")
+                finished(job)
+                continue
             if worker.remaining and not worker.done:
                 crashed = worker.remaining.pop(0)
-                tail = _tail(worker.job.log_path)
-                cause = _signal_name(worker.process.exitcode)
-                worker.job.entries[crashed] = {
-                    "status": "error",
-                    "error": "WorkerDied",
-                    "exit_code": 1,
-                    "message": f"the worker building '{crashed}' died ({cause}); last lines of its stderr:\n{tail}",
-                    "signal": cause,
-                }
-                if on_target is not None:
-                    on_target(worker.job, crashed, dict(worker.job.entries[crashed]))
-                echo(f"[{worker.job.model}] {crashed}: error: worker died ({cause})")
+                record(job, crashed, _died(crashed, cause, tail, f"'{crashed}'"))
+                echo(f"[{job.model}] {crashed}: error: worker died ({cause})")
                 if worker.remaining:
-                    queue.insert(0, (worker.job, worker.remaining))
+                    queue.insert(0, Unit(job, "model", worker.remaining))
                     continue
-            if not any(r.job is worker.job for r in running) and not any(j is worker.job for j, _ in queue):
-                on_model_done(worker.job)
+            finished(job)
+
+
+def _died(name: str, cause: str, tail: str, building: str) -> dict:
+    return {
+        "status": "error",
+        "error": "WorkerDied",
+        "exit_code": 1,
+        "message": f"the worker building {building} died ({cause}); last lines of its stderr:\n{tail}",
+        "signal": cause,
+    }
+
+
+def _finish_shared(job: ModelJob, artifacts_root: Path) -> None:
+    """The model's last target is done: publish the canonical SavedModel when a target
+    was published from it, and drop the shared stages' files."""
+    import json
+    import shutil
+
+    from pipeline.fsutil import publish_dir
+
+    manifest = Path(job.shared["manifest"])
+    try:
+        record = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        record = {}
+    saved_model = Path(record["saved_model_dir"]) if record.get("saved_model_dir") else None
+    try:
+        if saved_model is not None and saved_model.is_dir() and any("staged" in e for e in job.entries.values()):
+            publish_dir(saved_model, artifacts_root / job.model / ".stages" / "savedmodel")
+    finally:
+        if saved_model is not None:
+            shutil.rmtree(saved_model.parent, ignore_errors=True)
+        for part in ("inputs", "reference"):
+            folder = (record.get(part) or {}).get("folder")
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(manifest.parent, ignore_errors=True)

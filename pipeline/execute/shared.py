@@ -1,0 +1,189 @@
+"""Target-level jobs: the shared stages of a model once, on disk; then each target in a
+worker of its own.
+
+`run_shared` (one worker per model) loads, traces, exports the canonical SavedModel,
+makes the parity data and runs the eager reference, then writes the data and the
+reference beside the staged SavedModel with a manifest (case labels, pool mask,
+reference statistics, self-check, stage timings and a key of the model's source, data
+and config). `run_target` (one worker per target) loads and traces the model again
+(converters need the live model), reads the data and the reference from disk,
+memory-mapped, checks the manifest's key, and builds, checks and stages its target
+as `run_targets` does. The parent publishes each target with its report record, and
+the canonical SavedModel when the last target of the model is done.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import progress
+from pipeline.execute.build import Prepared, RunContext, _error_entry, build_target, model_facts, prepare, report_model_error
+from pipeline.execute.console import log, peak_rss_mb, set_log_sink
+from pipeline.execute.stored import ReferenceCases
+from pipeline.fsutil import staging_dir
+from pipeline.records import ParityData
+from pipeline.reports.model import now
+from pipeline.spec import ModelConfig, config_as_dict
+
+MANIFEST = "manifest.json"
+
+
+def shared_key(config: ModelConfig) -> str:
+    """What the shared stages depend on: the model's bytes, the data and the model config."""
+    from pipeline.cache import data_digest, source_digest
+
+    model = config_as_dict(config)
+    for key in ("targets", "file", "sha256"):
+        model.pop(key, None)
+    payload = {"source": source_digest(config), "data": data_digest(config), "model": model}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def weight_bytes(loaded) -> int:
+    """Bytes of the loaded model's variables (0 when it has none to list)."""
+    try:
+        return int(sum(int(np.prod(v.shape)) * v.dtype.size for v in getattr(loaded.obj, "variables", ()) or ()))
+    except Exception:  # a model object without the usual variable list: no estimate
+        return 0
+
+
+def run_shared(config: ModelConfig, artifacts_root: Path, on_event) -> None:
+    """Worker side: the shared stages once; their records go to disk, the manifest's path to `on_event('shared')`."""
+    set_log_sink(lambda line: on_event("log", "", {"line": line}))
+    ctx = RunContext(config, artifacts_root)
+    log(config.name, "shared stages")
+    try:
+        prep = prepare(ctx)
+    except Exception as exc:  # the model itself is unusable: every chosen target errors
+        report_model_error(config, exc, on_event)
+        return
+    folder = staging_dir(ctx.model_dir / ".stages", "shared")
+    try:
+        t0 = time.perf_counter()
+        inputs = ReferenceCases(folder, in_memory_bytes=0)
+        for _, case in prep.data.cases:
+            inputs.append(case)
+        for name, values in prep.data.pool.items():
+            np.save(folder / f"pool.{_safe(name)}.npy", np.asarray(values), allow_pickle=np.asarray(values).dtype == object)
+        if prep.data.labels is not None:
+            np.save(folder / "labels.npy", prep.data.labels)
+        timings = dict(prep.timings)
+        timings["shared_write"] = {"seconds": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        manifest = {
+            "key": shared_key(config),
+            "saved_model_dir": str(prep.saved_model_dir),
+            "cases": [label for label, _ in prep.data.cases],
+            "inputs": inputs.persist(),
+            "reference": prep.reference.persist(),
+            "pool": {name: [f"pool.{_safe(name)}.npy", np.asarray(values).dtype != object] for name, values in prep.data.pool.items()},
+            "labels": "labels.npy" if prep.data.labels is not None else None,
+            "pool_mask": list(prep.pool_mask),
+            "stats": prep.stats,
+            "reference_check": prep.reference_check,
+            "timings": timings,
+            "weight_bytes": weight_bytes(prep.loaded),
+        }
+        (folder / MANIFEST).write_text(json.dumps(manifest, default=_plain))
+    except BaseException:
+        remove_shared(folder)
+        prep.reference.close()
+        if prep.saved_model_dir is not None:
+            shutil.rmtree(prep.saved_model_dir.parent, ignore_errors=True)
+        raise
+    progress.finish(config.name, "", "ready")
+    on_event("run", "", {"model": model_facts(config, prep), "timings": timings})
+    on_event("shared", "", {"manifest": str(folder / MANIFEST), "weight_bytes": manifest["weight_bytes"]})
+
+
+def _safe(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def remove_shared(folder: Path) -> None:
+    """Drop the shared stages' files (data, reference) and the staged SavedModel's folder if unpublished."""
+    manifest = folder / MANIFEST
+    if manifest.exists():
+        try:
+            record = json.loads(manifest.read_text())
+            for part in ("inputs", "reference"):
+                shutil.rmtree(record[part]["folder"], ignore_errors=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_shared(ctx: RunContext, manifest_path: Path, loaded, traced) -> Prepared:
+    """The shared stages' records, read back from disk (memory-mapped) for one target job."""
+    from pipeline.errors import PipelineError
+
+    record = json.loads(Path(manifest_path).read_text())
+    if record["key"] != shared_key(ctx.config):
+        raise PipelineError(f"the shared stages on disk ({manifest_path}) were made from another version of model '{ctx.config.name}' (its file, data or config changed since): run the export again")
+    folder = Path(manifest_path).parent
+    inputs = ReferenceCases.opened(record["inputs"])
+    cases = _Cases(record["cases"], inputs)
+    pool = {name: np.load(folder / file, mmap_mode="r" if mappable else None, allow_pickle=not mappable) for name, (file, mappable) in record["pool"].items()}
+    labels = np.load(folder / record["labels"]) if record["labels"] else None
+    data = ParityData(pool=pool, labels=labels, cases=cases)
+    return Prepared(
+        loaded, traced, Path(record["saved_model_dir"]), data, ReferenceCases.opened(record["reference"]),
+        record["stats"], tuple(record["pool_mask"]), record["timings"], record["reference_check"],
+    )
+
+
+class _Cases:
+    """(label, {input: array}) per parity case, each read from disk when asked for."""
+
+    def __init__(self, labels: list[str], inputs: ReferenceCases) -> None:
+        self.labels, self.inputs = labels, inputs
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.labels[index], self.inputs[index]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
+def run_target(config: ModelConfig, target_name: str, artifacts_root: Path, manifest: Path, on_event, repair: tuple[str, ...] = ()) -> None:
+    """Worker side: one target of a model whose shared stages are on disk."""
+    from pipeline.stages.load import load_model
+    from pipeline.stages.trace import trace_model
+    from targets import REGISTRY
+
+    set_log_sink(lambda line: on_event("log", "", {"line": line}))
+    ctx = RunContext(config, artifacts_root)
+    target_cfg = config.target(target_name)
+    t0 = time.perf_counter()
+    try:
+        progress.stage(config.name, target_name, "load")
+        loaded = load_model(config)
+        progress.stage(config.name, target_name, "trace")
+        traced = trace_model(config, loaded)
+        prep = read_shared(ctx, manifest, loaded, traced)
+    except Exception as exc:  # the shared stages passed with this model: this is the target's error
+        entry = _error_entry(exc, now())
+        log(config.name, f"{target_name}: error: {entry['message']}")
+        progress.finish(config.name, target_name, "error")
+        on_event("target", target_name, entry)
+        return
+    entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple(repair))
+    entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
+    entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    on_event("target", target_name, entry)
