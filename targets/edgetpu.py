@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pipeline.errors import ConversionError, IncompatibleModel
 from pipeline.runtimes.litert import LiteRTRunner, io_quantization
 from pipeline.target import Artifact, BuildInputs, Target
 from targets.support.litert import INT8_TOLERANCE
@@ -154,6 +155,26 @@ def run_edgetpu_compiler(model: Path, out_dir: Path) -> dict:
     return result
 
 
+def _calibration_crash(static_saved_model: Path, conv, layers: list[str], reason: str) -> str:
+    """The message for a calibrator crash: where the model loops (the converter names nothing)."""
+    from dataclasses import replace
+
+    from targets.support import litert
+
+    loops: list[str] = []
+    try:
+        float_model, _ = litert.convert(static_saved_model, replace(conv, variant="float32"), None, layers)
+        loops = litert.layers_of_tensors(litert.op_output_names(float_model, "WHILE"), layers)
+    except (ConversionError, IncompatibleModel):
+        pass
+    where = f"calibration of a model with WHILE loops in layer{'s' if len(loops) > 1 else ''} {', '.join(repr(w) for w in loops)}" if loops else "calibration"
+    return (
+        f"Edge TPU int8: {where}: {reason} (the model converted at the Edge TPU's batch of 1). "
+        "No fix was found: the Edge TPU needs every op in int8, so there is no float fallback for it; the "
+        "tflite target's float variants of the same model are unaffected."
+    )
+
+
 class EdgeTPUTarget(Target):
     name = "edgetpu"
     description = "Edge TPU: full-integer int8 TFLite, batch 1, per-op placement check"
@@ -195,7 +216,24 @@ class EdgeTPUTarget(Target):
             static = Path(scratch) / "batch1"
             write_saved_model(static, job.loaded, {"serving_default": make_function(job.model, job.loaded, batch=1)})
             # In a child process: the calibrator can crash (a Keras RNN under int8: SIGSEGV).
-            content, seconds = litert.convert_isolated(static, conv, job.calibration, job.model.inputs, options.calibration_samples, layers, job.model.input_names)
+            try:
+                content, seconds = litert.convert_isolated(static, conv, job.calibration, job.model.inputs, options.calibration_samples, layers, job.model.input_names)
+            except ConversionError as exc:
+                if "crashed" not in (getattr(exc, "reason", None) or ""):
+                    raise
+                raise ConversionError(_calibration_crash(static, conv, layers, exc.reason)) from exc
+            except IncompatibleModel as exc:
+                select = (getattr(exc, "ops", None) or {}).get("select_tf_ops")
+                if not select:
+                    raise
+                # The tflite advice (allow Select TF ops) does not apply: the Edge TPU compiler
+                # maps builtin int8 ops only, and a Flex op cannot be quantized or compiled.
+                text = str(exc).split(". Rewrite those layers")[0]
+                raise IncompatibleModel(
+                    f"Edge TPU: {text}. The Edge TPU runs builtin int8 ops only; Select TF ops (Flex) cannot be quantized for it, "
+                    "so no fix was found within tfship: the model must compute those layers with builtin ops "
+                    "(e.g. text processing outside the model, feeding token ids)."
+                ) from exc
         model = job.out_dir / "model.tflite"
         model.write_bytes(content)
         ops = litert.list_ops(content)

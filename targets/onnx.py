@@ -43,6 +43,8 @@ MODEL_FILE = "model.onnx"
 OPTIMIZED_FILE = "model.optimized.onnx"
 DATA_SUFFIX = ".data"  # external weights live in <graph file>.data
 BATCH_DIM = "batch"
+# The batch a model is converted at when tf2onnx needs static shapes (see build()).
+STATIC_BATCH = 1
 
 # A protobuf message cannot be serialized past 2 GiB; leave room for the graph itself.
 EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -141,6 +143,23 @@ def _unsupported_message(model: str, opset: int, log: _Tf2OnnxLog) -> str:
             + "or drop the onnx target for this model."
         )
     return "\n".join(lines)
+
+
+def _convert(function, signature, opset: int, lift_min_bytes: float, model_name: str):
+    """tf2onnx on `function`, with its error log (unmapped ops, failed nodes)."""
+    with _capture_tf2onnx_log() as log:
+        try:
+            converted = onnx_lift.convert_function(function, signature, opset, lift_min_bytes)
+        except Exception as exc:
+            raise ConversionError(
+                f"tf2onnx failed to convert model '{model_name}' at opset {opset}: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            ) from exc
+    return converted, log
+
+
+def _dynamic_batch(config) -> bool:
+    return any(spec.batched and spec.shape and spec.shape[0] is None for spec in config.inputs)
 
 
 def _walk_graphs(graph):
@@ -286,7 +305,7 @@ def _interface(source) -> tuple[list[dict], list[dict], dict[str, int]]:
     return describe([v for v in model.graph.input if v.name not in initializers]), describe(model.graph.output), dict(sorted(ops.items()))
 
 
-def _verify_interface(path: Path, config, model=None) -> tuple[list[dict], list[dict], dict[str, int]]:
+def _verify_interface(path: Path, config, model=None, static_batch: int | None = None) -> tuple[list[dict], list[dict], dict[str, int]]:
     inputs, outputs, ops = _interface(model if model is not None else path)
     problems = []
     if [i["name"] for i in inputs] != list(config.input_names):
@@ -300,6 +319,8 @@ def _verify_interface(path: Path, config, model=None) -> tuple[list[dict], list[
             problems.append(f"input '{spec.name}' has rank {len(got['shape'])}, config shape is {list(spec.shape)}")
             continue
         for axis, (g, w) in enumerate(zip(got["shape"], spec.shape)):
+            if w is None and axis == 0 and static_batch is not None and g == static_batch:
+                continue
             if w is None and not isinstance(g, str):
                 problems.append(f"input '{spec.name}' dim {axis} is fixed at {g}, config says dynamic")
             elif w is not None and g != w:
@@ -389,14 +410,20 @@ class OnnxTarget(Target):
             lift_min_bytes = float("inf")
 
         start = time.perf_counter()
-        with _capture_tf2onnx_log() as log:
-            try:
-                converted = onnx_lift.convert_function(function, signature, options.opset, lift_min_bytes)
-            except Exception as exc:
-                raise ConversionError(
-                    f"tf2onnx failed to convert model '{config.name}' at opset {options.opset}: {type(exc).__name__}: "
-                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                ) from exc
+        converted, log = _convert(function, signature, options.opset, lift_min_bytes, config.name)
+        static_batch, dynamic_failures = None, list(log.failed)
+        if log.failed and _dynamic_batch(config):
+            # A tf2onnx handler that needs a shape it cannot infer with a dynamic batch
+            # (RFFT -> ComplexAbs: "expected the first dimension to be 2"): convert with
+            # the batch fixed at 1; onnxruntime runs a larger batch one sample at a time.
+            batch1 = tf.function(serve, input_signature=input_signature(config, batch=STATIC_BATCH))
+            retry, retry_log = _convert(batch1, input_signature(config, batch=STATIC_BATCH), options.opset, lift_min_bytes, config.name)
+            if retry_log.unsupported or retry_log.failed:
+                first = _unsupported_message(config.name, options.opset, log).splitlines()
+                again = _unsupported_message(config.name, options.opset, retry_log).splitlines()[1:-1]
+                tried = f"Tried: converting with the batch fixed at {STATIC_BATCH} (every shape static); tf2onnx still fails:"
+                raise IncompatibleModel("\n".join(first[:-1] + [tried] + again + first[-1:]))
+            converted, log, static_batch = retry, retry_log, STATIC_BATCH
         seconds = time.perf_counter() - start
         if log.unsupported or log.failed:
             raise IncompatibleModel(_unsupported_message(config.name, options.opset, log))
@@ -407,7 +434,7 @@ class OnnxTarget(Target):
         path = job.out_dir / MODEL_FILE
         files = onnx_lift.attach(converted, path, external, MODEL_FILE + DATA_SUFFIX)
         _check(path, config.name)
-        inputs, outputs, ops = _verify_interface(path, config, converted.model)
+        inputs, outputs, ops = _verify_interface(path, config, converted.model, static_batch)
         del converted
         info = {
             "opset": options.opset,
@@ -419,6 +446,14 @@ class OnnxTarget(Target):
             "tf2onnx_version": tf2onnx.__version__,
             "onnx_ops": ops,
         }
+        if static_batch:
+            info["static_batch"] = static_batch
+            info["fixed_dims"] = [{"input": spec.name, "axis": 0, "name": spec.axis_name(0), "size": static_batch}
+                                  for spec in config.inputs if spec.batched and spec.shape and spec.shape[0] is None]
+            info["note_static_batch"] = (
+                f"converted with the batch fixed at {static_batch}: with a dynamic batch tf2onnx cannot convert "
+                + "; ".join(dynamic_failures) + "; onnxruntime runs a larger batch one sample at a time"
+            )
         artifacts = [Artifact(variant="", files=tuple(files), tolerance=FP32, info=info)]
 
         if options.optimize:
@@ -427,7 +462,7 @@ class OnnxTarget(Target):
             opt_files = _optimize(path, opt_path, external)
             opt_seconds = time.perf_counter() - start
             _check(opt_path, config.name)
-            opt_inputs, opt_outputs, opt_ops = _verify_interface(opt_path, config)
+            opt_inputs, opt_outputs, opt_ops = _verify_interface(opt_path, config, static_batch=static_batch)
             opt_info = dict(info, inputs=opt_inputs, outputs=opt_outputs, onnx_ops=opt_ops,
                             file_bytes=sum((job.out_dir / f).stat().st_size for f in opt_files),
                             optimizer="onnxruntime ORT_ENABLE_EXTENDED", optimize_seconds=round(opt_seconds, 3))

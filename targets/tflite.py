@@ -198,6 +198,7 @@ class TFLiteTarget(Target):
         else:
             progress.stage(job.model.name, self.name, f"convert {variant}")
         static_batch = None
+        batch1_tried = False
         source = job.saved_model_dir
         try:
             def run(saved_model_dir):
@@ -207,14 +208,22 @@ class TFLiteTarget(Target):
 
             try:
                 content, seconds = run(job.saved_model_dir)
+            except IncompatibleModel as exc:
+                if not (getattr(exc, "ops", None) or {}).get("select_tf_ops") or conv.allow_select_tf_ops:
+                    raise
+                raise IncompatibleModel(f"{exc} {self._try_select_tf_ops(job, conv, representative, layers)}") from exc
             except ConversionError as exc:
-                if not (_needs_static_batch(exc) and any(s.batched and s.shape[0] is None for s in job.model.inputs)):
+                dynamic = any(s.batched and s.shape[0] is None for s in job.model.inputs)
+                crashed = "crashed" in (getattr(exc, "reason", None) or "")
+                if not ((_needs_static_batch(exc) or crashed) and dynamic):
                     raise
                 # The converter lowers an RNN's TensorList ops only when the list's element
                 # shape is static, which a dynamic batch prevents; at batch 1 it converts
                 # (other dynamic dimensions stay dynamic) and the runtime runs a larger
-                # batch one sample at a time.
+                # batch one sample at a time. A calibrator crash hides the converter's own
+                # error, so batch 1 is tried then too.
                 source = _batch1_saved_model(job)
+                batch1_tried = True
                 content, seconds = run(source)
                 static_batch = 1
         except ConversionError as exc:
@@ -228,6 +237,8 @@ class TFLiteTarget(Target):
             if tensor and not where:
                 where = [_describe_tensor(tensor, job.model.input_names, layers)]
                 op = op or ("WHILE" if "while" in tensor else "")
+            if batch1_tried:
+                reason += " (at a static batch of 1, tried after the conversion with a dynamic batch failed)"
             raise self._variant_failure(job, conv, representative, layers, op, where, reason, source) from exc
         ops = litert.list_ops(content)
         flex = litert.flex_ops(ops)
@@ -276,10 +287,18 @@ class TFLiteTarget(Target):
 
         from targets.support import litert
 
-        if where is None and op:  # the quantizer names the op only: find its layers in a float conversion
+        context = ""
+        if where is None and (op or "crashed" in reason):
+            # The quantizer names the op only, or the calibrator died naming nothing: find the
+            # op's layers (for a crash: the model's WHILE loops, which it runs) in a float conversion.
             try:
-                float_model, _ = litert.convert(job.saved_model_dir, replace(conv, variant="float32", float_fallback=False), None, layers)
-                where = litert.layers_of_tensors(litert.op_output_names(float_model, op), layers)
+                float_model, _ = litert.convert(source or job.saved_model_dir, replace(conv, variant="float32", float_fallback=False), None, layers)
+                if op:
+                    where = litert.layers_of_tensors(litert.op_output_names(float_model, op), layers)
+                else:
+                    loops = litert.layers_of_tensors(litert.op_output_names(float_model, "WHILE"), layers)
+                    if loops:
+                        context = "calibration of a model with WHILE loops in layer" + ("s " if len(loops) > 1 else " ") + ", ".join(f"'{w}'" for w in loops)
             except ConversionError:
                 where = []
         where = where or []
@@ -287,12 +306,37 @@ class TFLiteTarget(Target):
         if len(layer_places) > 4:
             layer_places = layer_places[:4] + [f"and {len(layer_places) - 4} more"]
         places = ([f"layer{'s' if len(layer_places) > 1 else ''} {', '.join(layer_places)}"] if layer_places else []) + [w for w in where if w.startswith("tensor ")]
-        located = " in ".join(p for p in (op, ", ".join(places)) if p) or "an op"
+        located = " in ".join(p for p in (op, ", ".join(places)) if p) or context or "an op"
         fixes = [f"drop `{conv.variant}` from the tflite `variants` (each variant is converted and checked on its own: the others do not depend on it)"]
         if conv.variant in litert.CALIBRATED and not conv.float_fallback:
             fixes.append(self._try_float_fallback(job, conv, layers, source or job.saved_model_dir))
         return IncompatibleModel(
             f"TFLite {conv.variant}: {located}: {reason}. Fixes tried: " + "; ".join(f"({i}) {fix}" for i, fix in enumerate(fixes, 1)) + "."
+        )
+
+    def _try_select_tf_ops(self, job: BuildInputs, conv, representative, layers: list[str]) -> str:
+        """What `allow_select_tf_ops: true` does for this variant, tried here (not published:
+        without the Flex delegate nothing here can run the file)."""
+        from dataclasses import replace
+
+        from targets.support import litert
+
+        flex_conv = replace(conv, allow_select_tf_ops=True)
+        try:
+            if conv.variant in litert.CALIBRATED:  # the calibrator can crash the process: isolate it
+                samples = job.target.options.calibration_samples
+                content, _ = litert.convert_isolated(job.saved_model_dir, flex_conv, job.calibration, job.model.inputs, samples, layers, job.model.input_names)
+            else:
+                content, _ = litert.convert(job.saved_model_dir, flex_conv, representative, layers, job.model.input_names)
+        except (ConversionError, IncompatibleModel) as exc:
+            detail = " ".join((getattr(exc, "reason", None) or str(exc)).split())
+            sentences = detail.split(". ")
+            return f"Tried: with `allow_select_tf_ops: true` the converter still fails: {'. '.join(sentences[:2]).rstrip('.')[:400]}."
+        flex = litert.flex_ops(litert.list_ops(content))
+        return (
+            f"Tried: with `allow_select_tf_ops: true` the converter writes the file ({len(content)} bytes, Flex ops: {', '.join(flex) or 'none'}), "
+            "but the LiteRT runtime here (ai_edge_litert) links no Flex delegate, so its parity cannot be checked on this machine; "
+            "no fix that passes here was found."
         )
 
     def _try_float_fallback(self, job: BuildInputs, conv, layers: list[str], source: Path) -> str:

@@ -205,3 +205,112 @@ def test_a_string_input_model_exports_to_a_savedmodel(project):
     entry = project.report("text_classifier")["targets"]["savedmodel"]
     assert result.code == 0 and entry["status"] == "passed", entry.get("message")
     assert only_record(entry)["parity"]["outputs"]["probs"]["max_abs"] < 1e-6
+
+
+def test_exact_gelu_converts_to_onnx(project):
+    """Keras 3's exact GELU lowers to Erfc, which tf2onnx has no handler for; tfship maps
+    it to 1 - Erf, and the Transformer encoder's ONNX file passes parity."""
+    corpus_config(project, "transformer_encoder", [{"name": "onnx", "opset": 17}])
+    result = project.run("export", "--model", "transformer_encoder")
+    entry = project.report("transformer_encoder")["targets"]["onnx"]
+    assert result.code == 0, entry.get("message")
+    record = only_record(entry)
+    assert record["info"]["onnx_ops"].get("Erf", 0) >= 1, record["info"]["onnx_ops"]
+    assert record["parity"]["outputs"]["probs"]["max_abs"] < 1e-5
+
+
+def test_an_stft_front_end_converts_to_onnx_at_a_static_batch(project):
+    """tf2onnx's RFFT -> ComplexAbs handler needs a static leading dimension; with a
+    dynamic batch it fails, so the onnx target converts with the batch fixed at 1, says
+    so, and onnxruntime runs the parity batches one sample at a time."""
+    corpus_config(project, "audio_logmel", [{"name": "onnx", "opset": 17}])
+    result = project.run("export", "--model", "audio_logmel")
+    entry = project.report("audio_logmel")["targets"]["onnx"]
+    assert result.code == 0, entry.get("message")
+    record = only_record(entry)
+    info = record["info"]
+    assert info["static_batch"] == 1 and info["inputs"][0]["shape"][0] == 1, info
+    assert "ComplexAbs" in info["note_static_batch"], info["note_static_batch"]
+    assert record["parity"]["outputs"]["probs"]["max_abs"] < 1e-5
+    assert "converted with the batch fixed at 1" in (project.artifacts / "audio_logmel" / "report.md").read_text()
+
+
+def test_the_custom_layer_file_loads_through_its_source_modules(project):
+    """The corpus .keras file's layer is registered in examples.corpus.custom_layers, which
+    nothing else imports: without `source.modules` the file does not load (exit 2 naming
+    the class and the fix), with the corpus config's `modules` it exports and passes."""
+    from examples.corpus.saved_files import build_custom_layer
+
+    path = corpus_config(project, "custom_layer", ["savedmodel"])
+    raw = yaml.safe_load(path.read_text())
+    assert raw["source"]["modules"] == ["examples.corpus.custom_layers"]
+    built = project.root / "custom_layer.keras"
+    build_custom_layer(built)
+    raw["source"] = {"path": str(built)}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    refused = project.run("export", "--model", "custom_layer")
+    assert refused.code == 2 and "GatedResidual" in refused.err and "modules: [" in refused.err, refused.err
+    raw["source"]["modules"] = ["examples.corpus.custom_layers"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = project.run("export", "--model", "custom_layer")
+    assert result.code == 0, result.err
+    assert only_record(project.report("custom_layer")["targets"]["savedmodel"])["parity"]["outputs"]["probs"]["max_abs"] < 1e-6
+
+
+def test_a_flex_only_string_model_says_what_allowing_select_tf_ops_did(project):
+    """TextVectorization's string ops need Select TF ops: the variant's error names the
+    ops and the layer, and says what `allow_select_tf_ops: true` was tried to do here
+    (the file converts; no Flex delegate here can check it), not advice nobody tried."""
+    corpus_config(project, "text_classifier", [{"name": "tflite", "variants": ["float32"]}])
+    project.run("export", "--model", "text_classifier")
+    record = project.report("text_classifier")["targets"]["tflite"]["variants"]["float32"]
+    message = record["message"]
+    assert record["status"] == "error" and re.search(r"StringLower in layer 'vectorize'", message), message
+    assert "Tried: with `allow_select_tf_ops: true` the converter writes the file" in message, message
+    assert "FlexStringLower" in message and "no Flex delegate" in message, message
+
+
+def test_the_corpus_table_keeps_targets_refused_at_conversion(tmp_path):
+    """A target that refuses the model at conversion (exit 2) writes no report record; the
+    corpus run reads its reason from the export's stderr, so the table row is `refused`
+    with the whole message, not `missing`."""
+    from examples.corpus.table import collect, parse_refusals, save_refusals
+
+    stderr = [
+        "19:17:08 [tiny] onnx: refused: the model or its config does not fit this target\n",
+        "error: configs/x/tiny.yaml:9: targets[1]: onnx: tf2onnx cannot convert model 'tiny' to ONNX opset 17:\n",
+        "  - TF op StringSplitV2 at tiny_1/vectorize_1/StringSplit/StringSplitV2: no ONNX opset up to 18 supports it in tf2onnx\n",
+        "Fix: drop the onnx target for this model.\n",
+        "error: configs/x/tiny.yaml:10: targets[2]: tpu: model 'tiny' uses 1 op(s) a TPU does not run\n",
+        "corpus export: exit 2 in 3 s\n",
+    ]
+    refusals = parse_refusals(stderr)
+    assert refusals == {"tiny": {
+        "onnx": "tf2onnx cannot convert model 'tiny' to ONNX opset 17:\n  - TF op StringSplitV2 at tiny_1/vectorize_1/StringSplit/StringSplitV2: "
+                "no ONNX opset up to 18 supports it in tf2onnx\nFix: drop the onnx target for this model.",
+        "tpu": "model 'tiny' uses 1 op(s) a TPU does not run"}}
+    configs, artifacts = tmp_path / "configs", tmp_path / "artifacts"
+    configs.mkdir()
+    (configs / "tiny.yaml").write_text(yaml.safe_dump({"targets": ["savedmodel", "onnx", "tpu"]}))
+    save_refusals(artifacts, ["tiny"], refusals)
+    rows = {r["target"]: r for r in collect(configs, artifacts) if r["model"] == "tiny"}
+    assert rows["onnx"]["status"] == "refused" and rows["onnx"]["reason"].endswith("Fix: drop the onnx target for this model.")
+    assert rows["tpu"]["status"] == "refused" and rows["savedmodel"]["status"] == "missing"
+
+
+def test_an_rnn_calibrator_crash_names_the_loop_layer_and_what_was_tried(project):
+    """The TFLite calibrator dies (SIGSEGV) on a Keras LSTM's loops, at a dynamic batch and
+    at batch 1: the int8 variant and the Edge TPU say so, naming the layer whose WHILE loop
+    it runs and the fixes tried; float32 still converts (batch 1) and passes."""
+    corpus_config(project, "lstm", [{"name": "tflite", "variants": ["float32", "int8"]}, "edgetpu"])
+    project.run("export", "--model", "lstm")
+    targets = project.report("lstm")["targets"]
+    variants = targets["tflite"]["variants"]
+    assert variants["float32"]["status"] == "passed", variants["float32"].get("message")
+    int8 = variants["int8"]["message"]
+    assert variants["int8"]["status"] == "error", int8
+    assert re.search(r"TFLite int8: calibration of a model with WHILE loops in layer 'lstm': the TFLite converter crashed \(SIG\w+\)", int8), int8
+    assert "static batch of 1, tried after" in int8 and "float fallback" in int8, int8
+    edgetpu = only_record(targets["edgetpu"])["message"]
+    assert re.search(r"Edge TPU int8: calibration of a model with WHILE loops in layer 'lstm': .*crashed", edgetpu), edgetpu
+    assert "/tmp" not in edgetpu and "No fix was found" in edgetpu, edgetpu

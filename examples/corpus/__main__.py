@@ -9,12 +9,13 @@ times it, and writes one row per (model, target, variant) to the table. Exit cod
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from examples.corpus.table import write_table
+from examples.corpus.table import parse_refusals, save_refusals, write_table
 
 CONFIG_DIR = Path("configs/corpus")
 
@@ -41,14 +42,26 @@ def main(argv: list[str] | None = None) -> int:
 
     wall = None
     code = None
+    peak = None
     if not args.table_only:
         command = [sys.executable, "-m", "pipeline", "export", "--config-dir", str(args.config_dir), "--artifacts", str(args.artifacts), "-j", str(args.jobs)]
         command += [a for m in args.model or run_order(args.config_dir) for a in ("--model", m)] + (["--force"] if args.force else [])
         start = time.perf_counter()
-        code = subprocess.run(command).returncode
+        # stderr is echoed as it comes and kept: a target the model does not fit is refused
+        # (exit 2) there and never recorded in the model's report, so its reason is read here.
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1)
+        lines = []
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            lines.append(line)
+        code = proc.wait()
         wall = time.perf_counter() - start
-        print(f"corpus export: exit {code} in {wall:.0f} s", file=sys.stderr)
-    rows = write_table(args.config_dir, args.artifacts, args.out, wall_seconds=wall, export_code=code, forced=args.force)
+        save_refusals(args.artifacts, args.model or run_order(args.config_dir), parse_refusals(lines))
+        # ru_maxrss of waited-for children: the largest single process (a model's worker), in KiB on Linux.
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        print(f"corpus export: exit {code} in {wall:.0f} s; largest process peak RSS {peak / 2**30:.2f} GB", file=sys.stderr)
+    rows = write_table(args.config_dir, args.artifacts, args.out, wall_seconds=wall, export_code=code, forced=args.force,
+                       jobs=args.jobs, selected=args.model, peak_rss_bytes=peak)
     print(f"wrote {args.out}: {rows} rows", file=sys.stderr)
     return 0
 

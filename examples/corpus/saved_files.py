@@ -32,33 +32,14 @@ def signals_data(n: int = 128, seed: int = EVAL_SEED):
 
 # ----------------------------------------------------------------- .keras + custom layer
 
-import keras  # noqa: E402  (registration needs the decorator at import time)
-
-
-@keras.saving.register_keras_serializable(package="corpus")
-class GatedResidual(keras.layers.Layer):
-    """x + sigmoid(x W_g) * tanh(x W_v): a gated residual with its own config."""
-
-    def __init__(self, units: int, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-
-    def build(self, input_shape):
-        width = input_shape[-1]
-        self.gate = self.add_weight(shape=(width, width), initializer="glorot_uniform", name="gate")
-        self.value = self.add_weight(shape=(width, width), initializer="glorot_uniform", name="value")
-
-    def call(self, x):
-        return x + keras.ops.sigmoid(x @ self.gate) * keras.ops.tanh(x @ self.value)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
-
-
 def build_custom_layer(path: str | os.PathLike) -> dict:
+    """The .keras file; loading it needs `source.modules: [examples.corpus.custom_layers]`
+    (the data generator above does not import that module)."""
+    import keras
     from keras import layers
 
     from examples._atomic import atomic_path
+    from examples.corpus.custom_layers import GatedResidual
 
     keras.utils.set_random_seed(0)
     signal = keras.Input((32, 4), name="signal")

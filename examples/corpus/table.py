@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,9 +19,9 @@ TARGET_ORDER = ("savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu")
 VARIANT_ORDER = ("default", "optimized", "float32", "float16", "dynamic_range", "int8", "int16x8", "fp32", "bf16", "aot")
 
 
-def _one_line(text: str, limit: int = 600) -> str:
-    line = " ".join(str(text).split()).replace("|", "\\|")
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+def _one_line(text: str) -> str:
+    """The whole message on one table line (never cut: the op, layer and fixes tried come last)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _size(n: int | None) -> str:
@@ -66,6 +67,49 @@ def _reason(record: dict, target_entry: dict) -> str:
     return _one_line(record.get("message") or target_entry.get("message") or "no message recorded")
 
 
+REFUSALS = ".corpus-refusals.json"  # beside the model folders: refusals the reports do not hold
+_REFUSAL = re.compile(r"^error: (?P<config>\S+?)\.ya?ml:\d+: targets\[\d+\]: (?P<target>\w+): (?P<message>.*)$")
+_NEW_LINE = re.compile(r"^(error: |\d\d:\d\d:\d\d \[|corpus export: )")
+
+
+def parse_refusals(stderr_lines: list[str]) -> dict[str, dict[str, str]]:
+    """{model: {target: message}} from `tfship export`'s stderr: a target refused at conversion
+    (exit 2: an op the converter or device cannot take) is printed there, not recorded."""
+    found: dict[str, dict[str, str]] = {}
+    current: list[str] | None = None
+    for raw in stderr_lines:
+        line = raw.rstrip("\n")
+        match = _REFUSAL.match(line)
+        if match:
+            current = [match["message"]]
+            found.setdefault(Path(match["config"]).name, {})[match["target"]] = current  # type: ignore[assignment]
+        elif current is not None and line and not _NEW_LINE.match(line):
+            current.append(line)
+        else:
+            current = None
+    return {model: {t: "\n".join(m) for t, m in targets.items()} for model, targets in found.items()}
+
+
+def save_refusals(artifacts: Path, models: list[str], refusals: dict[str, dict[str, str]]) -> None:
+    """Keep this run's refusals for the models it exported (theirs replace the last run's)."""
+    path = artifacts / REFUSALS
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    for model in models:
+        kept.pop(model, None)
+        if refusals.get(model):
+            kept[model] = {"at": _now(), "targets": refusals[model]}
+    artifacts.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(kept, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def _sort_key(item: tuple[str, dict]) -> tuple[int, str]:
     name = item[0]
     return (VARIANT_ORDER.index(name) if name in VARIANT_ORDER else len(VARIANT_ORDER), name)
@@ -103,6 +147,8 @@ def _exported_before_edit(report: dict, config_file: Path) -> bool:
 
 def collect(config_dir: Path, artifacts: Path) -> list[dict]:
     rows = []
+    refusals_file = artifacts / REFUSALS
+    refusals = json.loads(refusals_file.read_text()) if refusals_file.is_file() else {}
     for config_file in sorted(config_dir.glob("*.yaml")):
         model = config_file.stem
         configured = [t if isinstance(t, str) else t.get("name") for t in (yaml.safe_load(config_file.read_text()).get("targets") or [])]
@@ -118,6 +164,11 @@ def collect(config_dir: Path, artifacts: Path) -> list[dict]:
                              "max_abs": "-", "size": "-", "seconds": "-", "reason": _one_line(f"config: {refusal}" if refusal else "")})
                 continue
             entry = targets.get(target)
+            refused = (refusals.get(model) or {}).get("targets", {}).get(target)
+            if entry is None and refused:
+                rows.append({"model": model, "target": target, "variant": "", "status": "refused", "max_abs": "-", "size": "-",
+                             "seconds": "-", "reason": _one_line(refused)})
+                continue
             if entry is None:
                 rows.append({"model": model, "target": target, "variant": "", "status": "missing", "max_abs": "-", "size": "-",
                              "seconds": "-", "reason": f"no record in {report_file}"})
@@ -133,7 +184,20 @@ def collect(config_dir: Path, artifacts: Path) -> list[dict]:
     return rows
 
 
-def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: float | None = None, export_code: int | None = None, forced: bool = False) -> int:
+def _commit() -> str:
+    """The checkout's commit, marked `+local changes` when the tree differs from it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" +local changes" if dirty else "")
+
+
+def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: float | None = None, export_code: int | None = None,
+                forced: bool = False, jobs: int | None = None, selected: list[str] | None = None, peak_rss_bytes: int | None = None) -> int:
     rows = collect(config_dir, artifacts)
     counts: dict[str, int] = {}
     for row in rows:
@@ -152,12 +216,17 @@ def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: floa
         f"- models: {len(models)}; rows: {len(rows)}; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
     ]
     if wall_seconds is not None:
-        lines.append(f"- `make corpus` wall time: {wall_seconds:.0f} s{' (forced rebuild)' if forced else ''} on {os.cpu_count()} CPUs "
-                     f"({platform.machine()}), shared with other work (noisy); tfship exit code {export_code}")
+        scope = (f"models {', '.join(selected)} only (the other rows are earlier exports: see the dates below)" if selected
+                 else "every model in one run")
+        lines.append(f"- one `make corpus` run{f' (JOBS={jobs})' if jobs else ''}{', forced rebuild' if forced else ''} at commit {_commit()}: "
+                     f"{scope}; wall time {wall_seconds:.0f} s ({wall_seconds / 60:.1f} min) on {os.cpu_count()} CPUs ({platform.machine()}); "
+                     f"tfship exit code {export_code}"
+                     + (f"; largest process peak RSS {peak_rss_bytes / 2**30:.2f} GB" if peak_rss_bytes else ""))
     lines += [
         "- status: `passed`; `failed` = parity outside the budget (numbers in the reason); `error` = the",
         "  converter or runtime could not build/run that variant (op, layer, fixes tried); `refused` = the",
-        "  config loader rejects the target for this model before anything runs.",
+        "  config loader rejects the target for this model before anything runs, or the target refuses the",
+        "  model at conversion (exit 2: an op it cannot take; nothing written, so no report record).",
         "- seconds: the variant's conversion (or XLA compile) time; `*` = the whole target's build.",
         "",
         "| model | target | variant | status | max_abs per output | size | seconds | reason (non-pass) |",

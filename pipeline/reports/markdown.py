@@ -148,6 +148,9 @@ def render_markdown(report: dict) -> str:
                 f"- {label}: decided by `{decided['output']}` {decided['criterion']}: {fmt(decided.get('value'))} "
                 f"(limit {fmt(decided.get('limit'))}, margin {fmt(decided.get('margin'))}, {fmt(decided.get('used'))} of the allowance used)"
             )
+        info = sub.get("info") or {}
+        if info.get("note_static_batch"):  # the file runs one fixed batch only: say so
+            extra.append(f"- {label}: {info['note_static_batch']}")
         for out, why in (parity.get("weak_evidence") or {}).items():
             extra.append(f"- {label}: weak evidence for `{out}`: {why}")
         for failure in parity.get("failures") or []:

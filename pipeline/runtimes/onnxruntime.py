@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import IntegrityError, TargetUnavailable
-from pipeline.runtimes.base import Call, Runner, check_static_batch
+from pipeline.runtimes.base import Call, Runner, batch_of, check_static_batch, chunked_call
 
 ORT_INTER_OP_THREADS = 1  # nodes run sequentially, as TensorFlow's inter-op pool is sized
 
@@ -50,13 +50,31 @@ class OnnxRuntimeRunner(Runner):
         used = self.session.get_session_options()
         self.threads = {"runtime": "onnxruntime", "intra_op_num_threads": used.intra_op_num_threads, "inter_op_num_threads": used.inter_op_num_threads}
 
-    def prepare(self, inputs: dict[str, np.ndarray], chunked: bool = True) -> Call:
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch every batched input declares (a file converted at a static batch), else None."""
+        firsts = {d.shape[0] for d in self._declared.values() if d.shape}
+        if len(firsts) == 1:
+            first = next(iter(firsts))
+            if isinstance(first, (int, np.integer)) and int(first) > 0:
+                return int(first)
+        return None
+
+    def _one(self, inputs: dict[str, np.ndarray]) -> Call:
         feeds = {}
         for name in self.input_names:
             value = np.asarray(inputs[name])
-            if not chunked:
-                check_static_batch(name, list(self._declared[name].shape), value)
             dtype = NUMPY_TYPES.get(self._declared[name].type)
             feeds[name] = value if dtype is None or value.dtype == dtype else value.astype(dtype)
         session, outputs = self.session, self.output_names
         return Call(lambda: session.run(outputs, feeds), lambda results: dict(zip(outputs, results)), "InferenceSession.run() (feeds built once)")
+
+    def prepare(self, inputs: dict[str, np.ndarray], chunked: bool = True) -> Call:
+        if not chunked:
+            for name in self.input_names:
+                check_static_batch(name, list(self._declared[name].shape), np.asarray(inputs[name]))
+        step = self.fixed_batch
+        if step is not None and batch_of(inputs) != step:
+            # A file converted at a static batch runs a larger batch one chunk at a time.
+            return chunked_call(self._one, inputs, step, pad=True, what="InferenceSession.run()")
+        return self._one(inputs)

@@ -176,7 +176,7 @@ def convert_child_main(job_file: str) -> None:
     try:
         result = ("ok", convert(saved_model_dir, conv, representative_dataset(calibration, inputs, samples), layer_names, input_names))
     except Exception as exc:  # sent to the parent, which raises it as its own
-        result = ("error", exc if isinstance(exc, ConversionError) else ConversionError(f"{type(exc).__name__}: {exc}"))
+        result = ("error", exc if isinstance(exc, (ConversionError, IncompatibleModel)) else ConversionError(f"{type(exc).__name__}: {exc}"))
     with open(job_file + ".out", "wb") as f:
         pickle.dump(result, f)
 

@@ -113,6 +113,26 @@ def _frozen_graph_def(concrete, lift_min_bytes: float) -> tuple[Any, dict[str, L
     return graph_def, lifted
 
 
+def _allow_inlining(graph_def) -> None:
+    """Let grappler inline functions marked for XLA compilation.
+
+    Keras 3 runs a grouped convolution (ConvNeXt's 7x7 `groups=channels` Conv2D) through a
+    `tf.function(jit_compile=True)`: its FunctionDef carries `_XlaMustCompile` and
+    `_noinline`, so freezing and tf2onnx's grappler pass keep it as a StatefulPartitionedCall,
+    which tf2onnx cannot convert. Without the marks the call is inlined like any other and
+    its ops (Conv2D, ...) convert; the computation is the same."""
+    for function in graph_def.library.function:
+        for key in ("_XlaMustCompile", "_noinline"):
+            if key in function.attr:
+                del function.attr[key]
+        for node in function.node_def:
+            if "_XlaMustCompile" in node.attr:
+                del node.attr["_XlaMustCompile"]
+    for node in graph_def.node:
+        if "_XlaMustCompile" in node.attr:
+            del node.attr["_XlaMustCompile"]
+
+
 def _hide_shapes(graph_def, names: set[str]) -> dict:
     shapes = {}
     for node in graph_def.node:
@@ -141,6 +161,8 @@ def convert_function(function, signature, opset: int, lift_min_bytes: float = LI
     from tf2onnx import tf_loader
     from tf2onnx.convert import _convert_common, tensor_names_from_structed
 
+    from targets.support import tf2onnx_ops
+
     concrete = function.get_concrete_function(*signature)
     # The signature's own inputs come first; the rest of `inputs` are captures.
     input_names = [t.name for t in concrete.inputs[: len(signature)]]
@@ -150,6 +172,7 @@ def convert_function(function, signature, opset: int, lift_min_bytes: float = LI
     with tf.device("/cpu:0"):
         graph_def, lifted = _frozen_graph_def(concrete, lift_min_bytes)
         graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+        _allow_inlining(graph_def)
         lifted_names = [f"{name}:0" for name in lifted]
         with tf.Graph().as_default() as tf_graph:
             with tf_loader.tf_session(graph=tf_graph):
@@ -168,6 +191,7 @@ def convert_function(function, signature, opset: int, lift_min_bytes: float = LI
             output_names=output_names,
             tensors_to_rename=tensors_to_rename,
             large_model=False,
+            custom_op_handlers=tf2onnx_ops.handlers(),
         )
     return Converted(model=model, lifted={f"{name}:0": item for name, item in lifted.items()}, input_names=input_names)
 

@@ -519,6 +519,29 @@ targets: [onnx]
     assert sizes.count(36 * 256) >= 2 and 256 in sizes
 
 
+def test_a_grouped_convolution_converts(tmp_path):
+    """Keras 3 runs a grouped Conv2D (ConvNeXt's depthwise 7x7) through a jit_compile
+    tf.function that freezing kept as a StatefulPartitionedCall tf2onnx cannot convert;
+    it is inlined, and the file computes what Keras computes."""
+    import keras
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from targets.support import onnx_lift
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 6), name="x")
+    model = keras.Model(x, keras.layers.Conv2D(6, 3, padding="same", groups=3, name="gconv")(x))
+    signature = [tf.TensorSpec([None, 8, 8, 6], tf.float32, name="x")]
+    function = tf.function(lambda a: {"y": model(a)}, input_signature=signature)
+    converted = onnx_lift.convert_function(function, signature, 17, float("inf"))
+    assert "StatefulPartitionedCall" not in {n.op_type for n in converted.model.graph.node}
+    session = ort.InferenceSession(converted.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    data = np.random.default_rng(0).normal(size=(3, 8, 8, 6)).astype(np.float32)
+    got = session.run(None, {session.get_inputs()[0].name: data})[0]
+    assert np.max(np.abs(got - model(data).numpy())) < 1e-5
+
+
 # --------------------------------------------------------------------------- lifted weights
 
 
