@@ -185,9 +185,9 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
 
     def produced():  # one case at a time: each is compared and dropped before the next runs
         for _, inputs in prep.data.cases:
-            out = runner(inputs)
-            yield {k: np.asarray(v) for k, v in out.items()}
-            progress.advance(ctx.config.name, target.name)
+            out = {k: np.asarray(v) for k, v in runner(inputs).items()}
+            progress.advance(ctx.config.name, target.name)  # before the yield: the last case counts too
+            yield out
 
     labels = [label for label, _ in prep.data.cases]
     return evaluate(
