@@ -5,10 +5,11 @@ worker of its own.
 makes the parity data and runs the eager reference, then writes the data and the
 reference beside the staged SavedModel with a manifest (case labels, pool mask,
 reference statistics, self-check, stage timings and a key of the model's source, data
-and config). `run_target` (one worker per target) loads and traces the model again
-(converters need the live model), reads the data and the reference from disk,
-memory-mapped, checks the manifest's key, and builds, checks and stages its target
-as `run_targets` does. The parent publishes each target with its report record, and
+and config). `run_target` (one worker per group of targets: the parent balances the
+targets over the workers it may start) loads and traces the model again (converters
+need the live model), reads the data and the reference from disk, memory-mapped,
+checks the manifest's key, and builds, checks and stages each of its targets as
+`run_targets` does. The parent publishes each target with its report record, and
 the canonical SavedModel when the last target of the model is done.
 """
 from __future__ import annotations
@@ -161,29 +162,35 @@ class _Cases:
             yield self[i]
 
 
-def run_target(config: ModelConfig, target_name: str, artifacts_root: Path, manifest: Path, on_event, repair: tuple[str, ...] = ()) -> None:
-    """Worker side: one target of a model whose shared stages are on disk."""
+def run_target(config: ModelConfig, target_names: list[str], artifacts_root: Path, manifest: Path, on_event, repair: dict | None = None) -> None:
+    """Worker side: some targets of a model whose shared stages are on disk, in turn."""
     from pipeline.stages.load import load_model
     from pipeline.stages.trace import trace_model
     from targets import REGISTRY
 
     set_log_sink(lambda line: on_event("log", "", {"line": line}))
     ctx = RunContext(config, artifacts_root)
-    target_cfg = config.target(target_name)
+    log(config.name, f"building {', '.join(target_names)} from the shared stages")
     t0 = time.perf_counter()
     try:
-        progress.stage(config.name, target_name, "load")
+        progress.stage(config.name, target_names[0], "load")
         loaded = load_model(config)
-        progress.stage(config.name, target_name, "trace")
+        progress.stage(config.name, target_names[0], "trace")
         traced = trace_model(config, loaded)
         prep = read_shared(ctx, manifest, loaded, traced)
-    except Exception as exc:  # the shared stages passed with this model: this is the target's error
+    except Exception as exc:  # the shared stages passed with this model: this is these targets' error
         entry = _error_entry(exc, now())
-        log(config.name, f"{target_name}: error: {entry['message']}")
-        progress.finish(config.name, target_name, "error")
-        on_event("target", target_name, entry)
+        for name in target_names:
+            log(config.name, f"{name}: error: {entry['message']}")
+            progress.finish(config.name, name, "error")
+            on_event("target", name, dict(entry))
         return
-    entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple(repair))
-    entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t0, 3)
-    entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    on_event("target", target_name, entry)
+    reload_s = round(time.perf_counter() - t0, 3)
+    for name in target_names:
+        target_cfg = config.target(name)
+        t1 = time.perf_counter()
+        entry = build_target(ctx, prep, REGISTRY.get(target_cfg.name), target_cfg, tuple((repair or {}).get(name, ())))
+        entry.setdefault("timings", {})["wall_s"] = round(time.perf_counter() - t1, 3)
+        entry["timings"]["worker_reload_s"] = reload_s  # this worker's load + trace + read of the shared stages
+        entry["timings"]["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        on_event("target", name, entry)

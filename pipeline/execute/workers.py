@@ -5,8 +5,9 @@ or one target to build, one worker serves one model: TensorFlow's import and the
 shared stages (load, trace, SavedModel, reference) are paid once per model, and its
 targets run in turn. With more workers, a model with several targets is split into
 jobs: one worker runs the shared stages and writes their records to disk
-(pipeline.execute.shared), then each target runs in a worker of its own, at most
-`max_workers` at a time, reading the data and the reference from disk.
+(pipeline.execute.shared), then its targets are balanced over up to `max_workers`
+target workers (each loads the model again and reads the data and the reference from
+disk); a target whose group does not fit in memory is retried in a worker of its own.
 
 Before a job starts, memory admission control (pipeline.execute.admission) checks
 that its estimate fits: it waits while other jobs run, and a job that cannot fit
@@ -75,7 +76,7 @@ def _worker_main(
     elif kind == "target":
         from pipeline.execute.shared import run_target
 
-        run_target(config, targets[0], Path(artifacts_root), Path(manifest), on_event, tuple((repair or {}).get(targets[0], ())))
+        run_target(config, targets, Path(artifacts_root), Path(manifest), on_event, repair)
     else:
         run_targets(config, targets, Path(artifacts_root), on_event, repair)
     conn.send(("done", "", {}))
@@ -115,7 +116,8 @@ class ModelJob:
 
 @dataclass
 class Unit:
-    """One worker's job: a whole model ("model"), its shared stages ("shared") or one target ("target")."""
+    """One worker's job: a whole model ("model"), its shared stages ("shared") or some of
+    its targets from the shared stages on disk ("target")."""
 
     job: ModelJob
     kind: str
@@ -264,9 +266,9 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
                 index += 1  # wait for memory; a smaller job behind it may fit now
                 continue
             queue.pop(index)
-            if unit.kind == "model" and len(unit.targets) > 1:
+            if unit.kind in ("model", "target") and len(unit.targets) > 1:
                 # Alone, each target may fit where all of them in turn do not: split it.
-                queue[index:index] = [Unit(unit.job, "model", [t]) for t in unit.targets]
+                queue[index:index] = [Unit(unit.job, unit.kind, [t]) for t in unit.targets]
                 continue
             refuse(unit, decision.refuse)
             finished(unit.job)
@@ -287,8 +289,8 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
             cause = _signal_name(worker.process.exitcode)
             if worker.unit.kind == "shared":
                 if job.shared and worker.remaining:
-                    # The shared stages are on disk: one job per target, before other models' jobs.
-                    queue[0:0] = [Unit(job, "target", [name]) for name in worker.remaining]
+                    # The shared stages are on disk: the targets over the workers, before other models' jobs.
+                    queue[0:0] = [Unit(job, "target", group) for group in balance(worker.remaining, workers)]
                 elif worker.remaining:
                     for name in worker.remaining:
                         record(job, name, _died(name, cause, tail, "the shared stages (load, trace, SavedModel, reference) for it"))
@@ -300,9 +302,29 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
                 record(job, crashed, _died(crashed, cause, tail, f"'{crashed}'"))
                 echo(f"[{job.model}] {crashed}: error: worker died ({cause})")
                 if worker.remaining:
-                    queue.insert(0, Unit(job, "model", worker.remaining))
+                    queue.insert(0, Unit(job, worker.unit.kind, worker.remaining))
                     continue
             finished(job)
+
+
+# Relative time of each target's build and parity (a 32x32 CNN with six targets here:
+# tflite's five variants 24 s, edgetpu 8 s, xla and tpu 4 s, onnx 0.6 s, savedmodel 0.2 s),
+# to balance a model's targets over its workers.
+TARGET_WORK = {"tflite": 24.0, "edgetpu": 8.0, "xla": 4.0, "tpu": 4.0, "onnx": 1.0, "savedmodel": 0.5}
+
+
+def balance(targets: list[str], workers: int) -> list[list[str]]:
+    """Targets in at most `workers` groups of about equal work (largest first onto the
+    lightest group); each group keeps the config's order."""
+    count = max(1, min(workers, len(targets)))
+    groups: list[list[str]] = [[] for _ in range(count)]
+    work = [0.0] * count
+    for name in sorted(targets, key=lambda t: -TARGET_WORK.get(t, max(TARGET_WORK.values()))):
+        lightest = work.index(min(work))
+        groups[lightest].append(name)
+        work[lightest] += TARGET_WORK.get(name, max(TARGET_WORK.values()))
+    order = {name: i for i, name in enumerate(targets)}
+    return [sorted(g, key=order.__getitem__) for g in groups if g]
 
 
 def _died(name: str, cause: str, tail: str, building: str) -> dict:
