@@ -89,3 +89,40 @@ def test_a_target_worker_that_aborts_is_that_targets_error_in_parallel_mode(proj
     assert report["targets"]["aborting"]["status"] == "error"
     assert report["targets"]["aborting"]["signal"] == "signal SIGABRT"
     assert report["targets"]["savedmodel"]["status"] == "passed"
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("event,delay", [("shared stages", 3.0), ("from the shared stages", 2.0), ("] savedmodel:", 0.0)])
+def test_kill_during_a_parallel_export_leaves_a_consistent_state(tmp_path, event, delay):
+    """kill -9 of the whole run while the shared stages run, while target workers load, and
+    right after a verdict: the next `-j 2` export restores a consistent state."""
+    import signal
+    import threading
+    import time
+
+    from test_faults import _consistency
+
+    root = tmp_path
+    (root / "configs" / "models").mkdir(parents=True)
+    (root / "configs" / "models" / "m.yaml").write_text(AFFINE_HEAD + "  - savedmodel\n  - {name: tflite, variants: [float32, float16]}\n  - xla\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "pipeline", "export", "-j", "2", "-v", "--config-dir", str(root / "configs" / "models"), "--artifacts", str(root / "artifacts")]
+    proc = subprocess.Popen(command + ["--force"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO), start_new_session=True)
+    seen = threading.Event()
+
+    def reader() -> None:
+        for line in proc.stderr:
+            if event in line:
+                seen.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    assert seen.wait(timeout=240), f"never saw {event!r}"
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    recover = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(REPO), timeout=600)
+    assert recover.returncode == 0, recover.stderr[-3000:]
+    assert _consistency(root / "artifacts" / "m") == []
+    validate = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--config-dir", str(root / "configs" / "models"), "--artifacts", str(root / "artifacts")],
+                              capture_output=True, text=True, env=env, cwd=str(REPO), timeout=600)
+    assert validate.returncode == 0, validate.stderr[-3000:]
