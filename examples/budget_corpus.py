@@ -26,6 +26,11 @@ Seeded breakages of a model (files beside it):
 - `traced_drift`: `head_bn` replaced by a layer that uses its moving statistics when
   run eagerly but the batch's own statistics when traced (a training-mode branch that
   only the graph takes), same weights.
+- `traced_scale`, `traced_scale_2x`: `head_bn` replaced by a layer that, when traced,
+  multiplies its output by 1.25 or 2 (inverted dropout's 1 / (1 - rate) for rate 0.2
+  or 0.5, applied outside training), same weights. A plain multiplication: int8 and
+  int16x8 files of it convert and run, where `traced_drift`'s batch moments give
+  files LiteRT cannot run.
 The others (input scaling, swapped channels, calibration set of zeros, wrong output
 dequantization scale) are applied by the calibration command to the artifact's
 inputs, calibration data or outputs.
@@ -40,7 +45,9 @@ import numpy as np
 BUILD = Path(__file__).resolve().parent / "build" / "budget_corpus"
 
 ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3", "transformer", "lstm", "conv1d_regressor")
-MODEL_EDITS = ("dropped_layer", "doubled_layer", "weights_1pct", "traced_drift")
+MODEL_EDITS = ("dropped_layer", "doubled_layer", "weights_1pct", "traced_drift", "traced_scale", "traced_scale_2x")
+TRACED_SCALE = 1.25  # inverted dropout's 1 / (1 - 0.2)
+TRACED_SCALES = {"traced_scale": TRACED_SCALE, "traced_scale_2x": 2.0}  # 2.0: 1 / (1 - 0.5)
 HEAD_WIDTH = 32
 TRAIN_SEED, PARITY_SEED, HELDOUT_SEED = 0, 1, 2
 TRAIN_SIZE = {"mobilenet_v2": 4096, "mobilenet_v3": 4096, "transformer": 4096, "lstm": 4096, "conv1d_regressor": 4096}
@@ -189,13 +196,14 @@ def _keras(arch: str):
     return keras
 
 
-_DRIFT_CLASSES: dict[str, type] = {}
+_DRIFT_CLASSES: dict[tuple[str, str], type] = {}
 
 
 def traced_drift_layer(lib):
     """BatchNormalization that uses its moving statistics eagerly and the batch's own
-    statistics when traced: the graph alone takes the training-mode branch."""
-    key = lib.__name__
+    statistics when traced: the graph alone takes the training-mode branch. Also
+    registers the other traced edit, so a loader can read either file."""
+    key = (lib.__name__, "drift")
     if key in _DRIFT_CLASSES:
         return _DRIFT_CLASSES[key]
     import tensorflow as tf
@@ -209,7 +217,27 @@ def traced_drift_layer(lib):
             return tf.nn.batch_normalization(inputs, mean, variance, self.beta, self.gamma, self.epsilon)
 
     _DRIFT_CLASSES[key] = TracedBatchStats
+    for factor in TRACED_SCALES.values():
+        traced_scale_layer(lib, factor)
     return TracedBatchStats
+
+
+def traced_scale_layer(lib, factor: float = TRACED_SCALE):
+    """BatchNormalization (inference mode) whose output is multiplied by `factor` only
+    when traced: a dropout-style rescale that the graph alone applies."""
+    key = (lib.__name__, f"scale{factor}")
+    if key in _DRIFT_CLASSES:
+        return _DRIFT_CLASSES[key]
+    import tensorflow as tf
+
+    def call(self, inputs, training=None, **kwargs):
+        out = lib.layers.BatchNormalization.call(self, inputs, training=False)
+        return out if tf.executing_eagerly() else out * factor
+
+    name = "TracedScale" if factor == TRACED_SCALE else f"TracedScale{round(factor * 100)}"
+    cls = lib.saving.register_keras_serializable(package="budget_corpus")(type(name, (lib.layers.BatchNormalization,), {"call": call}))
+    _DRIFT_CLASSES[key] = cls
+    return cls
 
 
 def _backbone(arch: str, lib, inputs):
@@ -246,13 +274,18 @@ def _backbone(arch: str, lib, inputs):
 
 def build_model(arch: str, edit: str | None = None):
     """The architecture with its head; `edit` in (None, dropped_layer, doubled_layer,
-    traced_drift) changes the head's structure (weights are set by the caller)."""
+    traced_drift, traced_scale) changes the head's structure (weights are set by the caller)."""
     lib = _keras(arch)
     L = lib.layers
     inputs = lib.Input(shape=INPUT_SHAPES[arch], name="x")
     features = _backbone(arch, lib, inputs)
     x = L.Dense(HEAD_WIDTH, name="embed")(features)
-    norm = traced_drift_layer(lib) if edit == "traced_drift" else L.BatchNormalization
+    if edit == "traced_drift":
+        norm = traced_drift_layer(lib)
+    elif edit in TRACED_SCALES:
+        norm = traced_scale_layer(lib, TRACED_SCALES[edit])
+    else:
+        norm = L.BatchNormalization
     x = norm(name="head_bn")(x)
     x = L.ReLU(name="head_relu")(x)
     if edit != "dropped_layer":

@@ -48,11 +48,27 @@ HELDOUT = 1024
 ACCEPTABLE_DROP = 0.01
 SAMPLES = 256
 
-# A weight perturbation of 1% is the same order as bfloat16's own rounding of every weight
-# (up to 2^-9 = 0.2% relative) and activation: measured, a perturbed MobileNetV3 in bf16 has
-# a higher SQNR (34.7 dB) than an unperturbed, accurate MobileNetV2 in bf16 (27.4 dB), so
-# no per-class default can separate them. Those verdicts are printed, not counted.
-INFORMATIVE = {("weights_1pct", "bf16")}
+# Seeded breakages no per-class default can tell from accepted artifacts of that class on
+# this corpus: printed with their figures, and counted only where they cost the held-out
+# task more than ACCEPTABLE_DROP (where they don't, they meet the acceptable definition).
+# - A weight perturbation of 1% is the same order as bfloat16's own rounding of every weight
+#   (up to 2^-9 = 0.2% relative) and activation: a perturbed MobileNetV3 in bf16 has a higher
+#   SQNR (34.7 dB) than an unperturbed, accurate MobileNetV2 in bf16 (27.4 dB).
+# - A traced rescale of the head (x1.25, x2) leaves the classifiers' decisions in place
+#   (held-out accuracy within 0.008, top-1 agreement >= 0.984): in int8 a x1.25 MobileNetV3
+#   keeps 28.9 dB where the accepted int8 transformer has 28.5 dB and a larger mean error;
+#   in dynamic_range and bf16 the same holds against the looser real-model defaults. On the
+#   regressor it costs R^2 0.07-1.2 and is counted (and fails). The float classes and int16x8
+#   count it on every model.
+_WEIGHTS_IN_BF16 = "a 1% weight perturbation is within bfloat16's own rounding"
+_HEAD_RESCALE = "a traced head rescale that keeps the classifiers' decisions lies within this class's own noise"
+INFORMATIVE = {
+    ("weights_1pct", "bf16"): _WEIGHTS_IN_BF16,
+    **{(kind, cls): _HEAD_RESCALE for kind in ("traced_scale", "traced_scale_2x") for cls in ("bf16", "dynamic_range", "int8")},
+}
+
+# Edits whose eager model is the unedited one: judged against their own eager reference.
+TRACED_EDITS = ("traced_drift", "traced_scale", "traced_scale_2x")
 
 # Breakage -> the precision classes it is seeded in.
 BREAKAGES = {
@@ -61,6 +77,8 @@ BREAKAGES = {
     "dropped_layer": CLASSES,
     "doubled_layer": CLASSES,
     "traced_drift": CLASSES,
+    "traced_scale": CLASSES,  # x1.25 only when traced: quantizable, so int8 / int16x8 files run
+    "traced_scale_2x": CLASSES,  # x2 only when traced
     "weights_1pct": FLOAT_CLASSES,
     "zero_calibration": CALIBRATED,  # representative dataset of zeros
     "wrong_dequant_scale": ("int8",),  # integer output dequantized with the input's scale
@@ -126,6 +144,8 @@ class _Model:
             )
             try:
                 [artifact] = TARGET.build(job)
+                if artifact.error is not None:  # the variant alone could not be built
+                    raise ConversionError(artifact.error["message"])
             except ConversionError as exc:
                 self.refused[variant] = str(exc).split(": ", 1)[-1][:300]
                 print(f"{self.arch}: tflite {variant} not convertible: {self.refused[variant]}", flush=True)
@@ -194,7 +214,8 @@ def collect(arch: str, force: bool = False) -> None:
     trained = bc.ensure_built(arch)
     bc.traced_drift_layer(bc._keras(arch))  # the pipeline's loader reads a file that uses it
     folder = RUNS / arch
-    if folder.exists() and (folder / "done").exists() and not force:
+    parts = ("base", *bc.MODEL_EDITS)
+    if (folder / "done").exists() and all((folder / f"part.{p}.done").exists() for p in parts) and not force:
         print(f"{arch}: cached in {folder}", flush=True)
         return
     folder.mkdir(parents=True, exist_ok=True)
@@ -254,7 +275,7 @@ def collect(arch: str, force: bool = False) -> None:
             classes = BREAKAGES[edit]
             model = _Model(arch, edit, work)
             for cls, (runner, info) in model.artifacts(classes).items():
-                store(edit, cls, runner, info, model if edit == "traced_drift" else base)
+                store(edit, cls, runner, info, model if edit in TRACED_EDITS else base)
             finish(edit)
     (folder / "done").write_text("ok\n")
 
@@ -474,7 +495,8 @@ def judge(arch: str) -> list[dict]:
         metric = next(iter(score))
         drop = eager_score[metric] - score[metric]
         kind = info["kind"]
-        expected = "informative" if (kind, info["class"]) in INFORMATIVE else "breakage"
+        # Counted all the same when it costs the task more than an accepted artifact may.
+        expected = "informative" if (kind, info["class"]) in INFORMATIVE and drop <= ACCEPTABLE_DROP else "breakage"
         if kind == "acceptable":
             expected = "acceptable" if drop <= ACCEPTABLE_DROP else "breakage"
             kind = "acceptable" if expected == "acceptable" else "recipe_loss"
@@ -521,10 +543,12 @@ def print_report(rows: list[dict], archs: list[str]) -> None:
     print("|---|---|---|---|---|")
     for cls, t in confusion(rows).items():
         print(f"| {cls} | {t['acceptable_pass']} | {t['acceptable_fail']} | {t['breakage_pass']} | {t['breakage_fail']} |")
-    extra = [r for r in rows if r["expected"] == "informative"]
-    if extra:
-        print("\nNot counted (a 1% weight perturbation is within bfloat16's own rounding):", ", ".join(
-            f"{r['arch']} {r['class']} {r['kind']}: {'pass' if r['passed'] else 'fail'} (SQNR {_g(r['sqnr_db'])} dB)" for r in extra))
+    for reason in dict.fromkeys(INFORMATIVE.values()):
+        extra = [r for r in rows if r["expected"] == "informative" and INFORMATIVE[(r["kind"], r["class"])] == reason]
+        if extra:
+            print(f"\nNot counted ({reason}): {sum(r['passed'] for r in extra)} of {len(extra)} pass:", ", ".join(
+                f"{r['arch']} {r['class']} {r['kind']}: {'pass' if r['passed'] else 'fail'} (SQNR {_g(r['sqnr_db'])} dB, "
+                f"held-out drop {r['heldout_drop']:+.4f})" for r in extra))
     print("\nSeparation per class: the largest share of any allowance an acceptable artifact used (must be <= 1),")
     print("and the smallest worst-criterion share among breakages (must be > 1).")
     print("| class | min_sqnr_db | max_mean_error | mismatch_fraction | acceptable max used (criterion) | breakage min used (criterion) |")

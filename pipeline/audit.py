@@ -25,9 +25,14 @@ _SPARE = 8  # largest errors kept per case beyond its own share, for pooling
 def excess_top(diff: np.ndarray, abs_ref: np.ndarray, rtol: float, mismatch_fraction: float) -> dict:
     """What one case contributes: its largest excesses over rtol*|r| (descending) and its scale."""
     excess = np.maximum(diff - rtol * abs_ref, 0.0).reshape(-1)
-    keep = min(excess.size, int(mismatch_fraction * excess.size) + _SPARE)
+    keep = kept_per_case(excess.size, mismatch_fraction)
     top = np.sort(excess)[::-1][:keep] if keep else np.zeros(0)
     return {"top": top, "elements": int(excess.size), "scale": float(abs_ref.max(initial=0.0))}
+
+
+def kept_per_case(elements: int, mismatch_fraction: float) -> int:
+    """How many of a case's largest excesses are kept for pooling."""
+    return min(elements, int(mismatch_fraction * elements) + _SPARE)
 
 
 def needed_tolerance(parts: list[dict], mismatch_fraction: float, budget_atol: float) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 from pipeline import progress
 from pipeline.errors import PipelineError, TargetUnavailable
 from pipeline.execute.console import log, peak_rss_mb, set_log_sink
+from pipeline.execute.stored import ReferenceCases
 from pipeline.fsutil import expand_files, file_records, publish_dir, staging_dir
 from pipeline.parity import evaluate, reference_stats
 from pipeline.records import LoadedModel, ParityData, TracedModel
@@ -48,11 +49,15 @@ class Prepared:
     traced: TracedModel
     saved_model_dir: Path
     data: ParityData
-    reference: tuple[dict[str, np.ndarray], ...]
+    reference: ReferenceCases
     stats: dict[str, dict]
     pool_mask: tuple[bool, ...]
     timings: dict[str, dict] = field(default_factory=dict)
     reference_check: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Drop what the shared stages left on disk for this run (a spilled reference)."""
+        self.reference.close()
 
 
 class _Stopwatch:
@@ -84,22 +89,23 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
     from pipeline.stages.reference import check_reference
     from pipeline.stages.savedmodel import export_saved_model
     from pipeline.stages.trace import trace_model
-    from pipeline.usercode import call_user, source_key
 
     watch = _Stopwatch(ctx.config.name)
     config = ctx.config
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
     traced = watch.run("trace", trace_model, config, loaded)
-    reference = watch.run(
-        "reference",
-        lambda: tuple(call_user(config, source_key(config), f"model '{config.name}' (run eagerly on the parity data)", run_eager, loaded, inputs) for _, inputs in data.cases),
-    )
-    pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
-    stats = reference_stats(list(reference), list(pool_mask))
-    check_reference_finite(config, stats, reference)
-    # Before anything is exported or judged: the reference must agree with itself (else exit 2).
-    self_check = watch.run("reference_check", check_reference, config, loaded, data, reference, stats, run_eager)
+    reference = ReferenceCases(ctx.model_dir / ".stages")
+    try:
+        watch.run("reference", _run_reference, config, loaded, data, reference)
+        pool_mask = tuple(is_pool_case(label) for label, _ in data.cases)
+        stats = reference_stats(reference, list(pool_mask))
+        check_reference_finite(config, stats, reference)
+        # Before anything is exported or judged: the reference must agree with itself (else exit 2).
+        self_check = watch.run("reference_check", check_reference, config, loaded, data, reference, stats, run_eager)
+    except BaseException:
+        reference.close()
+        raise
     saved_model_dir = None
     if saved_model:
         staged = staging_dir(ctx.model_dir / ".stages", "savedmodel")
@@ -107,9 +113,18 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
             watch.run("savedmodel", export_saved_model, staged / "model", loaded, traced)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
+            reference.close()
             raise
         saved_model_dir = staged / "model"
     return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check)
+
+
+def _run_reference(config: ModelConfig, loaded: LoadedModel, data: ParityData, reference: ReferenceCases) -> None:
+    """The eager outputs of every case, one case at a time (kept on disk once large)."""
+    from pipeline.usercode import call_user, source_key
+
+    for _, inputs in data.cases:
+        reference.append(call_user(config, source_key(config), f"model '{config.name}' (run eagerly on the parity data)", run_eager, loaded, inputs))
 
 
 def keep_saved_model(ctx: RunContext, prep: Prepared, keep: bool) -> None:
@@ -166,17 +181,19 @@ def _tolerance_for(target_cfg: TargetConfig, artifact: Artifact):
 def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, target_dir: Path, artifact: Artifact) -> dict:
     """Run the artifact from disk on every case and compare with the eager reference."""
     runner = target.open(target_dir, artifact)
-    produced = []
     progress.stage(ctx.config.name, target.name, f"parity {artifact.variant}".strip(), total=len(prep.data.cases))
-    for _, inputs in prep.data.cases:
-        out = runner(inputs)
-        produced.append({k: np.asarray(v) for k, v in out.items()})
-        progress.advance(ctx.config.name, target.name)
+
+    def produced():  # one case at a time: each is compared and dropped before the next runs
+        for _, inputs in prep.data.cases:
+            out = {k: np.asarray(v) for k, v in runner(inputs).items()}
+            progress.advance(ctx.config.name, target.name)  # before the yield: the last case counts too
+            yield out
+
     labels = [label for label, _ in prep.data.cases]
     return evaluate(
         labels,
-        list(prep.reference),
-        produced,
+        prep.reference,
+        produced(),
         _tolerance_for(target_cfg, artifact),
         dict(getattr(runner, "output_steps", {}) or {}),
         prep.stats,
@@ -425,3 +442,4 @@ def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Pa
             on_event("target", target_cfg.name, entry)
     finally:
         keep_saved_model(ctx, prep, built)
+        prep.close()

@@ -22,6 +22,7 @@ from pipeline.parity import SHAPE_SEPARATOR
 from pipeline.records import ParityData
 
 POOL_CASE_PREFIX = "pool"
+SYNTHETIC_CHUNK_BYTES = 64 << 20
 
 
 def shape_label(dims: dict[str, int]) -> str:
@@ -41,16 +42,23 @@ def _synthetic(config: ModelConfig, dims: dict[str, int], index: int = 0) -> dic
     pool = {}
     for spec in config.inputs:
         dist = data.synthetic_for(spec.name)
-        size = (data.samples,) + spec.sample_shape(dims)
-        if dist.distribution == "integers":
-            values = rng.integers(int(dist.low), int(dist.high), size=size)
-        elif dist.distribution == "normal":
-            values = rng.normal(dist.mean, dist.std, size=size)
-        elif spec.dtype == "bool":
-            values = rng.random(size) < 0.5
-        else:
-            values = rng.uniform(dist.low, dist.high, size=size)
-        pool[spec.name] = values.astype(_numpy_dtype(spec.dtype))
+        shape = spec.sample_shape(dims)
+        values = np.empty((data.samples,) + shape, dtype=_numpy_dtype(spec.dtype))
+        # Drawn a few samples at a time (the generator's stream is the same however it is
+        # cut), so the float64 draws never hold the whole pool.
+        step = max(1, SYNTHETIC_CHUNK_BYTES // (8 * max(1, int(np.prod(shape, dtype=np.int64)))))
+        for start in range(0, data.samples, step):
+            size = (min(step, data.samples - start),) + shape
+            if dist.distribution == "integers":
+                chunk = rng.integers(int(dist.low), int(dist.high), size=size)
+            elif dist.distribution == "normal":
+                chunk = rng.normal(dist.mean, dist.std, size=size)
+            elif spec.dtype == "bool":
+                chunk = rng.random(size) < 0.5
+            else:
+                chunk = rng.uniform(dist.low, dist.high, size=size)
+            values[start:start + size[0]] = chunk
+        pool[spec.name] = values
     return pool
 
 
@@ -280,7 +288,9 @@ def make_parity_data(config: ModelConfig) -> ParityData:
 
 def _slice(config: ModelConfig, pool: dict[str, np.ndarray], start: int, size: int) -> dict[str, np.ndarray]:
     n = len(next(iter(pool.values())))
-    idx = np.arange(start, start + size) % n
+    # A view of the pool where the case does not wrap around it: the cases cover the whole
+    # pool, so copies would hold it twice.
+    idx = slice(start, start + size) if start + size <= n else np.arange(start, start + size) % n
     return {spec.name: (pool[spec.name][idx] if spec.batched else pool[spec.name][start % n]) for spec in config.inputs}
 
 
