@@ -307,6 +307,8 @@ class TFLiteTarget(Target):
             layer_places = layer_places[:4] + [f"and {len(layer_places) - 4} more"]
         places = ([f"layer{'s' if len(layer_places) > 1 else ''} {', '.join(layer_places)}"] if layer_places else []) + [w for w in where if w.startswith("tensor ")]
         located = " in ".join(p for p in (op, ", ".join(places)) if p) or context or "an op"
+        if op and not places:  # a plain-TF model (no Keras layers), or ops outside any layer
+            located += " (the model's own code, no Keras layer)" if not layers else " (in no Keras layer)"
         fixes = [f"drop `{conv.variant}` from the tflite `variants` (each variant is converted and checked on its own: the others do not depend on it)"]
         if conv.variant in litert.CALIBRATED and not conv.float_fallback:
             fixes.append(self._try_float_fallback(job, conv, layers, source or job.saved_model_dir))
