@@ -126,3 +126,22 @@ def test_kill_during_a_parallel_export_leaves_a_consistent_state(tmp_path, event
     validate = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--config-dir", str(root / "configs" / "models"), "--artifacts", str(root / "artifacts")],
                               capture_output=True, text=True, env=env, cwd=str(REPO), timeout=600)
     assert validate.returncode == 0, validate.stderr[-3000:]
+
+
+def test_as_many_models_as_workers_keep_one_worker_per_model(project):
+    """Two models at -j 2: each worker serves one model (no second load of either)."""
+    from pipeline.config import load_config
+    from pipeline.execute.export import export
+    from targets import REGISTRY
+
+    configs = [load_config(project.config(name, TWO_TARGETS.replace("{name: tflite, variants: [float32]}", "onnx")), REGISTRY) for name in ("one", "two")]
+    events: list[dict] = []
+    previous = progress.set_sink(events.append)
+    try:
+        assert export(configs, None, project.artifacts, jobs=2) == 0
+    finally:
+        progress.set_sink(previous)
+    for model in ("one", "two"):
+        workers = {e["worker"] for e in events if e["kind"] == "stage" and e["model"] == model}
+        assert len(workers) == 1
+        assert "shared_write" not in project.report(model)["run"]["timings"]

@@ -1,10 +1,10 @@
 """Worker processes: conversions and parity run outside the CLI process.
 
-A worker is spawned, not forked: TensorFlow is not fork-safe. With one worker (`-j 1`)
-or one target to build, one worker serves one model: TensorFlow's import and the
+A worker is spawned, not forked: TensorFlow is not fork-safe. With one worker (`-j 1`),
+as many models as workers, or one target to build, one worker serves one model: TensorFlow's import and the
 shared stages (load, trace, SavedModel, reference) are paid once per model, and its
-targets run in turn. With more workers, a model with several targets is split into
-jobs: one worker runs the shared stages and writes their records to disk
+targets run in turn. With more workers than models, a model with several targets is
+split into jobs: one worker runs the shared stages and writes their records to disk
 (pipeline.execute.shared), then its targets are balanced over up to `max_workers`
 target workers (each loads the model again and reads the data and the reference from
 disk); a target whose group does not fit in memory is retried in a worker of its own.
@@ -222,15 +222,17 @@ class _Running:
 def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo, on_model_done, on_target=None) -> None:
     """Run model jobs in at most `max_workers` spawned workers, respawning after a crash.
 
-    With `max_workers` > 1, a model with several targets runs as a shared-stages job
-    and then one job per target. `on_target(job, name, entry)` is called as each
+    With fewer models than `max_workers`, a model with several targets runs as a
+    shared-stages job, then its targets balanced over the workers. `on_target(job, name, entry)` is called as each
     target's entry arrives (to publish it at once); `on_model_done(job)` when a model
     has no target left."""
     from pipeline.execute import admission
 
     ctx = mp.get_context("spawn")
     workers = max(1, max_workers)
-    split = workers > 1
+    # Models in parallel cost nothing extra; splitting a model costs one model load per
+    # extra worker: split only when there are fewer models to build than workers.
+    split = len(jobs) < workers
     queue = [Unit(job, "shared" if split and len(job.targets) > 1 else "model", list(job.targets)) for job in jobs]
     running: list[_Running] = []
 
