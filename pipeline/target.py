@@ -42,6 +42,11 @@ class Artifact:
     A variant that could not be built is returned with `error` set (and no files):
     it is reported as an error on its own while the target's other variants are
     checked and published. Build it with `Artifact.failed(variant, exc)`.
+
+    A failed variant may carry a `candidate`: the artifact a fix the error offers would
+    give (its files in the staging folder, under the same variant). The pipeline checks
+    its parity and states the outcome in the variant's error, so a fix is only offered
+    with its result here; the candidate itself is never published.
     """
 
     variant: str
@@ -49,11 +54,24 @@ class Artifact:
     tolerance: Tolerance = FP32
     info: dict = field(default_factory=dict)
     error: dict | None = None  # {"error": class name, "exit_code": int, "message": str}
+    candidate: "Candidate | None" = None
 
     @classmethod
     def failed(cls, variant: str, exc: BaseException, info: dict | None = None) -> "Artifact":
         code = getattr(exc, "exit_code", 1)
-        return cls(variant=variant, files=(), info=dict(info or {}), error={"error": type(exc).__name__, "exit_code": code, "message": str(exc)})
+        return cls(
+            variant=variant, files=(), info=dict(info or {}), candidate=getattr(exc, "candidate", None),
+            error={"error": type(exc).__name__, "exit_code": code, "message": str(exc)},
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fix for a failed variant, built but not published: `option` is the config
+    setting that gives it (e.g. "`float_fallback: [int16x8]`")."""
+
+    option: str
+    artifact: Artifact
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from typing import Literal
 from pipeline import progress
 from pipeline.errors import ConversionError, IncompatibleModel, TargetUnavailable
 from pipeline.runtimes.litert import LiteRTRunner, fixed_dims, io_quantization
-from pipeline.target import Artifact, BuildInputs, Target
+from pipeline.target import Artifact, BuildInputs, Candidate, Target
 from pipeline.tolerance import PRECISION_CLASSES
 from targets.support.repair import Recipe
 
@@ -83,6 +83,7 @@ def variant_conversion(options: TFLiteOptions, variant: str):
     )
 
 
+CANDIDATE_PREFIX = ".candidate_"  # a fix's file in the staging folder, checked and removed before publishing
 BATCH1_SCRATCH = ".batch1_savedmodel"  # inside the staging folder; removed before the target is published
 
 
@@ -310,11 +311,15 @@ class TFLiteTarget(Target):
         if op and not places:  # a plain-TF model (no Keras layers), or ops outside any layer
             located += " (the model's own code, no Keras layer)" if not layers else " (in no Keras layer)"
         fixes = [f"drop `{conv.variant}` from the tflite `variants` (each variant is converted and checked on its own: the others do not depend on it)"]
+        candidate = None
         if conv.variant in litert.CALIBRATED and not conv.float_fallback:
-            fixes.append(self._try_float_fallback(job, conv, layers, source or job.saved_model_dir))
-        return IncompatibleModel(
+            text, candidate = self._try_float_fallback(job, conv, layers, source or job.saved_model_dir)
+            fixes.append(text)
+        failure = IncompatibleModel(
             f"TFLite {conv.variant}: {located}: {reason}. Fixes tried: " + "; ".join(f"({i}) {fix}" for i, fix in enumerate(fixes, 1)) + "."
         )
+        failure.candidate = candidate  # its parity is checked by the pipeline and stated in the error
+        return failure
 
     def _try_select_tf_ops(self, job: BuildInputs, conv, representative, layers: list[str]) -> str:
         """What `allow_select_tf_ops: true` does for this variant, tried here (not published:
@@ -341,7 +346,9 @@ class TFLiteTarget(Target):
             "no fix that passes here was found."
         )
 
-    def _try_float_fallback(self, job: BuildInputs, conv, layers: list[str], source: Path) -> str:
+    def _try_float_fallback(self, job: BuildInputs, conv, layers: list[str], source: Path) -> tuple[str, Candidate | None]:
+        """The float fallback converted and prepared here; the file is returned as a
+        candidate whose parity the pipeline checks before the fix is offered."""
         from dataclasses import replace
 
         from targets.support import litert
@@ -353,10 +360,16 @@ class TFLiteTarget(Target):
             litert.check_prepares(content)
         except (ConversionError, RuntimeError) as exc:
             detail = " ".join((getattr(exc, "reason", None) or str(exc)).split())
-            return f"float fallback ({option}) was tried and does not help: {detail[:300]}"
+            return f"float fallback ({option}) was tried and does not help: {detail[:300]}", None
         kept = float_op_counts(litert.list_ops(content))
         listed = ", ".join(f"{k} x{v}" for k, v in kept.items()) or "none"
-        return f"float fallback: with {option} the converter keeps the ops it cannot quantize unquantized (float32 ops: {listed}) and LiteRT prepares the model (parity is checked once the option is set)"
+        file = f"{CANDIDATE_PREFIX}{conv.variant}_float_fallback.tflite"
+        (job.out_dir / file).write_bytes(content)
+        runner = LiteRTRunner(job.out_dir / file, job.model.output_names)  # reads details; runs nothing
+        info = {"outputs": list(job.model.output_names), "quantization": io_quantization(runner, job.model.input_names), "float_ops": kept}
+        artifact = Artifact(variant=conv.variant, files=(file,), tolerance=DEFAULT_TOLERANCES[conv.variant], info=info)
+        text = f"float fallback: with {option} the converter keeps the ops it cannot quantize unquantized (float32 ops: {listed}) and LiteRT prepares the model"
+        return text, Candidate(option=option, artifact=artifact)
 
     def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None):
         if artifact.info.get("needs_flex_delegate"):

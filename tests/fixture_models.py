@@ -474,3 +474,16 @@ def traced_offset():
 for _depth in (3, 7, 12):
     globals()[f"traced_fault_{_depth}"] = lambda _d=_depth: traced_fault(_d)
     globals()[f"traced_fault_subclassed_{_depth}"] = lambda _d=_depth: traced_fault_subclassed(_d)
+
+
+def layer_norm_head():
+    """Keras 3 Dense -> LayerNormalization -> Dense: ``x`` float32 [None, 4] -> ``y`` [None, 1].
+    int16x8 has no kernel for the layer norm's NEG; with the float fallback, LiteRT
+    prepares the file and then refuses the float SQUARED_DIFFERENCE on int16 inputs."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(16, name="hidden")(x)
+    h = keras.layers.LayerNormalization(name="norm")(h)
+    return keras.Model(x, keras.layers.Dense(1, name="y")(h), name="layer_norm_head")

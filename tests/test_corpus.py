@@ -75,6 +75,10 @@ def test_an_unsupported_int16x8_op_fails_that_variant_only(project):
     message = failed["message"]
     assert re.search(r"PRELU in layers 'prelu1', 'prelu2': Quantization to 16x8-bit not yet supported for op: 'PRELU'", message), message
     assert "drop `int16x8`" in message and "`float_fallback: [int16x8]`" in message and "LiteRT prepares the model" in message
+    # The fix is offered with its parity on this model, checked here; its file is not published.
+    assert "Checked here: with `float_fallback: [int16x8]` the file passes parity (max_abs" in message, message
+    checked = failed["info"]["fix_checked"]
+    assert checked["status"] == "passed" and checked["max_abs"] < 0.05, checked
     folder = project.artifacts / "prelu" / "tflite"
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["float32.tflite", "int8.tflite"]
     assert sorted(f["path"] for f in entry["files"]) == ["tflite/float32.tflite", "tflite/int8.tflite"]
@@ -112,6 +116,11 @@ def test_a_plain_tf_saved_model_exports_its_second_signature(project):
     assert json.dumps(report["targets"]["onnx"]["status"]) == '"passed"'
     message = report["targets"]["tflite"]["variants"]["int16x8"]["message"]
     assert message.startswith("TFLite int16x8: SQRT (the model's own code, no Keras layer): Quantization to 16x8-bit not yet supported"), message
+    # The float fallback converts and LiteRT prepares it, but its parity fails on this
+    # model: the error says so instead of recommending it.
+    checked = report["targets"]["tflite"]["variants"]["int16x8"]["info"]["fix_checked"]
+    assert checked["status"] == "failed" and checked["failures"], checked
+    assert "Checked here: with `float_fallback: [int16x8]` the file fails parity" in message and "No fix that passes was found" in message, message
 
 
 @pytest.mark.heavy

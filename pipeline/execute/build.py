@@ -316,6 +316,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             t1 = time.perf_counter()
             label = f"{target.name}/{artifact.variant or 'default'}" if len(artifacts) > 1 else target.name
             if artifact.error is not None:  # this variant could not be built; the others stand
+                if artifact.candidate is not None:  # a fix the error offers: say whether it passes here
+                    artifact = _check_candidate(ctx, prep, target, target_cfg, staged, artifact)
                 variant_entries[artifact.variant] = _variant_error_entry(artifact)
                 log(ctx.config.name, f"{label}: error: {artifact.error['message']}")
                 if artifact.variant in to_repair:  # a conversion refused on one op: a recipe may still convert
@@ -368,6 +370,35 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         log(ctx.config.name, f"{target.name}: {brief}")
         progress.finish(ctx.config.name, target.name, "error")
         return entry
+
+
+def _check_candidate(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, staged: Path, artifact: Artifact) -> Artifact:
+    """Run the parity check on the file a failed variant's offered fix gives, and state the
+    outcome in the variant's error: a fix is offered only with its result on this model.
+    The candidate's files are removed: the user opts in through the option."""
+    candidate = artifact.candidate
+    try:
+        parity = check_parity(ctx, prep, target, target_cfg, staged, candidate.artifact)
+    except Exception as exc:  # the candidate cannot be run: that is its outcome, the variant stays an error
+        detail = " ".join(str(exc).split())[:400]
+        if not isinstance(exc, PipelineError):
+            detail = f"unexpected {type(exc).__name__}: {detail}"
+        outcome = f"Checked here: the file {candidate.option} gives cannot be run: {detail}. No fix that passes was found."
+        checked = {"option": candidate.option, "status": "error", "message": detail}
+    else:
+        worst = max((m.get("max_abs") or 0.0 for m in parity["outputs"].values()), default=0.0)
+        if parity["passed"]:
+            outcome = f"Checked here: with {candidate.option} the file passes parity (max_abs {worst:.3g}); set it to publish that variant."
+        else:
+            outcome = f"Checked here: with {candidate.option} the file fails parity ({'; '.join(parity['failures'])[:400]}). No fix that passes was found."
+        checked = {"option": candidate.option, "status": "passed" if parity["passed"] else "failed", "max_abs": worst, "failures": parity["failures"]}
+    finally:
+        for name in candidate.artifact.files:
+            (staged / name).unlink(missing_ok=True)
+    error = dict(artifact.error or {})
+    error["message"] = f"{error.get('message', '').rstrip()} {outcome}"
+    info = {**artifact.info, "fix_checked": checked}
+    return Artifact(variant=artifact.variant, files=(), tolerance=artifact.tolerance, info=info, error=error)
 
 
 def _repair_variant(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, job: BuildInputs, artifact: Artifact, record: dict) -> list[Artifact]:

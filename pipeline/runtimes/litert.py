@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from pipeline.errors import ConversionError
+from pipeline.errors import ConversionError, IncompatibleModel
 from pipeline.runtimes.base import BatchUnsupported, Call, Runner, batch_of, split_batches
 
 QUANTIZED_TYPES = (np.int8, np.uint8, np.int16)
@@ -112,6 +112,15 @@ class LiteRTRunner(Runner):
             raise ValueError(f"{self.path}: unknown inputs {sorted(unknown)}; the signature takes {sorted(self.input_details)}")
         return {name: quantize(value, self.input_details[name]) for name, value in inputs.items()}
 
+    def _invoke(self, fn, **feeds):
+        """A kernel that refuses the file at run time (LiteRT raises RuntimeError) is the
+        runtime's limit for this file, named as such, not a failure of tfship's own code."""
+        try:
+            return fn(**feeds)
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())
+            raise IncompatibleModel(f"LiteRT prepares {self.path.name} but cannot run it: {detail}") from exc
+
     def prepare(self, inputs: dict[str, np.ndarray], chunked: bool = True) -> Call:
         n = batch_of(inputs)
         step = self.fixed_batch
@@ -126,7 +135,7 @@ class LiteRTRunner(Runner):
                 outs = []
                 for feeds in chunks:
                     self._set(feeds)
-                    self._interpreter.invoke()
+                    self._invoke(self._interpreter.invoke)
                     outs.append(self._read())
                 return outs
 
@@ -134,14 +143,14 @@ class LiteRTRunner(Runner):
         feeds = self._feeds(inputs)
         if self._signature_runner is not None:
             runner = self._signature_runner
-            return Call(lambda: runner(**feeds), self._read, "signature runner (feeds quantized once)")
+            return Call(lambda: self._invoke(runner, **feeds), self._read, "signature runner (feeds quantized once)")
         self._set(feeds)
         invoke = self._interpreter.invoke
 
         def run():
             if self._current is not feeds:  # another prepare() filled the tensors since
                 self._set(feeds)
-            invoke()
+            self._invoke(invoke)
 
         return Call(run, self._read, "Interpreter.invoke() (tensors set once)")
 

@@ -289,3 +289,27 @@ def test_options_are_validated_before_tensorflow_loads(tmp_path):
     path.write_text(TINY.format(name="tiny", factory="tiny_keras3_classifier", variants="float32") + '    denylisted_nodes: ["a"]\n')
     with pytest.raises(ConfigError, match=r"denylisted_nodes: applies to the int8 variant only"):
         require_selected([load_config(path, REGISTRY)], None)
+
+
+def test_a_float_fallback_litert_cannot_run_is_named_not_offered(project):
+    """The int16x8 error's float fallback converts and LiteRT prepares it, but a kernel
+    refuses it at run time: the error says so (checked here) instead of offering it, and
+    a user who sets the option gets that runtime limit named, not an "unexpected" error."""
+    project.config("ln", FLEX.format(name="ln", factory="layer_norm_head", extra="    variants: [float32, int16x8]\n    calibration_samples: 8\n"))
+    result = project.run("export", "--model", "ln")
+    assert (project.artifacts / "ln" / "report.json").exists(), result.err
+    variants = project.report("ln")["targets"]["tflite"]["variants"]
+    assert variants["float32"]["status"] == "passed"
+    failed = variants["int16x8"]
+    message = failed["message"]
+    assert failed["status"] == "error" and message.startswith("TFLite int16x8: NEG in layer 'norm'"), message
+    assert "Checked here: the file `float_fallback: [int16x8]` gives cannot be run: LiteRT prepares" in message, message
+    assert "SquaredDifference only supports FLOAT32 and INT32" in message and "No fix that passes was found" in message, message
+    assert failed["info"]["fix_checked"]["status"] == "error"
+    assert not any(p.name.startswith(".candidate") for p in (project.artifacts / "ln" / "tflite").iterdir())
+
+    project.config("ln", FLEX.format(name="ln", factory="layer_norm_head", extra="    variants: [int16x8]\n    calibration_samples: 8\n    float_fallback: [int16x8]\n"))
+    project.run("export", "--model", "ln")
+    record = project.report("ln")["targets"]["tflite"]["variants"]["int16x8"]
+    assert record["status"] == "error" and record["error"] == "IncompatibleModel", record
+    assert record["message"].startswith("LiteRT prepares int16x8.tflite but cannot run it: SquaredDifference"), record["message"]
