@@ -223,9 +223,9 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
     """Run model jobs in at most `max_workers` spawned workers, respawning after a crash.
 
     With fewer models than `max_workers`, a model with several targets runs as a
-    shared-stages job, then its targets balanced over the workers. `on_target(job, name, entry)` is called as each
-    target's entry arrives (to publish it at once); `on_model_done(job)` when a model
-    has no target left."""
+    shared-stages job, then its targets balanced over the workers. `on_target(job,
+    name, entry)` is called as each target's entry arrives (to publish it at once);
+    `on_model_done(job)` when a model has no target left."""
     from pipeline.execute import admission
 
     ctx = mp.get_context("spawn")
