@@ -26,9 +26,11 @@ kernel for PRELU or NEG) or that LiteRT cannot prepare (an int16x8
 DEPTHWISE_CONV_2D whose scales overflow: `no_integer_overflow_from_quantization`)
 is an `error` of its own, naming the op, its Keras layers and the fixes tfship
 tried on this model: dropping the variant, and for int8/int16x8 a float fallback
-(`float_fallback: [int16x8]`: ops without an integer kernel stay float32), which is
-offered only when the fallback model converted and LiteRT prepared it. The other
-variants are still converted, checked, published and reported.
+(`float_fallback: [int16x8]`: ops without an integer kernel stay float32). The
+fallback file is returned as the failed variant's candidate: the pipeline runs it
+through parity and the error states the outcome, so a fix is only recommended when it
+passes on this model. The other variants are still converted, checked, published and
+reported.
 
 Select TF ops (Flex) are refused, naming the op and the layer, unless
 `allow_select_tf_ops: true`; such an artifact needs the Flex delegate at run time,
