@@ -12,22 +12,11 @@ from pipeline.plan import make_plan
 from pipeline.reports.model import tool_versions
 from targets import REGISTRY
 
+from conftest import AFFINE_HEAD
+
 REPO = Path(__file__).resolve().parent.parent
 
-TWO_TARGETS = """\
-source:
-  factory: examples.affine:build
-inputs:
-  - {name: x, shape: [null, 4], dtype: float32}
-outputs: [y]
-data:
-  inputs:
-    x: {distribution: uniform, low: -10, high: 10}
-  samples: 16
-targets:
-  - savedmodel
-  - {name: tflite, variants: [float32]}
-"""
+TWO_TARGETS = AFFINE_HEAD + "  - savedmodel\n  - {name: tflite, variants: [float32]}\n"
 
 
 def test_changing_one_target_keeps_the_others_in_the_report_and_reuses_them(project):
