@@ -12,7 +12,7 @@ for savedmodel, tflite float32, tflite dynamic_range and onnx: wall seconds and 
 peak resident memory of the whole process tree (sampled every 20 ms), and the ratio
 tfship / raw. A run whose tree passes `--limit-gb` is stopped and reported as such.
 
-    python -m examples.bench_scale [--sizes 5 50 500 2500] [--kinds dense conv] [--limit-gb 8]
+    python -m examples.bench_scale [--sizes 5 50 500 2500] [--kinds dense conv] [--limit-gb 8] [--targets onnx ...]
 """
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def available_bytes() -> int:
     return 0
 
 
-def run(sizes: list[int], kinds: list[str], limit_gb: float, work: Path) -> list[str]:
+def run(sizes: list[int], kinds: list[str], limit_gb: float, work: Path, targets: tuple[str, ...] = TARGETS) -> list[str]:
     python = sys.executable
     tfship = str(Path(python).parent / "tfship")
     limit = int(limit_gb * 1e9)
@@ -218,7 +218,7 @@ def run(sizes: list[int], kinds: list[str], limit_gb: float, work: Path) -> list
             if built.returncode != 0:
                 raise SystemExit(f"building {name} failed:\n{built.stderr[-2000:]}")
             weights = int(built.stdout.strip().splitlines()[-1])
-            for target in TARGETS:
+            for target in targets:
                 config_dir = work / "configs" / f"{name}_{target}"
                 config_dir.mkdir(parents=True, exist_ok=True)
                 (config_dir / f"{name}.yaml").write_text(config_text(name, model_path, kind, target))
@@ -275,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50, 553, 2500], help="weight megabytes per model (553: nine 4096-wide Dense layers)")
     parser.add_argument("--kinds", nargs="+", default=["dense", "conv"], choices=["dense", "conv"])
     parser.add_argument("--limit-gb", type=float, default=8.0, help="stop a run whose process tree passes this resident size")
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tfship-bench-scale-") as tmp:
-        lines = run(args.sizes, args.kinds, args.limit_gb, Path(tmp))
+        lines = run(args.sizes, args.kinds, args.limit_gb, Path(tmp), tuple(args.targets))
     print("\nseconds: wall time of the whole command; GB: peak resident memory of its process tree;")
     print("tfship runs trace, canonical SavedModel, conversion and parity; raw runs the converter's call only.")
     print("'!' marks a run that exited non-zero; '>' a run stopped at the memory limit.")

@@ -187,7 +187,7 @@ class TFLiteTarget(Target):
         return artifacts
 
     def _build_variant(self, job: BuildInputs, options: TFLiteOptions, variant: str, layers: list[str]) -> Artifact:
-        from targets.support import litert
+        from targets.support import litert, tflite_lift
 
         conv = variant_conversion(options, variant)
         representative = None
@@ -203,8 +203,16 @@ class TFLiteTarget(Target):
         static_batch = None
         batch1_tried = False
         source = job.saved_model_dir
+        file = f"{variant}.tflite"
+        notes: list[str] = []
         try:
             def run(saved_model_dir):
+                if saved_model_dir == job.saved_model_dir and tflite_lift.applies(conv, job.traced):
+                    try:  # large weights: the converter sees stand-ins, the file gets the weights
+                        lifted = tflite_lift.convert(job, conv, layers, job.out_dir / file)
+                        return lifted, lifted.seconds
+                    except tflite_lift.NotLifted as exc:
+                        notes.append(f"converted with the weights in the converter's memory: stand-ins for them could not be placed ({exc})")
                 if variant in litert.CALIBRATED:  # the calibrator can crash the process: isolate it
                     return litert.convert_isolated(saved_model_dir, conv, job.calibration, job.model.inputs, options.calibration_samples, layers, job.model.input_names)
                 return litert.convert(saved_model_dir, conv, representative, layers, job.model.input_names)
@@ -243,18 +251,21 @@ class TFLiteTarget(Target):
             if batch1_tried:
                 reason += " (at a static batch of 1, tried after the conversion with a dynamic batch failed)"
             raise self._variant_failure(job, conv, representative, layers, op, where, reason, source) from exc
-        ops = litert.list_ops(content)
+        lifted = content if isinstance(content, tflite_lift.Lifted) else None
+        structure = lifted.skeleton if lifted else content
+        ops = litert.list_ops(structure)
         flex = litert.flex_ops(ops)
         if not flex:  # a Flex model cannot be prepared here at all (no Flex delegate): parity says so
             try:
-                litert.check_prepares(content)
+                litert.check_prepares(lifted.path if lifted else content)
             except RuntimeError as exc:
-                op, where, reason = litert.prepare_failure(exc, content, layers)
+                (job.out_dir / file).unlink(missing_ok=True)
+                op, where, reason = litert.prepare_failure(exc, structure, layers)
                 raise self._variant_failure(job, conv, representative, layers, op, where, f"LiteRT cannot prepare it: {reason}", source) from exc
-        file = f"{variant}.tflite"
-        (job.out_dir / file).write_bytes(content)
+        if not lifted:
+            (job.out_dir / file).write_bytes(content)
         info = {
-            "size_bytes": len(content),
+            "size_bytes": lifted.size if lifted else len(content),
             "conversion_seconds": round(seconds, 2),
             "ops": litert.op_counts(ops),
             "flex_ops": flex,
@@ -268,6 +279,14 @@ class TFLiteTarget(Target):
         fixed = fixed_dims(runner, job.model.inputs)
         if fixed:  # the converter pinned a dimension the config declares dynamic: say which
             info["fixed_dims"] = fixed
+        if lifted:
+            info["weights_written_after_conversion"] = lifted.lifted
+            info["note_weights"] = (
+                f"converted with stand-ins for {lifted.lifted} large weight(s), which were then written into the file "
+                "in the layout and type the converter gave them (keeps the converter's memory near the size of the model)"
+            )
+        if notes:
+            info["note_conversion"] = "; ".join(notes)
         if static_batch:
             info["static_batch"] = static_batch
             info["note_static_batch"] = (

@@ -145,18 +145,23 @@ def convert(saved_model_dir: Path, conv: Conversion, representative=None, layer_
     Ops without a TFLite kernel raise IncompatibleModel naming the op and the layer
     (`layer_names` are the Keras layer names used to resolve graph node names).
     """
-    from tensorflow.lite.python.convert_phase import ConverterError
-
     start = time.perf_counter()
     converter = _converter(saved_model_dir, conv, representative)
+    content = run_converter(converter, conv, saved_model_dir, layer_names, representative, input_names)
+    return content, time.perf_counter() - start
+
+
+def run_converter(converter, conv: Conversion, saved_model_dir: Path, layer_names: Iterable[str] = (), representative=None, input_names: Iterable[str] = ()) -> bytes:
+    """`converter.convert()`, its failures explained in the model's terms."""
+    from tensorflow.lite.python.convert_phase import ConverterError
+
     try:
         with warnings.catch_warnings():
             # The converter's own calibration step runs the deprecated tf.lite.Interpreter.
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated", category=UserWarning)
             if conv.denylisted_nodes:
-                content = _convert_with_denylist(converter, conv, representative, list(input_names))
-            else:
-                content = converter.convert()
+                return _convert_with_denylist(converter, conv, representative, list(input_names))
+            return converter.convert()
     except ConverterError as exc:
         raise explain_converter_error(exc, conv, layer_names) from exc
     except Exception as exc:  # the converter raises RuntimeError/ValueError too
@@ -164,7 +169,6 @@ def convert(saved_model_dir: Path, conv: Conversion, representative=None, layer_
         error = ConversionError(f"TFLite {conv.variant} conversion of {saved_model_dir} failed: {type(exc).__name__}: {first}")
         error.reason = first.rstrip(".")
         raise error from exc
-    return content, time.perf_counter() - start
 
 
 def convert_child_main(job_file: str) -> None:
@@ -390,11 +394,12 @@ def layers_of_tensors(tensor_names: Iterable[str], layer_names: Iterable[str]) -
     return found
 
 
-def check_prepares(content: bytes, signature: str = "serving_default") -> None:
-    """Raise RuntimeError when LiteRT cannot prepare (allocate) the model's signature."""
+def check_prepares(content: bytes | Path, signature: str = "serving_default") -> None:
+    """Raise RuntimeError when LiteRT cannot prepare (allocate) the model's signature
+    (`content` is the flatbuffer, or the path of its file)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=content)
+    interpreter = Interpreter(model_path=str(content)) if isinstance(content, Path) else Interpreter(model_content=content)
     interpreter.get_signature_runner(signature)
     interpreter.allocate_tensors()
 

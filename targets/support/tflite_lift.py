@@ -1,0 +1,460 @@
+"""TFLite for large models: the converter sees a stand-in for each large weight, and
+the real weights are written into the file afterwards.
+
+Why: the converter holds several copies of every weight at once (the SavedModel's
+variables, the frozen constants, the MLIR attributes, the FlatBuffer builder, the
+returned string and Python bytes): measured 4.55 GB peak for 553 MB of float32
+weights, converter alone. Here the function is frozen with each large captured value
+(at least LIFT_MIN_BYTES) as a splat constant: one value repeated, which TensorFlow
+and MLIR store as a single element, distinct per weight so that it can be found again.
+The converter then converts a graph of a few kilobytes and, asked to place buffers
+after the FlatBuffer (`_experimental_use_buffer_offset`), writes each splat out once.
+The result's structure (ops, tensors, signature, quantization parameters) is rebuilt
+as a standard single-FlatBuffer file, each splat buffer filled from its weight in the
+layout and type the reading op expects:
+
+- float32: as read, transposed for FULLY_CONNECTED ([out, in]) and CONV_2D (OHWI),
+  reshaped for DEPTHWISE_CONV_2D ([1, H, W, C*M]);
+- float16: the same, stored as float16 (read through DEQUANTIZE);
+- dynamic_range: symmetric int8 with the per-channel (or per-tensor) scale the converter
+  wrote for the tensor's quantized dimension, recomputed from the real weight.
+
+A weight whose stand-in the converter folded into something else (a batch-norm scale
+fused into a kernel, a constant computed from it) is not found again: it is converted
+as a real constant in a second conversion. The file is checked by parity like any other.
+Calibrated variants (int8, int16x8) are not converted this way: their calibration runs
+the float model, which needs the real weights.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Models with at least this many bytes of large weights convert this way; below it
+# the converter's own memory is small next to the process (x8 of 256 MB is 2 GB).
+LIFT_MODEL_BYTES = 256 * 2**20
+# Captured values at least this large get a stand-in.
+LIFT_MIN_BYTES = 1 * 2**20
+VARIANTS = ("float32", "float16", "dynamic_range")
+SCRATCH = ".lifted_savedmodel"  # inside the staging folder; removed after converting
+ALIGNMENT = 16  # buffer data alignment, as the converter writes it
+
+
+@dataclass
+class Stand:
+    """A large weight the converter saw as a splat of `splat`."""
+
+    name: str  # its Const node in the frozen graph
+    source: Any  # tf.Variable or EagerTensor
+    shape: tuple[int, ...]
+    dtype: Any
+    splat: float
+    transpose_b: bool | None = None  # read by MatMul/BatchMatMul as its second input: the op's flag
+
+    def value(self) -> np.ndarray:
+        return np.asarray(self.source.numpy()).reshape(self.shape)
+
+
+class NotLifted(Exception):
+    """The stand-ins could not all be placed: convert this variant the usual way."""
+
+
+def liftable_bytes(traced) -> int:
+    """Bytes of the float32 captured values a stand-in would replace."""
+    try:
+        concrete = traced.get_concrete_function()
+    except Exception:
+        return 0
+    total = 0
+    for v in concrete.variables:
+        if v.shape.is_fully_defined() and v.dtype.name == "float32":
+            n = v.shape.num_elements() * 4
+            total += n if n >= LIFT_MIN_BYTES else 0
+    return total
+
+
+def applies(conv, traced) -> bool:
+    return (
+        conv.variant in VARIANTS and not conv.denylisted_nodes and not conv.allow_select_tf_ops and liftable_bytes(traced) >= LIFT_MODEL_BYTES
+    )
+
+
+def _splat(index: int) -> float:
+    """Distinct values exactly representable in float16 and float32, never 0 or ±1."""
+    exponent, mantissa = divmod(index, 1000)
+    return -(2.0 ** (exponent % 8)) * (1.0 + (mantissa + 1) / 1024.0)
+
+
+class _Splat:
+    """Stands in for a large value in TF's freezing: the right shape and one value,
+    which TF writes as a one-value (splat) Const instead of the full tensor."""
+
+    def __init__(self, shape: tuple[int, ...], dtype, value: float) -> None:
+        self.shape, self.dtype, self.value = shape, np.dtype(dtype), value
+
+    def __array__(self, dtype=None, copy=None):
+        return np.full((), self.value, dtype or self.dtype)
+
+
+def _frozen(concrete, keep: set[str]):
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    stands: dict[str, Stand] = {}
+
+    class SplatConverterData(c2c._FunctionConverterDataInEager):
+        def _build_tensor_data(self):
+            variables = {id(v.handle): v for v in self._func.graph.variables}
+            for index, (external, internal) in enumerate(self._func.graph.captures):
+                name = internal.name.split(":")[0]
+                if not self._should_convert(name):
+                    continue
+                source = variables.get(id(external))
+                if source is None and external.dtype == tf.resource:
+                    continue  # a resource that is not a variable (a table): left as it is
+                value = source if source is not None else external
+                dtype, shape = value.dtype, value.shape
+                nbytes = (shape.num_elements() or 0) * dtype.size if shape.is_fully_defined() else 0
+                if nbytes >= LIFT_MIN_BYTES and dtype == tf.float32 and name not in keep:
+                    splat = _splat(len(stands))
+                    stands[name] = Stand(name, value, tuple(shape.as_list()), np.float32, splat)
+                    data = _Splat(tuple(shape.as_list()), np.float32, splat)
+                else:
+                    data = np.array(self._eval(value))
+                self._tensor_data[name] = c2c._TensorData(numpy=data, dtype=dtype.as_datatype_enum, index=index)
+
+    data = SplatConverterData(func=concrete, lower_control_flow=False, aggressive_inlining=True)
+    graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
+    del data
+    _read_flags(graph_def, stands)
+    return graph_def, stands
+
+
+def _read_flags(graph_def, stands: dict[str, Stand]) -> None:
+    """Record, for stand-ins a MatMul reads as its second input, whether it reads them
+    transposed: it decides the layout of a square FULLY_CONNECTED kernel."""
+    producers = {}
+    for node in graph_def.node:
+        for position, name in enumerate(node.input):
+            producers.setdefault(name.split(":")[0].lstrip("^"), []).append((node, position))
+    for stand in stands.values():
+        frontier, seen = [stand.name], set()
+        while frontier:
+            name = frontier.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for node, position in producers.get(name, []):
+                if node.op == "Identity":
+                    frontier.append(node.name)
+                elif node.op == "MatMul" and position == 1:
+                    stand.transpose_b = bool(node.attr["transpose_b"].b)
+                elif node.op in ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3") and position == 1:
+                    stand.transpose_b = bool(node.attr["adj_y"].b)
+
+
+def _write_saved_model(folder: Path, graph_def, concrete, input_names: list[str], output_names: list[str]) -> None:
+    """A SavedModel of the frozen graph whose `serving_default` has the config's names."""
+    import tensorflow as tf
+
+    outputs = dict(zip(sorted(concrete.structured_outputs), concrete.outputs))
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            info = tf.compat.v1.saved_model.utils.build_tensor_info
+            signature = tf.compat.v1.saved_model.signature_def_utils.build_signature_def(
+                inputs={name: info(graph.get_tensor_by_name(t.name)) for name, t in zip(input_names, concrete.inputs)},
+                outputs={name: info(graph.get_tensor_by_name(outputs[name].name)) for name in output_names},
+                method_name="tensorflow/serving/predict",
+            )
+            builder = tf.compat.v1.saved_model.Builder(str(folder))
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature}, strip_default_attrs=True)
+            builder.save()
+
+
+# --------------------------------------------------------------------------- placing
+
+
+@dataclass
+class _Place:
+    stand: Stand
+    layout: str  # same | transpose | ohwi | depthwise | transpose_conv
+
+
+def _layouts(shape: tuple[int, ...], tfl: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    out = {"same": shape}
+    if len(shape) == 2:
+        out["transpose"] = shape[::-1]
+    if len(shape) == 4:
+        h, w, i, o = shape
+        out["ohwi"] = (o, h, w, i)
+        out["depthwise"] = (1, h, w, i * o)
+        out["transpose_conv"] = (i, h, w, o)  # Conv2DBackpropInput's HWOI filter as OHWI
+    return {k: v for k, v in out.items() if tuple(v) == tuple(tfl)}
+
+
+_PREFERRED = {"FULLY_CONNECTED": "transpose", "CONV_2D": "ohwi", "DEPTHWISE_CONV_2D": "depthwise", "TRANSPOSE_CONV": "transpose_conv"}
+
+
+def _arrange(value: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "transpose":
+        return value.T
+    if layout == "ohwi":
+        return np.transpose(value, (3, 0, 1, 2))
+    if layout == "depthwise":
+        h, w, i, o = value.shape
+        return value.reshape(1, h, w, i * o)
+    if layout == "transpose_conv":
+        return np.transpose(value, (2, 0, 1, 3))
+    return value
+
+
+def _readers(graph, op_names: dict[int, str]) -> dict[int, list[tuple[str, int]]]:
+    """tensor index -> [(op name, input position)], looking through DEQUANTIZE."""
+    readers: dict[int, list[tuple[str, int]]] = {}
+    dequantized = {}
+    for op in graph.operators:
+        name = op_names.get(op.opcodeIndex, "")
+        if name == "DEQUANTIZE":
+            dequantized[int(op.outputs[0])] = int(op.inputs[0])
+    for op in graph.operators:
+        name = op_names.get(op.opcodeIndex, "")
+        for position, tensor in enumerate(op.inputs if op.inputs is not None else []):
+            tensor = int(tensor)
+            readers.setdefault(dequantized.get(tensor, tensor), []).append((name, position))
+    return readers
+
+
+def _place(model, content: bytes, stands: dict[str, Stand]) -> tuple[dict[int, _Place], set[str]]:
+    """{buffer index: placement} for every splat buffer found, and the stand-ins whose
+    splat was not found with one unambiguous layout."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from targets.support.litert import _builtin_names
+
+    builtin = _builtin_names()
+    op_names = {i: builtin.get(max(code.builtinCode, code.deprecatedBuiltinCode), "") for i, code in enumerate(model.operatorCodes)}
+    by_splat32 = {np.float32(s.splat).tobytes(): s for s in stands.values()}
+    by_splat16 = {np.float16(s.splat).tobytes(): s for s in stands.values()}
+    by_scale = [(np.float32(abs(s.splat)) / np.float32(127.0), s) for s in stands.values()]
+    placed: dict[int, _Place] = {}
+    found: set[str] = set()
+    bad: set[str] = set()
+    for graph in model.subgraphs:
+        readers = _readers(graph, op_names)
+        for index, tensor in enumerate(graph.tensors):
+            buffer = model.buffers[tensor.buffer]
+            if buffer.offset <= 1 or buffer.size < LIFT_MIN_BYTES // 4:
+                continue
+            data = np.frombuffer(content, np.uint8, buffer.size, buffer.offset)
+            stand = None
+            if tensor.type == 0 and buffer.size % 4 == 0:  # FLOAT32
+                stand = by_splat32.get(bytes(data[:4]))
+            elif tensor.type == 1 and buffer.size % 2 == 0:  # FLOAT16
+                stand = by_splat16.get(bytes(data[:2]))
+            elif tensor.type == 9 and tensor.quantization is not None and tensor.quantization.scale is not None:  # INT8
+                scale = np.asarray(tensor.quantization.scale, np.float32)
+                matches = [s for target, s in by_scale if scale.size and np.allclose(scale, target, rtol=1e-6, atol=0)]
+                stand = matches[0] if len(matches) == 1 else None
+            if stand is None or not _uniform(data, {0: 4, 1: 2, 9: 1}[tensor.type]):
+                continue
+            tfl = tuple(int(d) for d in tensor.shape)
+            layouts = _layouts(stand.shape, tfl)
+            preferred = {_PREFERRED.get(op) for op, position in readers.get(index, []) if position == 1} - {None}
+            if len(layouts) > 1 and preferred == {"transpose"} and stand.transpose_b is not None:
+                layouts = {k: v for k, v in layouts.items() if k == ("same" if stand.transpose_b else "transpose")}
+            elif len(layouts) > 1 and len(preferred) == 1:
+                layouts = {k: v for k, v in layouts.items() if k in preferred}
+            if len(layouts) != 1 or int(np.prod(tfl, dtype=np.int64)) != int(np.prod(stand.shape, dtype=np.int64)):
+                bad.add(stand.name)
+                continue
+            if tensor.buffer in placed and placed[tensor.buffer].stand is not stand:
+                # The converter stores identical contents once: int8 stand-ins all
+                # quantize to -127, so their tensors share a buffer. Each gets its own.
+                model.buffers.append(schema.BufferT())
+                tensor.buffer = len(model.buffers) - 1
+            placed[tensor.buffer] = _Place(stand, next(iter(layouts)))
+            found.add(stand.name)
+    missing = (set(stands) - found) | bad
+    return placed, missing
+
+
+def _uniform(data: np.ndarray, width: int) -> bool:
+    first = data[:width]
+    step = 1 << 22
+    for start in range(0, data.size, step):
+        block = data[start : start + step].reshape(-1, width)
+        if not (block == first).all():
+            return False
+    return True
+
+
+def _scales(value: np.ndarray, tensor) -> np.ndarray:
+    """The converter's symmetric int8 weight scales: max|w| / 127 per channel of the
+    tensor's quantized dimension (or one for the tensor)."""
+    q = tensor.quantization
+    channels = len(q.scale)
+    axis = int(q.quantizedDimension or 0)
+    if channels == 1:
+        peak = np.asarray(np.abs(value).max(), np.float32).reshape(1)
+    else:
+        if value.shape[axis] != channels:
+            raise NotLifted(f"{channels} scales for dimension {axis} of shape {value.shape}")
+        others = tuple(i for i in range(value.ndim) if i != axis)
+        peak = np.abs(value).max(axis=others).astype(np.float32)
+    return np.where(peak > 0, peak / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+
+
+def _quantize(value: np.ndarray, tensor, scale: np.ndarray) -> np.ndarray:
+    """Rounded half away from zero and clamped to [-127, 127], as the converter does."""
+    shape = [1] * value.ndim
+    if scale.size > 1:
+        shape[int(tensor.quantization.quantizedDimension or 0)] = scale.size
+    scaled = value / scale.reshape(shape)
+    return np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127).astype(np.int8)
+
+
+class _Filled:
+    """A buffer packed from a weight only when the builder reaches it (one at a time)."""
+
+    def __init__(self, produce) -> None:
+        self.produce = produce
+
+    def Pack(self, builder):
+        from ai_edge_litert import schema_py_generated as schema
+
+        payload = self.produce()
+        data = _vector(builder, payload)
+        del payload
+        schema.BufferStart(builder)
+        schema.BufferAddData(builder, data)
+        return schema.BufferEnd(builder)
+
+
+def _vector(builder, payload: np.ndarray) -> int:
+    raw = np.ascontiguousarray(payload).reshape(-1).view(np.uint8)
+    builder.StartVector(1, raw.size, ALIGNMENT)
+    builder.head = builder.head - raw.size
+    builder.Bytes[builder.head : builder.head + raw.size] = raw.data
+    return builder.EndVector()
+
+
+def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], variant: str, path: Path, total: int) -> int:
+    """Write `model` as one FlatBuffer to `path`, every data buffer inline. Returns its size."""
+    import flatbuffers
+
+    tensors_of = {}
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            tensors_of.setdefault(tensor.buffer, tensor)
+
+    scales = {}
+    for index, place in placed.items():  # subgraphs are packed before buffers: scales first
+        tensor = tensors_of[index]
+        if tensor.type == 9:
+            scales[index] = _scales(_arrange(place.stand.value(), place.layout), tensor)
+            tensor.quantization.scale = [float(s) for s in scales[index]]
+            tensor.quantization.zeroPoint = [0] * scales[index].size
+
+    def producer(index: int):
+        place = placed[index]
+        tensor = tensors_of[index]
+
+        def produce():
+            value = _arrange(place.stand.value(), place.layout)
+            if variant == "float16":
+                return value.astype(np.float16)
+            if tensor.type == 9:
+                return _quantize(value, tensor, scales[index])
+            return value.astype(np.float32)
+
+        return produce
+
+    buffers = []
+    for index, buffer in enumerate(model.buffers):
+        if index in placed:
+            buffers.append(_Filled(producer(index)))
+        else:
+            if index in kept:
+                buffer.data = kept[index]
+            buffer.offset, buffer.size = 0, 0
+            buffers.append(buffer)
+    model.buffers = buffers
+    builder = flatbuffers.Builder(total + ALIGNMENT * (len(buffers) + 1) + (1 << 20))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    view = memoryview(builder.Bytes)[builder.Head() :]
+    with open(path, "wb") as out:
+        out.write(view)
+    return len(view)
+
+
+# --------------------------------------------------------------------------- convert
+
+
+@dataclass
+class Lifted:
+    path: Path
+    skeleton: bytes  # the converted structure without its buffers: for listing ops
+    size: int
+    seconds: float
+    lifted: int  # weights written into the file
+    kept: int  # large weights the converter had to see
+
+
+def convert(job, conv, layers, path: Path) -> Lifted:
+    """Convert `conv.variant` with stand-ins and write the real weights into `path`.
+    Raises NotLifted when the stand-ins cannot all be placed (nothing is written)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from targets.support import litert
+
+    concrete = job.traced.get_concrete_function()
+    start = time.perf_counter()
+    keep: set[str] = set()
+    folder = job.out_dir / SCRATCH
+    try:
+        for _attempt in range(3):
+            graph_def, stands = _frozen(concrete, keep)
+            if not stands:
+                raise NotLifted("no weight left to stand in for")
+            shutil.rmtree(folder, ignore_errors=True)
+            _write_saved_model(folder, graph_def, concrete, list(job.model.input_names), list(job.model.output_names))
+            del graph_def
+            converter = litert._converter(folder, conv)
+            converter._experimental_use_buffer_offset = True
+            content = litert.run_converter(converter, conv, job.saved_model_dir, layers)
+            model = schema.ModelT.InitFromPackedBuf(bytearray(content[: _structure_end(content)]), 0)
+            placed, missing = _place(model, content, stands)
+            if not missing:
+                break
+            keep |= missing
+        else:
+            raise NotLifted(f"{len(missing)} weight(s) could not be placed after three conversions")
+        kept: dict[int, np.ndarray] = {}
+        total = 0
+        for index, buffer in enumerate(model.buffers):
+            if buffer.offset > 1:
+                total += buffer.size
+                if index not in placed:
+                    kept[index] = np.frombuffer(content, np.uint8, buffer.size, buffer.offset).copy()
+        skeleton = content[: _structure_end(content)]
+        del content
+        size = _rebuild(model, placed, kept, conv.variant, path, total)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Lifted(path, skeleton, size, time.perf_counter() - start, len(placed), len(keep))
+
+
+def _structure_end(content: bytes) -> int:
+    """Where the FlatBuffer ends and the buffers placed after it begin."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    offsets = [model.Buffers(i).Offset() for i in range(model.BuffersLength())]
+    offsets = [o for o in offsets if o > 1]
+    return min(offsets) if offsets else len(content)

@@ -1,0 +1,111 @@
+"""TFLite for large models: the converter sees splat stand-ins for the large weights
+and the real weights are written into the file afterwards (targets/support/tflite_lift.py).
+
+The thresholds are lowered here so that a small model takes the large-model path; the
+files must compute what the usual conversion's files compute."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def lift_everything(monkeypatch):
+    from targets.support import tflite_lift
+
+    monkeypatch.setattr(tflite_lift, "LIFT_MODEL_BYTES", 0)
+    monkeypatch.setattr(tflite_lift, "LIFT_MIN_BYTES", 2048)
+
+
+def _conv_model():
+    """Conv (OHWI), depthwise ([1,H,W,C*M]), a conv whose batch norm the converter folds
+    into the kernel (its stand-in disappears: converted as a real constant), and square
+    and non-square Dense kernels (FULLY_CONNECTED [out, in])."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3), name="image")
+    h = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, activation="relu")(h)
+    h = keras.layers.Conv2D(48, 3)(h)
+    h = keras.layers.BatchNormalization(beta_initializer="random_normal", gamma_initializer="random_uniform")(h)
+    h = keras.layers.Conv2D(40, 1, activation="relu")(keras.layers.ReLU()(h))
+    h = keras.layers.Flatten()(keras.layers.AveragePooling2D(2)(h))
+    h = keras.layers.Dense(64, activation="relu")(h)
+    h = keras.layers.Dense(64, activation="relu")(h)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(h))
+
+
+def _usual(model, variant: str, tmp_path):
+    """The same variant converted the usual way, from the model's own SavedModel."""
+    import tensorflow as tf
+
+    folder = tmp_path / f"usual_{variant}"
+    model.export(str(folder), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder))
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def _run(model_file_or_content, x):
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(model_file_or_content, bytes):
+        interpreter = Interpreter(model_content=model_file_or_content)
+    else:
+        interpreter = Interpreter(model_path=str(model_file_or_content))
+    runner = interpreter.get_signature_runner("serving_default")
+    return next(iter(runner(**{runner.get_input_details().popitem()[0]: x}).values()))
+
+
+def test_stand_ins_give_the_files_the_usual_conversion_gives(tmp_path, lift_everything):
+    import tfship
+
+    model = _conv_model()
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(32, 16, 16, 3)) * rng.uniform(0.2, 5.0, size=(32, 1, 1, 1))).astype(np.float32)
+    out = tmp_path / "artifacts" / "lifted"
+    variants = ["float32", "float16", "dynamic_range"]
+    result = tfship.export(model, targets=[{"name": "tflite", "variants": variants}], data={"image": x}, out=out)
+    assert result.passed, str(result)
+    report = json.loads((out / "report.json").read_text())
+    expected = model(x).numpy()
+    tolerance = 1e-6 * np.abs(expected).max()
+    # Outputs vary from sample to sample far more than the tolerance: a weight written in
+    # the wrong layout or scale could not pass the comparison below.
+    assert expected.std(axis=0).min() > 1000 * tolerance
+    for variant in variants:
+        info = report["targets"]["tflite"]["variants"][variant]["info"]
+        # Seven kernels of at least 2 KB; the batch-normalized conv's is folded by the
+        # converter and kept real, and small int8 buffers are below the stand-in size.
+        assert info["weights_written_after_conversion"] >= 4, info
+        assert "stand-ins for" in info["note_weights"]
+        lifted = _run(out / "tflite" / f"{variant}.tflite", x[:8])
+        usual = _run(_usual(model, variant, tmp_path), x[:8])
+        # Same weights in the same layout and type: the files compute the same thing.
+        assert np.abs(lifted - usual).max() <= tolerance, (variant, np.abs(lifted - usual).max())
+    assert sorted(p.name for p in (out / "tflite").iterdir() if not p.name.startswith(".")) == [f"{v}.tflite" for v in sorted(variants)]
+
+
+def test_a_model_whose_weights_all_fold_away_converts_the_usual_way(tmp_path, lift_everything):
+    """Dense + batch norm: the converter folds the norm into the kernel, so the stand-in is
+    never found; the variant is converted with its real weights and says so."""
+    import keras
+    import tfship
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((32,), name="x")
+    h = keras.layers.BatchNormalization(beta_initializer="random_normal", gamma_initializer="random_uniform")(keras.layers.Dense(48)(inputs))
+    model = keras.Model(inputs, keras.layers.Activation("tanh", name="y")(h))
+    x = np.random.default_rng(0).normal(size=(16, 32)).astype(np.float32)
+    out = tmp_path / "artifacts" / "folded"
+    result = tfship.export(model, targets=[{"name": "tflite", "variants": ["float32"]}], data={"x": x}, out=out)
+    assert result.passed, str(result)
+    info = json.loads((out / "report.json").read_text())["targets"]["tflite"]["variants"]["float32"]["info"]
+    assert "weights_written_after_conversion" not in info
+    assert "stand-ins for them could not be placed (no weight left to stand in for)" in info["note_conversion"]
