@@ -14,6 +14,17 @@ Variants (`variants:`, several allowed):
 Conversion always goes through the canonical SavedModel (`from_saved_model`): a
 Keras 3 model converted from concrete functions comes out weightless.
 
+Large models (at least 256 MB of float32 weights in tensors of 1 MB or more): the
+float32, float16 and dynamic_range variants are converted from a SavedModel of the same
+function frozen with a splat stand-in for each large weight, and the real weights are
+written into the file afterwards, in the layout and type the converter gave each one
+(targets/support/tflite_lift.py). The converter's own peak is about 8x the weights
+(4.55 GB for 553 MB); this way the whole tfship run stays near 2.1-2.6 GB at 553 MB.
+A weight the converter folded into another constant is converted as a real constant;
+when no stand-in can be placed, the variant is converted the usual way and its
+report says why. The files are standard single-FlatBuffer .tflite files, checked by
+parity like every other.
+
 Default parity budgets (before `tolerances:` overrides in the YAML): each variant is
 judged at its precision class's budget (pipeline.tolerance.PRECISION_CLASSES: SQNR,
 mean error as a fraction of the range, the elementwise tail in quantization steps and
@@ -211,8 +222,10 @@ class TFLiteTarget(Target):
                     try:  # large weights: the converter sees stand-ins, the file gets the weights
                         lifted = tflite_lift.convert(job, conv, layers, job.out_dir / file)
                         return lifted, lifted.seconds
-                    except tflite_lift.NotLifted as exc:
-                        notes.append(f"converted with the weights in the converter's memory: stand-ins for them could not be placed ({exc})")
+                    except Exception as exc:  # the usual conversion decides: it converts, or its error is the model's
+                        (job.out_dir / file).unlink(missing_ok=True)
+                        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        notes.append(f"converted with the weights in the converter's memory: stand-ins for them could not be placed ({reason})")
                 if variant in litert.CALIBRATED:  # the calibrator can crash the process: isolate it
                     return litert.convert_isolated(saved_model_dir, conv, job.calibration, job.model.inputs, options.calibration_samples, layers, job.model.input_names)
                 return litert.convert(saved_model_dir, conv, representative, layers, job.model.input_names)

@@ -11,7 +11,9 @@ The estimate of one job is BASE_BYTES (TensorFlow, the runtime, the worker) plus
 parity pool, plus the model's weight bytes times the target's factor, measured with
 `make bench-scale` on 553 MB and 2.5 GB dense and conv models (peak resident memory
 of the worker against the weights): the TFLite converter peaks near 9x the weights
-(4.9-5.2 GB at 553 MB), ONNX with lifted weights 2.6-3.0 GB at 553 MB and 6.9-8.2 GB
+(4.9-5.2 GB at 553 MB; tfship's float variants of models over 256 MB convert with
+stand-ins for the weights and peak at 2.1-2.6 GB there, but the calibrated int8 and
+int16x8 variants, which this estimate cannot tell apart, still need the 8x), ONNX with lifted weights 2.6-3.0 GB at 553 MB and 6.9-8.2 GB
 at 2.5 GB, the SavedModel target 1.9 GB at 553 MB and 6.0 GB at 2.5 GB. Targets not
 measured at scale (xla, tpu) take the SavedModel factor plus one copy of the weights;
 an unknown target takes the largest factor.
