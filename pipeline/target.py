@@ -101,6 +101,12 @@ class Target:
         artifacts of this kind that tfship did not build)."""
         return FP32
 
+    def memory_factor(self, options: Any, weight_bytes: int) -> float | None:
+        """Peak memory of building and checking this target, in weight bytes above the
+        worker's base (pipeline.execute.admission), when the options and the weights'
+        size change it; None: the measured per-target factor applies."""
+        return None
+
     def build(self, job: BuildInputs) -> list[Artifact]:
         raise NotImplementedError
 

@@ -79,6 +79,24 @@ def test_a_job_waits_while_others_run_and_is_refused_only_when_alone(monkeypatch
     assert admission.estimate(["tflite"], 100 << 20, 0, False) > admission.estimate(["savedmodel"], 100 << 20, 0, False)
 
 
+def test_tflite_float_variants_of_a_large_model_are_estimated_at_the_stand_in_cost(tmp_path):
+    """From 256 MB of weights the float variants convert with stand-ins (2.6 GB at 553 MB
+    where the converter alone takes 4.55 GB): the estimate follows; int8 still needs 8x."""
+    from pipeline.config import load_config
+    from targets import REGISTRY
+
+    def factors(variants: str, weights: int) -> dict:
+        path = tmp_path / "big.yaml"
+        path.write_text(AFFINE_HEAD + f"  - {{name: tflite, variants: [{variants}]}}\n  - savedmodel\n")
+        return admission.target_factors(load_config(path, REGISTRY), weights)
+
+    big, small = 553 << 20, 100 << 20
+    assert factors("float32, float16, dynamic_range", big) == {"tflite": 2.5}
+    assert factors("float32, int8", big) == {} and factors("float32", small) == {}
+    lifted = admission.estimate(["tflite"], big, 0, True, factors_by_target={"tflite": 2.5})
+    assert lifted == admission.estimate(["savedmodel"], big, 0, True) < admission.estimate(["tflite"], big, 0, True)
+
+
 def test_a_target_worker_that_aborts_is_that_targets_error_in_parallel_mode(project):
     project.config("affine", AFFINE_HEAD + "  - aborting\n  - savedmodel\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), TFSHIP_TARGET_MODULES="fixture_targets_abort")

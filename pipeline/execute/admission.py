@@ -12,8 +12,8 @@ parity pool, plus the model's weight bytes times the target's factor, measured w
 `make bench-scale` on 553 MB and 2.5 GB dense and conv models (peak resident memory
 of the worker against the weights): the TFLite converter peaks near 9x the weights
 (4.9-5.2 GB at 553 MB; tfship's float variants of models over 256 MB convert with
-stand-ins for the weights and peak at 2.1-2.6 GB there, but the calibrated int8 and
-int16x8 variants, which this estimate cannot tell apart, still need the 8x), ONNX with lifted weights 2.6-3.0 GB at 553 MB and 6.9-8.2 GB
+stand-ins for the weights and peak at 2.1-2.6 GB there: the tflite target then sets
+its own factor, Target.memory_factor), ONNX with lifted weights 2.6-3.0 GB at 553 MB and 6.9-8.2 GB
 at 2.5 GB, the SavedModel target 1.9 GB at 553 MB and 6.0 GB at 2.5 GB. Targets not
 measured at scale (xla, tpu) take the SavedModel factor plus one copy of the weights;
 an unknown target takes the largest factor.
@@ -70,10 +70,12 @@ def resident_bytes(pid: int) -> int:
     return 0
 
 
-def estimate(targets: list[str], weight_bytes: int, pool_bytes: int, shared_stages: bool) -> int:
+def estimate(targets: list[str], weight_bytes: int, pool_bytes: int, shared_stages: bool, factors_by_target: dict[str, float] | None = None) -> int:
     """Peak estimate of one worker job: the largest of its targets (they run one after
-    another), or the shared stages' own cost."""
-    factors = [TARGET_FACTORS.get(t, DEFAULT_FACTOR) for t in targets]
+    another), or the shared stages' own cost. `factors_by_target` replaces the table's
+    factor where a target's options change it (Target.memory_factor)."""
+    chosen = {**TARGET_FACTORS, **(factors_by_target or {})}
+    factors = [chosen.get(t, DEFAULT_FACTOR) for t in targets]
     if shared_stages:
         factors.append(SHARED_STAGES_FACTOR)
     return int(BASE_BYTES + pool_bytes + max(factors, default=SHARED_STAGES_FACTOR) * weight_bytes)
@@ -101,6 +103,18 @@ def decide(need: int, running: list[tuple[int, int]]) -> Decision:
         + (f" ({ENV_AVAILABLE})" if os.environ.get(ENV_AVAILABLE) else "")
         + "; it was not started, so it could not be killed halfway. Fix: free memory or run it on a larger machine"
     ))
+
+
+def target_factors(config, weight_bytes: int) -> dict[str, float]:
+    """The factors the config's targets set for themselves at this size of weights."""
+    from targets import REGISTRY
+
+    factors = {}
+    for entry in config.targets:
+        factor = REGISTRY.get(entry.name).memory_factor(entry.options, weight_bytes)
+        if factor is not None:
+            factors[entry.name] = factor
+    return factors
 
 
 def weight_bytes_of_source(path) -> int:

@@ -76,7 +76,7 @@ def _export_locked(
     """Everything that reads or writes the models' folders: runs under their locks."""
     from pipeline.audit import apply_strict
     from pipeline.cache import checked, source_digest
-    from pipeline.execute.admission import weight_bytes_of_source
+    from pipeline.execute.admission import target_factors, weight_bytes_of_source
     from pipeline.stages.data import pool_bytes
     from pipeline.execute.workers import ModelJob, run_jobs
     from pipeline.plan import make_plan
@@ -99,9 +99,10 @@ def _export_locked(
             # The worker's stderr goes to a temp file: bad input must leave nothing in the artifacts.
             fd, log_path = tempfile.mkstemp(prefix=f"tfship-{config.name}-worker-", suffix=".log")
             os.close(fd)
+            weights = weight_bytes_of_source(config.source.path)
             jobs_to_run.append(ModelJob(
                 config.file, config.name, model.to_build, Path(log_path), repair=dict(repair),
-                weight_bytes=weight_bytes_of_source(config.source.path), pool_bytes=pool_bytes(config),
+                weight_bytes=weights, pool_bytes=pool_bytes(config), factors=target_factors(config, weights),
             ))
         elif kept:
             # Nothing ran: what the last run learned about the model still describes these artifacts.

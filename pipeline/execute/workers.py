@@ -111,6 +111,7 @@ class ModelJob:
     bad_input: dict | None = None  # the model itself is bad input: nothing may be recorded
     weight_bytes: int = 0  # the model's weights as stored (admission estimates; 0 when unknown)
     pool_bytes: int = 0  # the parity pool
+    factors: dict[str, float] = field(default_factory=dict)  # admission factors the targets set themselves
     shared: dict | None = None  # {"manifest": path, "weight_bytes": n} once the shared stages are on disk
 
 
@@ -129,7 +130,7 @@ class Unit:
         weights = (self.job.shared or {}).get("weight_bytes") or self.job.weight_bytes
         if self.kind == "shared":
             return estimate([], weights, self.job.pool_bytes, shared_stages=True)
-        return estimate(self.targets, weights, self.job.pool_bytes, shared_stages=self.kind == "model")
+        return estimate(self.targets, weights, self.job.pool_bytes, shared_stages=self.kind == "model", factors_by_target=self.job.factors)
 
 
 def _signal_name(code: int | None) -> str:

@@ -2,6 +2,8 @@
 before the converter runs, naming the limit and what fits instead."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pipeline.config import load_config
@@ -64,6 +66,8 @@ def test_a_model_over_two_gib_is_refused_before_the_converter_runs(tmp_path):
     out_dir.mkdir()
     job = BuildInputs(model=config, target=config.target("tflite"), out_dir=out_dir, saved_model_dir=tmp_path / "absent",
                       traced=traced, loaded=Loaded(), calibration={})
-    with pytest.raises(IncompatibleModel, match=r"limited to 2 GiB .* Refused before converting"):
-        TARGET.build(job)
+    (artifact,) = TARGET.build(job)  # each variant stands alone: the refusal is the variant's error
+    assert artifact.variant == "float32" and artifact.files == ()
+    assert artifact.error["error"] == "IncompatibleModel" and artifact.error["exit_code"] == 2
+    assert re.search(r"limited to 2 GiB .* Refused before converting", artifact.error["message"])
     assert list(out_dir.iterdir()) == []
