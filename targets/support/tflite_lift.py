@@ -311,12 +311,26 @@ def _scales(value: np.ndarray, tensor) -> np.ndarray:
 
 
 def _quantize(value: np.ndarray, tensor, scale: np.ndarray) -> np.ndarray:
-    """Rounded half away from zero and clamped to [-127, 127], as the converter does."""
-    shape = [1] * value.ndim
+    """int8 as the converter quantizes weights: w / max|w| x 127 in double precision, per
+    channel of the quantized dimension (or for the tensor), rounded half away from zero.
+    Computed in blocks of rows so that the double-precision copy stays small."""
+    axis = int(tensor.quantization.quantizedDimension or 0)
     if scale.size > 1:
-        shape[int(tensor.quantization.quantizedDimension or 0)] = scale.size
-    scaled = value / scale.reshape(shape)
-    return np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127).astype(np.int8)
+        others = tuple(i for i in range(value.ndim) if i != axis)
+        peak = np.abs(value).max(axis=others).astype(np.float64)
+        shape = [1] * value.ndim
+        shape[axis] = scale.size
+        peak = peak.reshape(shape)
+    else:
+        peak = np.asarray(np.abs(value).max(), np.float64).reshape([1] * value.ndim)
+    peak = np.where(peak > 0, peak, 1.0)
+    out = np.empty(value.shape, np.int8)
+    rows = max(1, (1 << 22) // max(1, value.size // max(1, value.shape[0])))
+    for start in range(0, value.shape[0], rows):
+        part = peak[start : start + rows] if peak.shape[0] > 1 else peak
+        scaled = value[start : start + rows].astype(np.float64) / part * 127.0
+        out[start : start + rows] = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127)
+    return out
 
 
 class _Filled:
