@@ -294,38 +294,46 @@ def _uniform(data: np.ndarray, width: int) -> bool:
     return True
 
 
-def _scales(value: np.ndarray, tensor) -> np.ndarray:
-    """The converter's symmetric int8 weight scales: max|w| / 127 per channel of the
-    tensor's quantized dimension (or one for the tensor)."""
-    q = tensor.quantization
-    channels = len(q.scale)
-    axis = int(q.quantizedDimension or 0)
-    if channels == 1:
-        peak = np.asarray(np.abs(value).max(), np.float32).reshape(1)
-    else:
-        if value.shape[axis] != channels:
-            raise NotLifted(f"{channels} scales for dimension {axis} of shape {value.shape}")
-        others = tuple(i for i in range(value.ndim) if i != axis)
-        peak = np.abs(value).max(axis=others).astype(np.float32)
-    return np.where(peak > 0, peak / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+def _rows(value: np.ndarray) -> int:
+    """Rows of axis 0 per block: about 4M elements, so temporaries stay small."""
+    return max(1, (1 << 22) // max(1, value.size // max(1, value.shape[0])))
 
 
-def _quantize(value: np.ndarray, tensor, scale: np.ndarray) -> np.ndarray:
-    """int8 as the converter quantizes weights: w / max|w| x 127 in double precision, per
-    channel of the quantized dimension (or for the tensor), rounded half away from zero.
-    Computed in blocks of rows so that the double-precision copy stays small."""
+def _peaks(value: np.ndarray, tensor) -> np.ndarray:
+    """max|w| per channel of the tensor's quantized dimension (one value when the
+    tensor has one scale), shaped to broadcast against `value`; read in blocks."""
+    channels = len(tensor.quantization.scale)
     axis = int(tensor.quantization.quantizedDimension or 0)
-    if scale.size > 1:
-        others = tuple(i for i in range(value.ndim) if i != axis)
-        peak = np.abs(value).max(axis=others).astype(np.float64)
-        shape = [1] * value.ndim
-        shape[axis] = scale.size
-        peak = peak.reshape(shape)
-    else:
-        peak = np.asarray(np.abs(value).max(), np.float64).reshape([1] * value.ndim)
-    peak = np.where(peak > 0, peak, 1.0)
+    if channels > 1 and value.shape[axis] != channels:
+        raise NotLifted(f"{channels} scales for dimension {axis} of shape {value.shape}")
+    shape = [1] * value.ndim
+    if channels > 1:
+        shape[axis] = channels
+    peak = np.zeros(shape, np.float32)
+    rows = _rows(value)
+    for start in range(0, value.shape[0], rows):
+        block = np.abs(value[start : start + rows])
+        if channels == 1:
+            peak = np.maximum(peak, block.max())
+        elif axis == 0:
+            peak[start : start + rows] = block.max(axis=tuple(range(1, value.ndim)), keepdims=True)
+        else:
+            peak = np.maximum(peak, block.max(axis=tuple(i for i in range(value.ndim) if i != axis), keepdims=True))
+    return peak
+
+
+def _scales(peak: np.ndarray) -> np.ndarray:
+    """The converter's symmetric int8 weight scales: max|w| / 127 (1 for a zero channel)."""
+    flat = peak.reshape(-1)
+    return np.where(flat > 0, flat / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+
+
+def _quantize(value: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """int8 as the converter quantizes weights: w / max|w| x 127 in double precision, per
+    channel (or for the tensor), rounded half away from zero, in blocks of rows."""
+    peak = np.where(peak > 0, peak, 1.0).astype(np.float64)
     out = np.empty(value.shape, np.int8)
-    rows = max(1, (1 << 22) // max(1, value.size // max(1, value.shape[0])))
+    rows = _rows(value)
     for start in range(0, value.shape[0], rows):
         part = peak[start : start + rows] if peak.shape[0] > 1 else peak
         scaled = value[start : start + rows].astype(np.float64) / part * 127.0
@@ -367,13 +375,14 @@ def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], vari
         for tensor in graph.tensors:
             tensors_of.setdefault(tensor.buffer, tensor)
 
-    scales = {}
+    peaks = {}
     for index, place in placed.items():  # subgraphs are packed before buffers: scales first
         tensor = tensors_of[index]
         if tensor.type == 9:
-            scales[index] = _scales(_arrange(place.stand.value(), place.layout), tensor)
-            tensor.quantization.scale = [float(s) for s in scales[index]]
-            tensor.quantization.zeroPoint = [0] * scales[index].size
+            peaks[index] = _peaks(_arrange(place.stand.value(), place.layout), tensor)
+            scales = _scales(peaks[index])
+            tensor.quantization.scale = [float(x) for x in scales]
+            tensor.quantization.zeroPoint = [0] * scales.size
 
     def producer(index: int):
         place = placed[index]
@@ -384,7 +393,7 @@ def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], vari
             if variant == "float16":
                 return value.astype(np.float16)
             if tensor.type == 9:
-                return _quantize(value, tensor, scales[index])
+                return _quantize(value, peaks[index])
             return value.astype(np.float32)
 
         return produce
