@@ -358,12 +358,39 @@ _PASS_THROUGH = {"Identity", "IdentityN", "Const", "NoOp", "Reshape", "Squeeze",
 
 
 def frozen_graph_def(concrete: Any) -> Any:
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    """The function frozen into one GraphDef (variables as constants, control flow lowered),
+    built once: TF's convert_variables_to_constants_v2 also builds a frozen function and
+    its graph, two more copies of every weight."""
+    from tensorflow.python.framework import convert_to_constants as c2c
 
     try:
-        return convert_variables_to_constants_v2(concrete).graph.as_graph_def()
+        data = c2c._FunctionConverterDataInEager(func=concrete, lower_control_flow=True, aggressive_inlining=False)
+        graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
+        return graph_def
     except Exception as exc:
         raise ConversionError(f"cannot freeze the traced function for the bfloat16 emulation: {type(exc).__name__}: {exc}") from exc
+
+
+def _shapes_only(graph_def: Any) -> Any:
+    """A copy of `graph_def` whose large constants hold one value (a splat of the same
+    shape and type): enough to import it and read every tensor's type, at no weight cost."""
+    import tensorflow as tf
+
+    light = tf.compat.v1.GraphDef()
+    light.versions.CopyFrom(graph_def.versions)
+    light.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        copy = light.node.add()
+        if node.op == "Const" and node.attr["value"].tensor.ByteSize() > 4096:
+            tensor = node.attr["value"].tensor
+            copy.name, copy.op, copy.device = node.name, node.op, node.device
+            copy.input.extend(node.input)
+            copy.attr["dtype"].CopyFrom(node.attr["dtype"])
+            shape = [d.size for d in tensor.tensor_shape.dim]
+            copy.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.zeros((), tf.as_dtype(tensor.dtype).as_numpy_dtype), shape=shape))
+        else:
+            copy.CopyFrom(node)
+    return light
 
 
 def round_to_bf16(values: np.ndarray) -> np.ndarray:
@@ -384,17 +411,18 @@ def _cast(name: str, source: str, src: int, dst: int) -> Any:
 
 
 def bf16_emulation_graph_def(graph_def: Any) -> tuple[Any, dict]:
-    """Rewrite a frozen GraphDef so every float32 tensor holds a bfloat16 value (see BF16_EMULATION_NOTE)."""
+    """Rewrite a frozen GraphDef, in place, so every float32 tensor holds a bfloat16 value
+    (see BF16_EMULATION_NOTE)."""
     import tensorflow as tf
     from tensorflow.core.framework import types_pb2
 
     graph = tf.Graph()
     with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
+        tf.graph_util.import_graph_def(_shapes_only(graph_def), name="")
     float_outputs = {op.name: [i for i, t in enumerate(op.outputs) if t.dtype == tf.float32] for op in graph.get_operations()}
+    del graph
 
-    out = tf.compat.v1.GraphDef()
-    out.CopyFrom(graph_def)
+    out = graph_def  # rewritten in place: one copy of the weights
     constants = 0
     for node in out.node:
         if node.op == "Const" and node.attr["dtype"].type == types_pb2.DT_FLOAT:
