@@ -15,9 +15,9 @@ of the worker against the weights): the TFLite converter peaks near 9x the weigh
 stand-ins for the weights and peak at 2.1-2.6 GB there: the tflite target then sets
 its own factor, Target.memory_factor), ONNX with lifted weights 2.6-3.0 GB at 553 MB and 6.9-8.2 GB
 at 2.5 GB, the SavedModel target 1.9 GB at 553 MB and 6.0 GB at 2.5 GB, xla 2.1 GB at
-553 MB (the shared stages' cost), and tpu 12.1 GB at 553 MB (19x the weights: its
-bfloat16 emulation is a frozen graph, written and then run with several copies of
-every constant). An unknown target takes the largest factor.
+553 MB (the shared stages' cost), and tpu 5.4 GB at 553 MB (7x the weights: its
+bfloat16 emulation is a frozen graph of rounded constants, written and then run in a
+TensorFlow session). An unknown target takes the largest factor.
 
 `TFSHIP_MEMORY_AVAILABLE` (bytes, or with a K/M/G suffix) replaces MemAvailable: to
 plan for a smaller machine, or to test the refusal.
@@ -34,7 +34,7 @@ TARGET_FACTORS = {
     "tflite": 8.0,
     "edgetpu": 8.0,
     "xla": 2.5,
-    "tpu": 20.0,
+    "tpu": 7.5,
 }
 SHARED_STAGES_FACTOR = 2.5  # load, trace, canonical SavedModel, reference: the savedmodel target's cost
 DEFAULT_FACTOR = max(TARGET_FACTORS.values())
