@@ -273,12 +273,14 @@ def _place(model, content: bytes, stands: dict[str, Stand]) -> tuple[dict[int, _
             if len(layouts) != 1 or int(np.prod(tfl, dtype=np.int64)) != int(np.prod(stand.shape, dtype=np.int64)):
                 bad.add(stand.name)
                 continue
-            if tensor.buffer in placed and placed[tensor.buffer].stand is not stand:
-                # The converter stores identical contents once: int8 stand-ins all
-                # quantize to -127, so their tensors share a buffer. Each gets its own.
+            layout = next(iter(layouts))
+            if tensor.buffer in placed and (placed[tensor.buffer].stand is not stand or placed[tensor.buffer].layout != layout):
+                # The converter stores identical contents once: int8 stand-ins all quantize
+                # to -127, and one weight read in two layouts is one splat. Each real
+                # content gets its own buffer.
                 model.buffers.append(schema.BufferT())
                 tensor.buffer = len(model.buffers) - 1
-            placed[tensor.buffer] = _Place(stand, next(iter(layouts)))
+            placed[tensor.buffer] = _Place(stand, layout)
             found.add(stand.name)
     missing = (set(stands) - found) | bad
     return placed, missing
@@ -370,23 +372,31 @@ def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], vari
     """Write `model` as one FlatBuffer to `path`, every data buffer inline. Returns its size."""
     import flatbuffers
 
-    tensors_of = {}
+    tensors_of: dict[int, list] = {}
     for graph in model.subgraphs:
         for tensor in graph.tensors:
-            tensors_of.setdefault(tensor.buffer, tensor)
+            tensors_of.setdefault(tensor.buffer, []).append(tensor)
 
+    # Tensors computed from an int8 weight that keep its scale (GATHER's output, a
+    # RESHAPE of it) carry the stand-in's scale too: they follow the weight's new one.
+    activations = [t for graph in model.subgraphs for t in graph.tensors
+                   if t.type == 9 and not (model.buffers[t.buffer].size or model.buffers[t.buffer].data is not None or t.buffer in placed)
+                   and t.quantization is not None and t.quantization.scale is not None]
     peaks = {}
     for index, place in placed.items():  # subgraphs are packed before buffers: scales first
-        tensor = tensors_of[index]
+        tensor = tensors_of[index][0]
         if tensor.type == 9:
+            stand_scale = np.asarray(tensor.quantization.scale, np.float32)
             peaks[index] = _peaks(_arrange(place.stand.value(), place.layout), tensor)
             scales = _scales(peaks[index])
-            tensor.quantization.scale = [float(x) for x in scales]
-            tensor.quantization.zeroPoint = [0] * scales.size
+            followers = [t for t in activations if len(t.quantization.scale) == stand_scale.size and np.allclose(t.quantization.scale, stand_scale, rtol=1e-6, atol=0)]
+            for reader in tensors_of[index] + followers:  # every tensor of this buffer, and those that inherit its scale
+                reader.quantization.scale = [float(x) for x in scales]
+                reader.quantization.zeroPoint = [0] * scales.size
 
     def producer(index: int):
         place = placed[index]
-        tensor = tensors_of[index]
+        tensor = tensors_of[index][0]
 
         def produce():
             value = _arrange(place.stand.value(), place.layout)
@@ -470,7 +480,7 @@ def convert(job, conv, layers, path: Path) -> Lifted:
         size = _rebuild(model, placed, kept, conv.variant, path, total)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return Lifted(path, skeleton, size, time.perf_counter() - start, len(placed), len(keep))
+    return Lifted(path, skeleton, size, time.perf_counter() - start, len({p.stand.name for p in placed.values()}), len(keep))
 
 
 def _structure_end(content: bytes) -> int:
