@@ -14,7 +14,10 @@ as a standard single-FlatBuffer file, each splat buffer filled from its weight i
 layout and type the reading op expects:
 
 - float32: as read, transposed for FULLY_CONNECTED ([out, in]) and CONV_2D (OHWI),
-  reshaped for DEPTHWISE_CONV_2D ([1, H, W, C*M]);
+  reshaped for DEPTHWISE_CONV_2D ([1, H, W, C*M]); a weight a MatMul reads as a matrix
+  (through a Reshape, as Keras 3 computes EinsumDense, or an Einsum) in that matrix's
+  layout; a square kernel as the MatMul's transpose flag says; any other ambiguity
+  keeps the weight real;
 - float16: the same, stored as float16 (read through DEQUANTIZE);
 - dynamic_range: symmetric int8 with the per-channel (or per-tensor) scale the converter
   wrote for the tensor's quantized dimension, recomputed from the real weight.
@@ -55,6 +58,10 @@ class Stand:
     dtype: Any
     splat: float
     transpose_b: bool | None = None  # read by MatMul/BatchMatMul as its second input: the op's flag
+    # Read as a matrix (an Einsum, or a Reshape into a MatMul, as Keras 3 computes
+    # EinsumDense): (axis order, rows, columns, read transposed); the converter then
+    # stores it as FULLY_CONNECTED's [out, in] or as BATCH_MATMUL's right-hand side.
+    einsum: tuple[tuple[int, ...], int, int, bool] | None = None
 
     def value(self) -> np.ndarray:
         return np.asarray(self.source.numpy()).reshape(self.shape)
@@ -136,26 +143,76 @@ def _frozen(concrete, keep: set[str]):
 
 
 def _read_flags(graph_def, stands: dict[str, Stand]) -> None:
-    """Record, for stand-ins a MatMul reads as its second input, whether it reads them
-    transposed: it decides the layout of a square FULLY_CONNECTED kernel."""
-    producers = {}
+    """Record how MatMuls read each stand-in as their second input: transposed or not
+    (it decides the layout of a square FULLY_CONNECTED kernel), and through which
+    matrix shape when an Einsum or a Reshape comes first."""
+    consumers: dict[str, list] = {}
+    nodes = {node.name: node for node in graph_def.node}
     for node in graph_def.node:
         for position, name in enumerate(node.input):
-            producers.setdefault(name.split(":")[0].lstrip("^"), []).append((node, position))
+            consumers.setdefault(name.split(":")[0].lstrip("^"), []).append((node, position))
     for stand in stands.values():
-        frontier, seen = [stand.name], set()
+        frontier, seen = [(stand.name, None)], set()
         while frontier:
-            name = frontier.pop()
+            name, matrix = frontier.pop()
             if name in seen:
                 continue
             seen.add(name)
-            for node, position in producers.get(name, []):
+            for node, position in consumers.get(name, []):
                 if node.op == "Identity":
-                    frontier.append(node.name)
-                elif node.op == "MatMul" and position == 1:
-                    stand.transpose_b = bool(node.attr["transpose_b"].b)
-                elif node.op in ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3") and position == 1:
-                    stand.transpose_b = bool(node.attr["adj_y"].b)
+                    frontier.append((node.name, matrix))
+                elif node.op == "Reshape" and position == 0 and matrix is None:
+                    frontier.append((node.name, _reshaped(nodes.get(node.input[1].split(":")[0]), stand.shape)))
+                elif node.op in ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3") and position == 1:
+                    flag = bool(node.attr["transpose_b" if node.op == "MatMul" else "adj_y"].b)
+                    if matrix is None:
+                        stand.transpose_b = flag
+                    elif matrix != "unknown":
+                        stand.einsum = (*matrix, flag)
+                elif node.op == "Einsum" and len(node.input) == 2 and matrix is None:
+                    found = _einsum_matrix(node.attr["equation"].s.decode(), position, stand.shape)
+                    stand.einsum = (*found, False) if found else None
+
+
+def _reshaped(shape_node, shape: tuple[int, ...]):
+    """(axis order, rows, columns) of a Reshape of the whole weight into a matrix, in
+    its own axis order; "unknown" when the target shape is not a constant 2-D one."""
+    import tensorflow as tf
+
+    if shape_node is None or shape_node.op != "Const":
+        return "unknown"
+    target = [int(d) for d in tf.make_ndarray(shape_node.attr["value"].tensor).reshape(-1)]
+    total = int(np.prod(shape, dtype=np.int64))
+    if len(target) != 2 or target.count(-1) > 1:
+        return "unknown"
+    if -1 in target:
+        known = target[1 - target.index(-1)]
+        target[target.index(-1)] = total // known if known else 0
+    if target[0] * target[1] != total:
+        return "unknown"
+    return tuple(range(len(shape))), target[0], target[1]
+
+
+def _einsum_matrix(equation: str, position: int, shape: tuple[int, ...]):
+    """How an Einsum reads a constant operand as a matrix: its contracted axes (in the
+    other operand's order) first, then its free axes; None when the equation is not a
+    plain two-operand contraction whose contracted axes come in the same order in both."""
+    if "..." in equation or "->" not in equation:
+        return None
+    inputs, output = equation.replace(" ", "").split("->")
+    operands = inputs.split(",")
+    if len(operands) != 2 or len(operands[position]) != len(shape):
+        return None
+    kernel, other = operands[position], operands[1 - position]
+    contracted = [c for c in kernel if c in other and c not in output]
+    if not contracted or contracted != [c for c in other if c in contracted] or any(c in other for c in kernel if c not in contracted):
+        return None  # batch axes shared with the other operand, or contracted in another order
+    free = [c for c in kernel if c not in contracted]
+    if position != 1 or output != "".join(c for c in other if c not in contracted) + "".join(free):
+        return None  # not x @ W with the output laid out as (x's free axes, W's free axes)
+    perm = tuple(kernel.index(c) for c in contracted + free)
+    size = lambda labels: int(np.prod([shape[kernel.index(c)] for c in labels], dtype=np.int64))  # noqa: E731
+    return perm, size(contracted), size(free)
 
 
 def _write_saved_model(folder: Path, graph_def, concrete, input_names: list[str], output_names: list[str]) -> None:
@@ -186,8 +243,13 @@ class _Place:
     layout: str  # same | transpose | ohwi | depthwise | transpose_conv
 
 
-def _layouts(shape: tuple[int, ...], tfl: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+def _layouts(stand: Stand, tfl: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    shape = stand.shape
     out = {"same": shape}
+    if stand.einsum is not None:
+        _, rows, columns, transposed = stand.einsum
+        out["einsum_fc"] = (rows, columns) if transposed else (columns, rows)  # FULLY_CONNECTED's [out, in]
+        out["einsum_mm"] = (rows, columns)  # BATCH_MATMUL's right-hand side, as multiplied
     if len(shape) == 2:
         out["transpose"] = shape[::-1]
     if len(shape) == 4:
@@ -199,9 +261,14 @@ def _layouts(shape: tuple[int, ...], tfl: tuple[int, ...]) -> dict[str, tuple[in
 
 
 _PREFERRED = {"FULLY_CONNECTED": "transpose", "CONV_2D": "ohwi", "DEPTHWISE_CONV_2D": "depthwise", "TRANSPOSE_CONV": "transpose_conv"}
+_PREFERRED_EINSUM = {"FULLY_CONNECTED": "einsum_fc", "BATCH_MATMUL": "einsum_mm"}
 
 
-def _arrange(value: np.ndarray, layout: str) -> np.ndarray:
+def _arrange(value: np.ndarray, layout: str, stand: Stand) -> np.ndarray:
+    if layout in ("einsum_fc", "einsum_mm"):
+        perm, rows, columns, transposed = stand.einsum
+        matrix = np.transpose(value, perm).reshape(rows, columns)
+        return matrix.T if layout == "einsum_fc" and not transposed else matrix
     if layout == "transpose":
         return value.T
     if layout == "ohwi":
@@ -264,9 +331,12 @@ def _place(model, content: bytes, stands: dict[str, Stand]) -> tuple[dict[int, _
             if stand is None or not _uniform(data, {0: 4, 1: 2, 9: 1}[tensor.type]):
                 continue
             tfl = tuple(int(d) for d in tensor.shape)
-            layouts = _layouts(stand.shape, tfl)
-            preferred = {_PREFERRED.get(op) for op, position in readers.get(index, []) if position == 1} - {None}
-            if len(layouts) > 1 and preferred == {"transpose"} and stand.transpose_b is not None:
+            layouts = _layouts(stand, tfl)
+            table = _PREFERRED_EINSUM if stand.einsum is not None else _PREFERRED
+            preferred = {table.get(op) for op, position in readers.get(index, []) if position == 1} - {None}
+            if stand.einsum is not None:
+                layouts = {k: v for k, v in layouts.items() if k in preferred}
+            elif len(layouts) > 1 and preferred == {"transpose"} and stand.transpose_b is not None:
                 layouts = {k: v for k, v in layouts.items() if k == ("same" if stand.transpose_b else "transpose")}
             elif len(layouts) > 1 and len(preferred) == 1:
                 layouts = {k: v for k, v in layouts.items() if k in preferred}
@@ -387,7 +457,7 @@ def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], vari
         tensor = tensors_of[index][0]
         if tensor.type == 9:
             stand_scale = np.asarray(tensor.quantization.scale, np.float32)
-            peaks[index] = _peaks(_arrange(place.stand.value(), place.layout), tensor)
+            peaks[index] = _peaks(_arrange(place.stand.value(), place.layout, place.stand), tensor)
             scales = _scales(peaks[index])
             followers = [t for t in activations if len(t.quantization.scale) == stand_scale.size and np.allclose(t.quantization.scale, stand_scale, rtol=1e-6, atol=0)]
             for reader in tensors_of[index] + followers:  # every tensor of this buffer, and those that inherit its scale
@@ -399,7 +469,7 @@ def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], vari
         tensor = tensors_of[index][0]
 
         def produce():
-            value = _arrange(place.stand.value(), place.layout)
+            value = _arrange(place.stand.value(), place.layout, place.stand)
             if variant == "float16":
                 return value.astype(np.float16)
             if tensor.type == 9:

@@ -43,8 +43,11 @@ def _usual(model, variant: str, tmp_path):
     import tensorflow as tf
 
     folder = tmp_path / f"usual_{variant}"
-    model.export(str(folder), verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder))
+    if type(model).__module__.startswith("tf_keras"):  # Keras 2: its own converter entry
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    else:
+        model.export(str(folder), verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(folder))
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
@@ -125,6 +128,37 @@ def test_one_weight_read_in_two_layouts_gets_a_buffer_for_each(tmp_path, lift_ev
         feeds = {"ids": data["ids"][:1], "x": data["x"][:1]}
         lifted = _run(out / "tflite" / f"{variant}.tflite", feeds)
         usual = _run(_usual(model, variant, tmp_path), feeds)
+        assert np.array_equal(lifted, usual), (variant, np.abs(lifted - usual).max())
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_attention_kernels_read_as_matrices_are_placed(tmp_path, lift_everything, flavour):
+    """MultiHeadAttention's EinsumDense kernels (d_model, heads, head_dim) and (heads,
+    head_dim, d_model): Keras 3 reshapes them into a MatMul, Keras 2 reads them in an
+    Einsum; the converter stores square [out, in] matrices. Both flavours: the files
+    compute exactly what the usual conversion's files compute."""
+    import tfship
+
+    if flavour == "keras3":
+        import keras
+    else:
+        import tf_keras as keras
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((10, 64), name="x")
+    h = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16)(inputs, inputs)
+    h = keras.layers.Dense(64)(keras.layers.LayerNormalization()(h + inputs))
+    model = keras.Model(inputs, keras.layers.Dense(8, name="y")(keras.layers.GlobalAveragePooling1D()(h)))
+    x = np.random.default_rng(0).normal(size=(16, 10, 64)).astype(np.float32)
+    out = tmp_path / "artifacts" / "attention"
+    variants = ["float32", "float16", "dynamic_range"]
+    result = tfship.export(model, targets=[{"name": "tflite", "variants": variants}], data=x, out=out)
+    assert result.passed, str(result)
+    report = json.loads((out / "report.json").read_text())
+    for variant in variants:
+        info = report["targets"]["tflite"]["variants"][variant]["info"]
+        assert info.get("weights_written_after_conversion", 0) >= 5, info  # 4 attention kernels and the Dense
+        lifted = _run(out / "tflite" / f"{variant}.tflite", x[:2])
+        usual = _run(_usual(model, variant, tmp_path), x[:2])
         assert np.array_equal(lifted, usual), (variant, np.abs(lifted - usual).max())
 
 
