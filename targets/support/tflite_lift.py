@@ -438,7 +438,7 @@ def _vector(builder, payload: np.ndarray) -> int:
     return builder.EndVector()
 
 
-def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], variant: str, path: Path, total: int) -> int:
+def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], variant: str, path: Path) -> int:
     """Write `model` as one FlatBuffer to `path`, every data buffer inline. Returns its size."""
     import flatbuffers
 
@@ -488,6 +488,12 @@ def _rebuild(model, placed: dict[int, _Place], kept: dict[int, np.ndarray], vari
             buffer.offset, buffer.size = 0, 0
             buffers.append(buffer)
     model.buffers = buffers
+    # Sized for the whole file up front (kept buffers, every placed weight at its stored
+    # width): a growing builder would copy itself at each doubling.
+    widths = {0: 4, 1: 2, 9: 1}
+    total = sum(k.size for k in kept.values()) + sum(
+        int(np.prod(place.stand.shape, dtype=np.int64)) * widths.get(tensors_of[index][0].type, 4) for index, place in placed.items()
+    )
     builder = flatbuffers.Builder(total + ALIGNMENT * (len(buffers) + 1) + (1 << 20))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     view = memoryview(builder.Bytes)[builder.Head() :]
@@ -539,15 +545,12 @@ def convert(job, conv, layers, path: Path) -> Lifted:
         else:
             raise NotLifted(f"{len(missing)} weight(s) could not be placed after three conversions")
         kept: dict[int, np.ndarray] = {}
-        total = 0
         for index, buffer in enumerate(model.buffers):
-            if buffer.offset > 1:
-                total += buffer.size
-                if index not in placed:
-                    kept[index] = np.frombuffer(content, np.uint8, buffer.size, buffer.offset).copy()
+            if buffer.offset > 1 and index not in placed:
+                kept[index] = np.frombuffer(content, np.uint8, buffer.size, buffer.offset).copy()
         skeleton = content[: _structure_end(content)]
         del content
-        size = _rebuild(model, placed, kept, conv.variant, path, total)
+        size = _rebuild(model, placed, kept, conv.variant, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return Lifted(path, skeleton, size, time.perf_counter() - start, len({p.stand.name for p in placed.values()}), len(keep))
