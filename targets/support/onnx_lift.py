@@ -71,36 +71,21 @@ def _frozen_graph_def(concrete, lift_min_bytes: float) -> tuple[Any, dict[str, L
     captured values of at least `lift_min_bytes` as Placeholders rather than Consts."""
     import tensorflow as tf
     from tensorflow.core.framework import attr_value_pb2, tensor_shape_pb2
-    from tensorflow.python.framework import convert_to_constants as c2c
+
+    from targets.support import freezing
 
     lifted: dict[str, Lifted] = {}
 
-    class LiftingConverterData(c2c._FunctionConverterDataInEager):
-        """TF's own freezing data, except that large values are never read: a
-        shape-only stand-in takes their place, and its Const becomes a Placeholder below."""
+    def stand_in(name, value):
+        """A shape-only stand-in for a large value; its Const becomes a Placeholder below."""
+        dtype, shape = value.dtype, value.shape
+        nbytes = (shape.num_elements() or 0) * dtype.size if shape.is_fully_defined() else 0
+        if nbytes >= lift_min_bytes and dtype.is_numpy_compatible and dtype != tf.string:
+            lifted[name] = Lifted(value, tuple(shape.as_list()), dtype.as_numpy_dtype)
+            return _ShapeOnly(tuple(shape.as_list()), dtype.as_numpy_dtype)
+        return None
 
-        def _build_tensor_data(self):
-            variables = {id(v.handle): v for v in self._func.graph.variables}
-            for index, (external, internal) in enumerate(self._func.graph.captures):
-                name = internal.name.split(":")[0]
-                if not self._should_convert(name):
-                    continue
-                source = variables.get(id(external))
-                if source is None and external.dtype == tf.resource:
-                    continue  # a resource that is not a variable (a table): left as it is
-                value = source if source is not None else external
-                dtype, shape = value.dtype, value.shape
-                nbytes = (shape.num_elements() or 0) * dtype.size if shape.is_fully_defined() else 0
-                if nbytes >= lift_min_bytes and dtype.is_numpy_compatible and dtype != tf.string:
-                    lifted[name] = Lifted(value, tuple(shape.as_list()), dtype.as_numpy_dtype)
-                    data = _ShapeOnly(tuple(shape.as_list()), dtype.as_numpy_dtype)
-                else:
-                    data = np.array(self._eval(value))
-                self._tensor_data[name] = c2c._TensorData(numpy=data, dtype=dtype.as_datatype_enum, index=index)
-
-    data = LiftingConverterData(func=concrete, lower_control_flow=False, aggressive_inlining=True)
-    graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
-    del data
+    graph_def = freezing.frozen_graph_def(concrete, stand_in, lower_control_flow=False, aggressive_inlining=True)
     for node in graph_def.node:
         if node.name in lifted:
             item = lifted[node.name]

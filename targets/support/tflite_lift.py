@@ -110,34 +110,22 @@ class _Splat:
 
 def _frozen(concrete, keep: set[str]):
     import tensorflow as tf
-    from tensorflow.python.framework import convert_to_constants as c2c
+
+    from targets.support import freezing
 
     stands: dict[str, Stand] = {}
 
-    class SplatConverterData(c2c._FunctionConverterDataInEager):
-        def _build_tensor_data(self):
-            variables = {id(v.handle): v for v in self._func.graph.variables}
-            for index, (external, internal) in enumerate(self._func.graph.captures):
-                name = internal.name.split(":")[0]
-                if not self._should_convert(name):
-                    continue
-                source = variables.get(id(external))
-                if source is None and external.dtype == tf.resource:
-                    continue  # a resource that is not a variable (a table): left as it is
-                value = source if source is not None else external
-                dtype, shape = value.dtype, value.shape
-                nbytes = (shape.num_elements() or 0) * dtype.size if shape.is_fully_defined() else 0
-                if nbytes >= LIFT_MIN_BYTES and dtype == tf.float32 and name not in keep:
-                    splat = _splat(len(stands))
-                    stands[name] = Stand(name, value, tuple(shape.as_list()), np.float32, splat)
-                    data = _Splat(tuple(shape.as_list()), np.float32, splat)
-                else:
-                    data = np.array(self._eval(value))
-                self._tensor_data[name] = c2c._TensorData(numpy=data, dtype=dtype.as_datatype_enum, index=index)
+    def stand_in(name, value):
+        """A splat for every large float32 value not in `keep`."""
+        shape = value.shape
+        nbytes = (shape.num_elements() or 0) * value.dtype.size if shape.is_fully_defined() else 0
+        if nbytes < LIFT_MIN_BYTES or value.dtype != tf.float32 or name in keep:
+            return None
+        splat = _splat(len(stands))
+        stands[name] = Stand(name, value, tuple(shape.as_list()), np.float32, splat)
+        return _Splat(tuple(shape.as_list()), np.float32, splat)
 
-    data = SplatConverterData(func=concrete, lower_control_flow=False, aggressive_inlining=True)
-    graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
-    del data
+    graph_def = freezing.frozen_graph_def(concrete, stand_in, lower_control_flow=False, aggressive_inlining=True)
     _read_flags(graph_def, stands)
     return graph_def, stands
 
@@ -512,7 +500,6 @@ class Lifted:
     size: int
     seconds: float
     lifted: int  # weights written into the file
-    kept: int  # large weights the converter had to see
 
 
 def convert(job, conv, layers, path: Path) -> Lifted:
@@ -537,7 +524,8 @@ def convert(job, conv, layers, path: Path) -> Lifted:
             converter = litert._converter(folder, conv)
             converter._experimental_use_buffer_offset = True
             content = litert.run_converter(converter, conv, job.saved_model_dir, layers)
-            model = schema.ModelT.InitFromPackedBuf(bytearray(content[: _structure_end(content)]), 0)
+            skeleton = content[: _structure_end(content)]
+            model = schema.ModelT.InitFromPackedBuf(bytearray(skeleton), 0)
             placed, missing = _place(model, content, stands)
             if not missing:
                 break
@@ -548,12 +536,11 @@ def convert(job, conv, layers, path: Path) -> Lifted:
         for index, buffer in enumerate(model.buffers):
             if buffer.offset > 1 and index not in placed:
                 kept[index] = np.frombuffer(content, np.uint8, buffer.size, buffer.offset).copy()
-        skeleton = content[: _structure_end(content)]
         del content
         size = _rebuild(model, placed, kept, conv.variant, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return Lifted(path, skeleton, size, time.perf_counter() - start, len({p.stand.name for p in placed.values()}), len(keep))
+    return Lifted(path, skeleton, size, time.perf_counter() - start, len({p.stand.name for p in placed.values()}))
 
 
 def _structure_end(content: bytes) -> int:

@@ -361,12 +361,10 @@ def frozen_graph_def(concrete: Any) -> Any:
     """The function frozen into one GraphDef (variables as constants, control flow lowered),
     built once: TF's convert_variables_to_constants_v2 also builds a frozen function and
     its graph, two more copies of every weight."""
-    from tensorflow.python.framework import convert_to_constants as c2c
+    from targets.support import freezing
 
     try:
-        data = c2c._FunctionConverterDataInEager(func=concrete, lower_control_flow=True, aggressive_inlining=False)
-        graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
-        return graph_def
+        return freezing.frozen_graph_def(concrete, lower_control_flow=True, aggressive_inlining=False)
     except Exception as exc:
         raise ConversionError(f"cannot freeze the traced function for the bfloat16 emulation: {type(exc).__name__}: {exc}") from exc
 

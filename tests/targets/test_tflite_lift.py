@@ -68,33 +68,42 @@ def _run(model_file_or_content, x):
     return next(iter(runner(**feeds).values()))
 
 
-def test_stand_ins_give_the_files_the_usual_conversion_gives(tmp_path, lift_everything):
+VARIANTS = ["float32", "float16", "dynamic_range"]
+
+
+def _export_and_compare(model, data, feeds, out, tmp_path) -> dict[str, dict]:
+    """Export the float variants through the stand-in path; each file must give exactly
+    the usual conversion's outputs on `feeds` (same weights in the same layout and type,
+    int8 rounded as the converter rounds). Returns each variant's report info."""
     import tfship
 
+    result = tfship.export(model, targets=[{"name": "tflite", "variants": VARIANTS}], data=data, out=out)
+    assert result.passed, str(result)
+    report = json.loads((out / "report.json").read_text())
+    infos = {}
+    for variant in VARIANTS:
+        infos[variant] = report["targets"]["tflite"]["variants"][variant]["info"]
+        lifted = _run(out / "tflite" / f"{variant}.tflite", feeds)
+        usual = _run(_usual(model, variant, tmp_path), feeds)
+        assert np.array_equal(lifted, usual), (variant, np.abs(lifted - usual).max())
+    return infos
+
+
+def test_stand_ins_give_the_files_the_usual_conversion_gives(tmp_path, lift_everything):
     model = _conv_model()
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(32, 16, 16, 3)) * rng.uniform(0.2, 5.0, size=(32, 1, 1, 1))).astype(np.float32)
-    out = tmp_path / "artifacts" / "lifted"
-    variants = ["float32", "float16", "dynamic_range"]
-    result = tfship.export(model, targets=[{"name": "tflite", "variants": variants}], data={"image": x}, out=out)
-    assert result.passed, str(result)
-    report = json.loads((out / "report.json").read_text())
     expected = model(x).numpy()
     # Outputs that vary from sample to sample: a weight written in the wrong layout or
     # scale would change them.
     assert expected.std(axis=0).min() > 1e-3 * np.abs(expected).max()
-    for variant in variants:
-        info = report["targets"]["tflite"]["variants"][variant]["info"]
+    out = tmp_path / "artifacts" / "lifted"
+    for info in _export_and_compare(model, {"image": x}, x[:8], out, tmp_path).values():
         # Seven kernels of at least 2 KB; the batch-normalized conv's is folded by the
         # converter and kept real, and small int8 buffers are below the stand-in size.
         assert info["weights_written_after_conversion"] >= 4, info
         assert "stand-ins for" in info["note_weights"]
-        lifted = _run(out / "tflite" / f"{variant}.tflite", x[:8])
-        usual = _run(_usual(model, variant, tmp_path), x[:8])
-        # Same weights in the same layout and type (int8 rounded as the converter rounds):
-        # the files compute exactly the same thing.
-        assert np.array_equal(lifted, usual), (variant, np.abs(lifted - usual).max())
-    assert sorted(p.name for p in (out / "tflite").iterdir() if not p.name.startswith(".")) == [f"{v}.tflite" for v in sorted(variants)]
+    assert sorted(p.name for p in (out / "tflite").iterdir() if not p.name.startswith(".")) == [f"{v}.tflite" for v in sorted(VARIANTS)]
 
 
 def test_one_weight_read_in_two_layouts_gets_a_buffer_for_each(tmp_path, lift_everything):
@@ -102,7 +111,6 @@ def test_one_weight_read_in_two_layouts_gets_a_buffer_for_each(tmp_path, lift_ev
     it transposed): one splat, which the converter stores once, holds two real contents."""
     import keras
     import tensorflow as tf
-    import tfship
 
     class Tied(keras.layers.Layer):
         def build(self, shapes):
@@ -116,19 +124,11 @@ def test_one_weight_read_in_two_layouts_gets_a_buffer_for_each(tmp_path, lift_ev
     model = keras.Model([ids, x], keras.layers.Activation("linear", name="y")(Tied()(ids, x)))
     rng = np.random.default_rng(0)
     data = {"ids": rng.integers(0, 64, size=32).astype(np.int32), "x": rng.normal(size=(32, 64)).astype(np.float32)}
-    out = tmp_path / "artifacts" / "tied"
-    variants = ["float32", "float16", "dynamic_range"]
-    result = tfship.export(model, targets=[{"name": "tflite", "variants": variants}], data=data, out=out)
-    assert result.passed, str(result)
-    report = json.loads((out / "report.json").read_text())
-    for variant in variants:
-        assert report["targets"]["tflite"]["variants"][variant]["info"]["weights_written_after_conversion"] == 1
-        # dynamic_range: GATHER's int8 output keeps the table's scale, which follows the
-        # real weight's (it held the stand-in's: SQNR 4.8 dB before).
-        feeds = {"ids": data["ids"][:1], "x": data["x"][:1]}
-        lifted = _run(out / "tflite" / f"{variant}.tflite", feeds)
-        usual = _run(_usual(model, variant, tmp_path), feeds)
-        assert np.array_equal(lifted, usual), (variant, np.abs(lifted - usual).max())
+    feeds = {"ids": data["ids"][:1], "x": data["x"][:1]}
+    # dynamic_range: GATHER's int8 output keeps the table's scale, which follows the
+    # real weight's (it held the stand-in's: SQNR 4.8 dB before).
+    for info in _export_and_compare(model, data, feeds, tmp_path / "artifacts" / "tied", tmp_path).values():
+        assert info["weights_written_after_conversion"] == 1
 
 
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
@@ -137,7 +137,6 @@ def test_attention_kernels_read_as_matrices_are_placed(tmp_path, lift_everything
     head_dim, d_model): Keras 3 reshapes them into a MatMul, Keras 2 reads them in an
     Einsum; the converter stores square [out, in] matrices. Both flavours: the files
     compute exactly what the usual conversion's files compute."""
-    import tfship
 
     if flavour == "keras3":
         import keras
@@ -149,17 +148,8 @@ def test_attention_kernels_read_as_matrices_are_placed(tmp_path, lift_everything
     h = keras.layers.Dense(64)(keras.layers.LayerNormalization()(h + inputs))
     model = keras.Model(inputs, keras.layers.Dense(8, name="y")(keras.layers.GlobalAveragePooling1D()(h)))
     x = np.random.default_rng(0).normal(size=(16, 10, 64)).astype(np.float32)
-    out = tmp_path / "artifacts" / "attention"
-    variants = ["float32", "float16", "dynamic_range"]
-    result = tfship.export(model, targets=[{"name": "tflite", "variants": variants}], data=x, out=out)
-    assert result.passed, str(result)
-    report = json.loads((out / "report.json").read_text())
-    for variant in variants:
-        info = report["targets"]["tflite"]["variants"][variant]["info"]
+    for info in _export_and_compare(model, x, x[:2], tmp_path / "artifacts" / "attention", tmp_path).values():
         assert info.get("weights_written_after_conversion", 0) >= 5, info  # 4 attention kernels and the Dense
-        lifted = _run(out / "tflite" / f"{variant}.tflite", x[:2])
-        usual = _run(_usual(model, variant, tmp_path), x[:2])
-        assert np.array_equal(lifted, usual), (variant, np.abs(lifted - usual).max())
 
 
 def test_a_model_whose_weights_all_fold_away_converts_the_usual_way(tmp_path, lift_everything):
@@ -187,19 +177,9 @@ def test_vgg16_converts_with_stand_ins_at_the_default_size_and_matches_the_usual
     Its 12 kernels of 1 MB or more (conv OHWI, FULLY_CONNECTED [out, in]) are written after
     conversion; the files compute exactly what the usual conversion's files compute."""
     import keras
-    import tfship
 
     keras.utils.set_random_seed(0)
     model = keras.applications.VGG16(weights=None, include_top=True, classifier_activation=None, input_shape=(224, 224, 3))
     x = np.random.default_rng(0).uniform(-1, 1, size=(8, 224, 224, 3)).astype(np.float32)
-    out = tmp_path / "artifacts" / "vgg16"
-    variants = ["float32", "float16", "dynamic_range"]
-    result = tfship.export(model, targets=[{"name": "tflite", "variants": variants}], data=x, out=out)
-    assert result.passed, str(result)
-    report = json.loads((out / "report.json").read_text())
-    for variant in variants:
-        entry = report["targets"]["tflite"]["variants"][variant]
-        assert entry["info"]["weights_written_after_conversion"] == 12
-        lifted = _run(out / "tflite" / f"{variant}.tflite", x[:2])
-        usual = _run(_usual(model, variant, tmp_path), x[:2])
-        assert np.array_equal(lifted, usual), (variant, np.abs(lifted - usual).max())
+    for info in _export_and_compare(model, x, x[:2], tmp_path / "artifacts" / "vgg16", tmp_path).values():
+        assert info["weights_written_after_conversion"] == 12
