@@ -1,10 +1,21 @@
 """Stage cache: a target is rebuilt only when something it depends on changed.
 
-Key = sha256 of the stage name, the model's resolved config (targets aside), the
-target's own resolved config, the bytes of the model source and of the parity data
-source, tool versions, and tfship's own code that shapes that target's artifacts (the
-target's module, the stages, runtimes, parity and tolerance code; not the renderers). Computing it never
-imports TensorFlow, so an up-to-date `make export` finishes in well under a second.
+Key = sha256 of the stage name, the model's resolved config (targets aside; paths
+stand for their contents, not their names), the target's own resolved config, the
+bytes of a model file and of an npz data file, tool versions, and tfship's own code
+that shapes that target's artifacts (the target's module, the stages, runtimes, parity
+and tolerance code; not the renderers). Computing it never imports TensorFlow.
+
+The key is half of the claim that an artifact came from the same computation; the
+other half is what the model itself computes:
+
+- a model file whose load runs no user code tfship cannot hash is decided by its bytes
+  plus the user modules its load imported (recorded per target as
+  `source_dependencies`, with their sha256): no TensorFlow, well under a second;
+- a factory, a live model, a file whose layers come from code without a file, and data
+  from a generator are user code's products: the target is reused only after the model
+  was built and traced again and its fingerprint (pipeline.stages.fingerprint: graph,
+  weights, signature) and the data's equal what the target was built from.
 """
 from __future__ import annotations
 
@@ -38,8 +49,8 @@ def _module_file(ref: str) -> Path | None:
 
 
 def source_digest(config: ModelConfig) -> str | None:
-    """Hash of the model's bytes (or its factory's code) and of the custom layer modules it
-    names; None when it does not exist yet."""
+    """Hash of the model's bytes and of the custom layer modules it names (a factory's
+    model is its product: `factory:<ref>`); None when the file does not exist yet."""
     digest = _model_digest(config)
     refs = list(getattr(config.source, "modules", ()) or ()) + [ref for _, ref in getattr(config.source, "custom_objects", ()) or ()]
     files = [f for f in (_module_file(ref) for ref in refs) if f is not None]
@@ -51,13 +62,22 @@ def source_digest(config: ModelConfig) -> str | None:
 def _model_digest(config: ModelConfig) -> str | None:
     source = config.source
     if source.kind == "factory":
-        file = _module_file(source.factory)
-        return _digest_paths([file]) if file else None
+        return f"factory:{source.factory}"  # decided by the built model's fingerprint
     if source.path is None or not source.path.exists():
         return None
     if source.path.is_dir():
-        return _digest_paths(sorted(p for p in source.path.rglob("*") if p.is_file()))
+        # fingerprint.pb differs on every save of the same model: it is not what the model computes
+        files = sorted(p for p in source.path.rglob("*") if p.is_file() and p.relative_to(source.path).as_posix() != "fingerprint.pb")
+        return _digest_paths_relative(source.path, files)
     return sha256_file(source.path)
+
+
+def _digest_paths_relative(root: Path, paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
 
 
 def data_digest(config: ModelConfig) -> str | None:
@@ -65,9 +85,21 @@ def data_digest(config: ModelConfig) -> str | None:
     if data.kind == "npz":
         return sha256_file(data.npz) if data.npz and data.npz.exists() else None
     if data.kind == "generator":
-        file = _module_file(data.generator)
-        return _digest_paths([file]) if file else None
+        return f"generator:{data.generator}"  # decided by the generated data's fingerprint
     return "synthetic"  # fully described by the resolved config
+
+
+def product_checks(config: ModelConfig) -> list[str]:
+    """Why reusing a target of this model needs the model built and fingerprinted first
+    ([] when the bytes decide alone)."""
+    why = []
+    if config.source.kind == "factory":
+        from pipeline import live
+
+        why.append("the model lives in this process" if live.is_live(config.source.factory) else "the model comes from a factory")
+    if config.data.kind == "generator":
+        why.append("the data comes from a generator")
+    return why
 
 
 # The code that shapes an artifact and its verdict. Renderers, commands, the CLI, the
@@ -97,27 +129,52 @@ def code_digest(target_name: str) -> str:
     return _digest_paths(code_files(target_name))
 
 
-def target_key(config: ModelConfig, target: TargetConfig, versions: dict[str, str]) -> str | None:
+def key_parts(config: ModelConfig, target: TargetConfig, versions: dict[str, str]) -> dict[str, str] | None:
+    """The digests a target's key combines, by name (an entry keeps them, so a rebuild can
+    say what changed). Everything but the model itself: the model is the entry's
+    `source_sha256` (a file's bytes) and `model_fingerprint` (what it computes), compared
+    apart (`needs_fingerprint`). None when the model file must be built first."""
     source, data = source_digest(config), data_digest(config)
     if source is None or data is None:
         return None  # something must be built first: no key, no reuse
+
+    def digest(value) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+    return {
+        "model config": digest(model_config_view(config)),
+        "target options": digest(config_as_dict(target)),
+        "data": digest(data),
+        "tool versions": digest(versions),
+        "tfship code": code_digest(target.name),
+    }
+
+
+def target_key(config: ModelConfig, target: TargetConfig, versions: dict[str, str]) -> str | None:
+    return key_of(target.name, key_parts(config, target, versions))
+
+
+def key_of(target_name: str, parts: dict[str, str] | None) -> str | None:
+    if parts is None:
+        return None
+    return hashlib.sha256(json.dumps({"stage": f"target:{target_name}", **parts}, sort_keys=True).encode()).hexdigest()
+
+
+def model_config_view(config: ModelConfig) -> dict:
+    """The model's resolved config as the key sees it: no targets, no file name, and a
+    file path stands for its contents (digested apart), so a copied or moved config
+    that names the same bytes keeps its key."""
     model = config_as_dict(config)
     for key in ("targets", "file", "sha256"):
         model.pop(key, None)
-    payload = {
-        "stage": f"target:{target.name}",
-        "model": model,
-        "target": config_as_dict(target),
-        "source": source,
-        "data": data,
-        "versions": versions,
-        "code": code_digest(target.name),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    model["source"].pop("path", None)
+    model["data"].pop("npz", None)
+    return model
 
 
 def reusable(entry: dict | None, key: str | None, model_dir: Path) -> bool:
-    """A previous entry can stand when its key matches and its files are intact."""
+    """A previous entry can stand when its key matches and its files are intact, and the
+    model is the same (`needs_fingerprint` says when that must be checked by building it)."""
     if not entry or key is None or entry.get("cache_key") != key or not checked(entry):
         return False
     for f in entry.get("files", []):
@@ -125,6 +182,32 @@ def reusable(entry: dict | None, key: str | None, model_dir: Path) -> bool:
         if not path.is_file() or path.stat().st_size != f["bytes"] or sha256_file(path) != f["sha256"]:
             return False
     return bool(entry.get("files"))
+
+
+def changed_dependencies(entry: dict) -> list[str]:
+    """The recorded user modules of the model's load whose bytes changed (or are gone)."""
+    changed = []
+    for dep in entry.get("source_dependencies") or []:
+        path = Path(dep["path"])
+        if not path.is_file() or sha256_file(path) != dep["sha256"]:
+            changed.append(str(path))
+    return changed
+
+
+def needs_fingerprint(config: ModelConfig, entry: dict) -> list[str]:
+    """Why a reusable entry must still be checked against the model's fingerprint ([]: the
+    model file's bytes and the user modules its load ran are as they were, which decides)."""
+    why = product_checks(config)
+    if config.source.kind == "factory":
+        return why
+    if entry.get("source_sha256") != source_digest(config):
+        why.append(f"the model file {config.source.path.name if config.source.path else ''} changed".replace("  ", " "))
+    changed = changed_dependencies(entry)
+    if changed:
+        why.append("user code the model's load imports changed: " + ", ".join(changed))
+    elif entry.get("source_dependencies") is None:
+        why.append("the model's layers come from code tfship cannot hash")
+    return why
 
 
 def checked(entry: dict) -> bool:

@@ -5,21 +5,24 @@ CI fan-out. Making a plan never imports TensorFlow and writes nothing.
 
 Reasons a target builds: `forced` (--force), `repair` (a repair search was asked for),
 `new` (no entry in the report), `model not built yet` (no cache key: the model file a
-`build:` function writes does not exist yet), `changed` (the key differs: config, model,
-data, tool versions or the code that shapes the artifact), `last run errored`,
+`build:` function writes does not exist yet), `changed: <what>` (the key differs: model
+config, target options, data, tool versions or the code that shapes the artifact), `last run errored`,
 `files changed` (an artifact on disk no longer matches its recorded sha256), `no cache`
-(planned without an artifacts folder). A target that does not build is `up to date`.
+(planned without an artifacts folder). A target that does not build is `up to date`, or
+`verify` when its entry holds by the key but the model (a factory's, a live one) or its
+data (a generator's) is user code's product: the run builds the model, fingerprints it,
+and reuses the target only when the fingerprints equal the ones it was built from.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.cache import checked, reusable, target_key
+from pipeline.cache import checked, key_of, key_parts, needs_fingerprint, reusable
 from pipeline.reports.model import read_report
 from pipeline.spec import ModelConfig
 
-BUILD, REUSE = "build", "reuse"
+BUILD, REUSE, VERIFY = "build", "reuse", "verify"
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,10 @@ class Job:
 
     model: str
     target: str
-    action: str  # build | reuse
+    action: str  # build | reuse | verify
     reason: str
     key: str | None  # the stage cache key (None: cannot be computed yet)
+    expected: dict | None = None  # verify: {"model": digest, "data": digest} the target was built from
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class ModelPlan:
     def to_reuse(self) -> list[str]:
         return [j.target for j in self.jobs if j.action == REUSE]
 
+    @property
+    def to_verify(self) -> dict[str, dict]:
+        """{target: the fingerprints it was built from} for targets reused only if they still hold."""
+        return {j.target: j.expected for j in self.jobs if j.action == VERIFY}
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -64,16 +73,29 @@ class Plan:
         return rows
 
 
-def _why_not_reusable(entry: dict | None, key: str | None, model_dir: Path) -> str:
+def _why_not_reusable(entry: dict | None, key: str | None, parts: dict | None) -> str:
     if not entry:
         return "new"
     if key is None:
         return "model not built yet"
     if entry.get("cache_key") != key:
-        return "changed"
+        old = entry.get("cache_key_parts") or {}
+        differs = [name for name, value in (parts or {}).items() if old.get(name) != value]
+        return f"changed: {', '.join(differs)}" if old and differs else "changed"
     if not checked(entry):
         return "last run errored"
     return "files changed"
+
+
+def _verification(config: ModelConfig, entry: dict) -> tuple[str, dict] | None:
+    """(reason, expected fingerprints) when a reusable entry must be checked against the model."""
+    why = needs_fingerprint(config, entry)
+    if not why:
+        return None
+    return "; ".join(why) + ": built and fingerprinted before reuse", {
+        "model": entry.get("model_fingerprint"),
+        "data": entry.get("data_fingerprint"),
+    }
 
 
 def make_plan(
@@ -95,7 +117,8 @@ def make_plan(
         model_dir = artifacts_root / config.name if artifacts_root is not None else None
         previous = (read_report(model_dir) or {}) if model_dir is not None else {}
         entries = previous.get("targets") or {}
-        keys = {t.name: target_key(config, t, versions) for t in config.targets}
+        parts = {t.name: key_parts(config, t, versions) for t in config.targets}
+        keys = {t.name: key_of(t.name, parts[t.name]) for t in config.targets}
         valid = frozenset(
             t.name for t in config.targets if model_dir is not None and reusable(entries.get(t.name), keys[t.name], model_dir)
         )
@@ -108,9 +131,17 @@ def make_plan(
             elif t.name in (repair or {}):
                 action, reason = BUILD, "repair"
             elif t.name in valid:
-                action, reason = REUSE, "up to date"
+                check = _verification(config, entries[t.name])
+                if check is None:
+                    action, reason = REUSE, "up to date"
+                elif check[1]["model"] is None or check[1]["data"] is None:
+                    action, reason = BUILD, "no fingerprint recorded for the model it was built from"
+                else:
+                    action, reason = VERIFY, check[0]
+                    jobs.append(Job(config.name, t.name, action, reason, keys[t.name], check[1]))
+                    continue
             else:
-                action, reason = BUILD, _why_not_reusable(entries.get(t.name), keys[t.name], model_dir)
+                action, reason = BUILD, _why_not_reusable(entries.get(t.name), keys[t.name], parts[t.name])
             jobs.append(Job(config.name, t.name, action, reason, keys[t.name]))
         models.append(ModelPlan(config, tuple(jobs), valid, previous))
     return Plan(tuple(models))

@@ -22,6 +22,11 @@ class LoadedModel:
     flavour: str
     call: Callable[[dict], dict]
     source_file: Path | None = None  # where the model's code lives, for error messages
+    # The user modules a file source's load ran (custom layers, transitively), and whether
+    # the file plus those modules decide the model alone (no class from code tfship
+    # cannot hash, such as a notebook's): then a cache hit needs no fingerprint.
+    dependencies: tuple[Path, ...] = ()
+    self_contained: bool = False
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(project):
     result = project.run("export", "--dry-run")
     assert result.code == 0
     lines = {line.split()[1]: line for line in result.out.splitlines() if line.startswith("affine ")}
-    assert " build " in lines["savedmodel"] and lines["savedmodel"].endswith("changed")
+    assert " build " in lines["savedmodel"] and lines["savedmodel"].endswith("changed: target options")
     assert " build " in lines["tflite"] and lines["tflite"].endswith("new")
     assert (project.artifacts / "affine" / "report.json").read_bytes() == report_bytes
 

@@ -40,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
 
         plan = make_plan(configs, only, args.artifacts, tool_versions(), force=args.force)
         print("\n".join(plan.lines()))
-        building = sum(j.action == "build" for j in plan.jobs)
-        print(f"\n{building} to build, {len(plan.jobs) - building} up to date (dry run: nothing built or written)")
+        count = {action: sum(j.action == action for j in plan.jobs) for action in ("build", "verify", "reuse")}
+        print(
+            f"\n{count['build']} to build, {count['verify']} to verify (the model is built and fingerprinted; reused when it is "
+            f"the one they were built from), {count['reuse']} up to date (dry run: nothing built or written)"
+        )
         return 0
     results = run_configs(configs, args.artifacts, only, force=args.force, strict=args.strict, level=output_level(args), jobs=args.jobs)
     codes = [r.exit_code for r in results]

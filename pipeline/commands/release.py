@@ -43,13 +43,16 @@ def _handle_release(args: argparse.Namespace) -> int:
     if (release_root / version).exists() and not args.force:
         raise ReleaseInputError(f"release {release_root / version} already exists; choose another --version, or pass --force to replace it")
     margins = margins_from(args)
+    quiet_tensorflow()  # the export, and a factory's model fingerprinted before release
     if not args.skip_export:
-        quiet_tensorflow()
         from pipeline.execute.export import export_model
 
         for config in configs:
             export_model(config, None, args.artifacts)
     sources = [source_from_artifacts(config, args.artifacts) for config in configs]
+    from pipeline.execute.freshness import refuse_stale
+
+    refuse_stale(configs, args.artifacts)  # a verdict about another model never ships
     outcome = assemble_release(
         sources,
         version,

@@ -23,6 +23,7 @@ from pipeline.execute.stored import ReferenceCases
 from pipeline.fsutil import expand_files, file_records, publish_dir, staging_dir
 from pipeline.parity import evaluate, reference_stats
 from pipeline.records import LoadedModel, ParityData, TracedModel
+from pipeline.stages.fingerprint import ModelFingerprint
 from pipeline.reports.model import now
 from pipeline.spec import ModelConfig, TargetConfig
 from pipeline.target import Artifact, BuildInputs, Target
@@ -54,6 +55,8 @@ class Prepared:
     pool_mask: tuple[bool, ...]
     timings: dict[str, dict] = field(default_factory=dict)
     reference_check: dict = field(default_factory=dict)
+    fingerprint: ModelFingerprint | None = None
+    data_fingerprint: str = ""
 
     def close(self) -> None:
         """Drop what the shared stages left on disk for this run (a spilled reference)."""
@@ -80,14 +83,24 @@ def run_eager(loaded: LoadedModel, inputs: dict[str, np.ndarray]) -> dict[str, n
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
-def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
-    """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced,
-    or its reference is unusable. Every check that needs TensorFlow runs before anything is
-    written: the canonical SavedModel stays in a staging folder until `keep_saved_model`."""
-    from pipeline.stages.data import is_pool_case, make_parity_data
+@dataclass(frozen=True)
+class BuiltModel:
+    """The model as this run built it: data, load, trace and what it computes (fingerprints)."""
+
+    loaded: LoadedModel
+    traced: TracedModel
+    data: ParityData
+    fingerprint: ModelFingerprint
+    data_fingerprint: str
+    timings: dict[str, dict]
+
+
+def build_model(ctx: RunContext) -> BuiltModel:
+    """The stages every later one needs, and the fingerprints that decide whether anything
+    must be built. Raises ModelError (exit 2) when the model cannot be loaded or traced."""
+    from pipeline.stages.data import make_parity_data
+    from pipeline.stages.fingerprint import data_fingerprint, fingerprint_model
     from pipeline.stages.load import load_model
-    from pipeline.stages.reference import check_reference
-    from pipeline.stages.savedmodel import export_saved_model
     from pipeline.stages.trace import trace_model
 
     watch = _Stopwatch(ctx.config.name)
@@ -95,6 +108,23 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
     traced = watch.run("trace", trace_model, config, loaded)
+    fingerprint = watch.run("fingerprint", fingerprint_model, traced)
+    return BuiltModel(loaded, traced, data, fingerprint, data_fingerprint(data), watch.timings)
+
+
+def prepare(ctx: RunContext, model: BuiltModel | None = None, saved_model: bool = True) -> Prepared:
+    """Shared stages. Raises ModelError (exit 2) when the model cannot be loaded or traced,
+    or its reference is unusable. Every check that needs TensorFlow runs before anything is
+    written: the canonical SavedModel stays in a staging folder until `keep_saved_model`."""
+    from pipeline.stages.data import is_pool_case
+    from pipeline.stages.reference import check_reference
+    from pipeline.stages.savedmodel import export_saved_model
+
+    model = model or build_model(ctx)
+    watch = _Stopwatch(ctx.config.name)
+    watch.timings.update(model.timings)
+    config = ctx.config
+    loaded, traced, data = model.loaded, model.traced, model.data
     reference = ReferenceCases(ctx.model_dir / ".stages")
     try:
         watch.run("reference", _run_reference, config, loaded, data, reference)
@@ -116,7 +146,43 @@ def prepare(ctx: RunContext, saved_model: bool = True) -> Prepared:
             reference.close()
             raise
         saved_model_dir = staged / "model"
-    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check)
+    return Prepared(loaded, traced, saved_model_dir, data, reference, stats, pool_mask, watch.timings, self_check, model.fingerprint, model.data_fingerprint)
+
+
+def model_identity(loaded: LoadedModel, fingerprint: ModelFingerprint, data_fp: str) -> dict:
+    """What a target's entry records about the model and data it was built from."""
+    from pipeline.fsutil import sha256_file
+
+    dependencies = [{"path": str(p), "sha256": sha256_file(p)} for p in loaded.dependencies] if loaded.self_contained else None
+    return {"model_fingerprint": fingerprint.to_json(), "data_fingerprint": data_fp, "source_dependencies": dependencies}
+
+
+def settle_verified(config: ModelConfig, model: BuiltModel, target_names: list[str], verify: dict[str, dict], on_event) -> list[str]:
+    """Targets to verify whose recorded fingerprints equal the model's are reported
+    `unchanged` (the parent reuses them); returns the targets still to build."""
+    from pipeline.stages.fingerprint import ModelFingerprint
+
+    current = model.fingerprint.to_json()
+    remaining = []
+    for name in target_names:
+        expected = verify.get(name)
+        if expected is None:
+            remaining.append(name)
+            continue
+        old = expected.get("model") or {}
+        differs = ModelFingerprint.differences(old, current)
+        data_changed = expected.get("data") != model.data_fingerprint
+        if not differs and not data_changed:
+            on_event("unchanged", name, {"model_fingerprint": current, "data_fingerprint": model.data_fingerprint})
+            continue
+        why = []
+        if differs:
+            why.append(f"built from model {str(old.get('digest'))[:12]}, the model is now {current['digest'][:12]} ({' and '.join(differs)} differ)")
+        if data_changed:
+            why.append("the parity data the generator gives changed")
+        log(config.name, f"{name}: stale: {'; '.join(why)}: rebuilding")
+        remaining.append(name)
+    return remaining
 
 
 def _run_reference(config: ModelConfig, loaded: LoadedModel, data: ParityData, reference: ReferenceCases) -> None:
@@ -358,6 +424,8 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
                 artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
         entry = _fold_variants(variant_entries)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
+        if prep.fingerprint is not None:
+            entry.update(model_identity(prep.loaded, prep.fingerprint, prep.data_fingerprint))
         entry["staged"] = str(staged)  # published by the parent with its report record (pipeline.publication)
         progress.finish(ctx.config.name, target.name, entry["status"])
         return entry
@@ -415,21 +483,30 @@ def _repair_variant(ctx: RunContext, prep: Prepared, target: Target, target_cfg:
     return list(repaired)
 
 
-def run_targets(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event, repair: dict[str, list[str]] | None = None) -> None:
+def run_targets(
+    config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event, repair: dict[str, list[str]] | None = None, verify: dict[str, dict] | None = None,
+) -> None:
     """Worker side: shared stages once, then each target; every result goes to `on_event`.
 
-    `repair` ({target: [variant]}) asks for a repair search on those variants when they fail."""
+    `repair` ({target: [variant]}) asks for a repair search on those variants when they fail.
+    `verify` ({target: recorded fingerprints}) names targets reused when the model built
+    now has those fingerprints (event `unchanged`), rebuilt otherwise."""
     from targets import REGISTRY
 
     set_log_sink(lambda line: on_event("log", "", {"line": line}))
     ctx = RunContext(config, artifacts_root)
-    chosen = [config.target(name) for name in target_names]
-    log(config.name, f"building {', '.join(target_names)}")
+    log(config.name, f"{'checking' if verify else 'building'} {', '.join(target_names)}")
     try:
-        prep = prepare(ctx)
+        model = build_model(ctx)
+        target_names = settle_verified(config, model, target_names, verify or {}, on_event)
+        if not target_names:
+            progress.finish(config.name, "", "unchanged")
+            return
+        prep = prepare(ctx, model)
     except Exception as exc:  # the model itself is unusable: every chosen target errors
         report_model_error(config, exc, on_event)
         return
+    chosen = [config.target(name) for name in target_names]
     progress.finish(config.name, "", "ready")
     on_event("run", "", {"model": model_facts(config, prep), "timings": dict(prep.timings)})
     built = False
@@ -475,4 +552,5 @@ def model_facts(config: ModelConfig, prep: Prepared) -> dict:
         "reference": prep.stats,
         "reference_check": prep.reference_check,
         "cases": [label for label, _ in prep.data.cases],
+        **({"fingerprint": prep.fingerprint.to_json(), "data_fingerprint": prep.data_fingerprint} if prep.fingerprint is not None else {}),
     }

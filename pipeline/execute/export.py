@@ -75,7 +75,7 @@ def _export_locked(
 ) -> None:
     """Everything that reads or writes the models' folders: runs under their locks."""
     from pipeline.audit import apply_strict
-    from pipeline.cache import checked, source_digest
+    from pipeline.cache import checked, key_parts, source_digest
     from pipeline.execute.admission import target_factors, weight_bytes_of_source
     from pipeline.stages.data import pool_bytes
     from pipeline.execute.workers import ModelJob, run_jobs
@@ -95,14 +95,17 @@ def _export_locked(
         reused[config.name] = (kept, keys, model.still_valid)
         for name, entry in kept.items():
             log(config.name, f"{name}: up to date ({entry['status']}), reused")
-        if model.to_build:
+        for job in model.jobs:
+            if job.action == "verify":
+                log(config.name, f"{job.target}: checking the model's fingerprint ({job.reason})")
+        if model.to_build or model.to_verify:
             # The worker's stderr goes to a temp file: bad input must leave nothing in the artifacts.
             fd, log_path = tempfile.mkstemp(prefix=f"tfship-{config.name}-worker-", suffix=".log")
             os.close(fd)
             weights = weight_bytes_of_source(config.source.path)
             jobs_to_run.append(ModelJob(
-                config.file, config.name, model.to_build, Path(log_path), repair=dict(repair),
-                weight_bytes=weights, pool_bytes=pool_bytes(config), factors=target_factors(config, weights),
+                config.file, config.name, [j.target for j in model.jobs if j.action != "reuse"], Path(log_path), repair=dict(repair),
+                weight_bytes=weights, pool_bytes=pool_bytes(config), factors=target_factors(config, weights), verify=model.to_verify,
             ))
         elif kept:
             # Nothing ran: what the last run learned about the model still describes these artifacts.
@@ -114,7 +117,9 @@ def _export_locked(
         log("tfship", "nothing changed: every selected target is up to date")
         return
     by_name = {c.name: c for c in configs}
+    previous = {m.config.name: m.previous for m in plan.models}
     recorded: dict[str, dict[str, dict]] = {job.model: {} for job in jobs_to_run}
+    verified: dict[str, list[str]] = {job.model: [] for job in jobs_to_run}
     refused: dict[str, dict[str, dict]] = {job.model: {} for job in jobs_to_run}
 
     def run_so_far(job: ModelJob, state: str) -> dict:
@@ -122,8 +127,18 @@ def _export_locked(
         done = recorded[job.model]
         run = {"started": started, "finished": now() if state == "finished" else None, "state": state,
                "targets": list({**kept, **done}), "rebuilt": list(done), "reused": list(kept), **job.run}
-        run.setdefault("model", {})["source_sha256"] = source_digest(by_name[job.model])  # after the worker built any missing model
+        if "model" not in job.run:  # every target held: the last run's facts still describe the model
+            run["model"] = dict(previous[job.model].get("run", {}).get("model", {}))
+        run["model"]["source_sha256"] = source_digest(by_name[job.model])  # after the worker built any missing model
         return run
+
+    def on_unchanged(job: ModelJob, name: str, fingerprints: dict) -> None:
+        """A target to verify still holds: the model built now has the fingerprints it was built from."""
+        kept = reused[job.model][0]
+        entry = (previous[job.model].get("targets") or {})[name]
+        kept[name] = dict(entry, rebuilt=False)
+        verified[job.model].append(name)
+        log(job.model, f"{name}: up to date ({entry['status']}), reused: the model's fingerprint {fingerprints['model_fingerprint']['digest'][:12]} is the one it was built from")
 
     def on_target(job: ModelJob, name: str, entry: dict) -> None:
         """Publish one finished target and record it at once: a kill after this loses nothing."""
@@ -138,6 +153,8 @@ def _export_locked(
             refused[job.model][name] = entry
             return
         entry["cache_key"] = keys.get(name) if checked(entry) and name not in repair else None
+        entry["cache_key_parts"] = key_parts(config, config.target(name), versions) if entry["cache_key"] else None
+        entry["source_sha256"] = source_digest(config)  # what the next run and a release compare the model file with
         if strict:
             entry = apply_strict({name: entry})[name]
         if staged:
@@ -163,6 +180,9 @@ def _export_locked(
         if recorded[job.model]:
             merge_report(model_dir, config.name, config.sha256, str(config.file), run_so_far(job, "finished"), {**kept, **recorded[job.model]}, still_valid)
             _keep_log(job.log_path, model_dir / ".logs" / "worker.log")
+        elif verified[job.model]:  # nothing rebuilt: the checked targets stand as they were
+            merge_report(model_dir, config.name, config.sha256, str(config.file), run_so_far(job, "finished"), apply_strict(kept) if strict else kept, still_valid)
+            job.log_path.unlink(missing_ok=True)
         else:
             job.log_path.unlink(missing_ok=True)
             if not existed[job.model]:
@@ -176,14 +196,16 @@ def _export_locked(
         if in_process:
             from pipeline.execute.inprocess import run_jobs_in_process
 
-            run_jobs_in_process(jobs_to_run, artifacts_root, echo, on_model_done, by_name, on_target=on_target)
+            run_jobs_in_process(jobs_to_run, artifacts_root, echo, on_model_done, by_name, on_target=on_target, on_unchanged=on_unchanged)
         else:
-            run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done, on_target=on_target)
+            run_jobs(jobs_to_run, artifacts_root, jobs, echo, on_model_done, on_target=on_target, on_unchanged=on_unchanged)
     finally:
         for job in jobs_to_run:
             job.log_path.unlink(missing_ok=True)
             for worker_log in job.log_path.parent.glob(job.log_path.name + ".*"):  # workers' own stderr files
                 worker_log.unlink(missing_ok=True)
+    if not any(recorded.values()) and not any(refused.values()) and not any(job.bad_input for job in jobs_to_run):
+        log("tfship", "nothing changed: every selected target is up to date (the models were built again and their fingerprints hold)")
 
 
 def _target_index(config: ModelConfig, name: str) -> int:

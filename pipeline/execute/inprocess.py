@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs: dict, on_target=None) -> None:
+def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs: dict, on_target=None, on_unchanged=None) -> None:
     """Same contract as `workers.run_jobs`; `configs` maps model name -> ModelConfig."""
     on_target = on_target or (lambda job, name, entry: None)
+    on_unchanged = on_unchanged or (lambda job, name, payload: None)
     from pipeline import progress
     from pipeline.execute.build import run_targets
     from pipeline.execute.console import set_log_sink
@@ -27,6 +28,10 @@ def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs
                 if name in remaining:
                     remaining.remove(name)
                 on_target(job, name, payload)
+            elif kind == "unchanged":
+                if name in remaining:
+                    remaining.remove(name)
+                on_unchanged(job, name, payload)
             elif kind == "run":
                 job.run.update(payload)
             elif kind == "model_error":
@@ -43,7 +48,7 @@ def run_jobs_in_process(jobs, artifacts_root: Path, echo, on_model_done, configs
                 progress.emit(payload)
 
         try:
-            run_targets(configs[job.model], list(job.targets), artifacts_root, on_event, getattr(job, "repair", None) or None)
+            run_targets(configs[job.model], list(job.targets), artifacts_root, on_event, job.repair or None, job.verify or None)
         finally:
             set_log_sink(None)
         on_model_done(job)

@@ -4,11 +4,11 @@ worker of its own.
 `run_shared` (one worker per model) loads, traces, exports the canonical SavedModel,
 makes the parity data and runs the eager reference, then writes the data and the
 reference beside the staged SavedModel with a manifest (case labels, pool mask,
-reference statistics, self-check, stage timings and a key of the model's source, data
-and config). `run_target` (one worker per group of targets: the parent balances the
+reference statistics, self-check, stage timings, and the model's and the data's
+fingerprints). `run_target` (one worker per group of targets: the parent balances the
 targets over the workers it may start) loads and traces the model again (converters
 need the live model), reads the data and the reference from disk, memory-mapped,
-checks the manifest's key, and builds, checks and stages each of its targets as
+checks that the model it built has the manifest's fingerprint, and builds, checks and stages each of its targets as
 `run_targets` does. The parent publishes each target with its report record, and
 the canonical SavedModel when the last target of the model is done.
 """
@@ -23,26 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import progress
-from pipeline.execute.build import Prepared, RunContext, _error_entry, build_target, model_facts, prepare, report_model_error
+from pipeline.execute.build import Prepared, RunContext, _error_entry, build_model, build_target, model_facts, prepare, report_model_error, settle_verified
 from pipeline.execute.console import log, peak_rss_mb, set_log_sink
 from pipeline.execute.stored import ReferenceCases
 from pipeline.fsutil import staging_dir
 from pipeline.records import ParityData
 from pipeline.reports.model import now
-from pipeline.spec import ModelConfig, config_as_dict
+from pipeline.spec import ModelConfig
 
 MANIFEST = "manifest.json"
-
-
-def shared_key(config: ModelConfig) -> str:
-    """What the shared stages depend on: the model's bytes, the data and the model config."""
-    from pipeline.cache import data_digest, source_digest
-
-    model = config_as_dict(config)
-    for key in ("targets", "file", "sha256"):
-        model.pop(key, None)
-    payload = {"source": source_digest(config), "data": data_digest(config), "model": model}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def weight_bytes(loaded) -> int:
@@ -53,13 +42,19 @@ def weight_bytes(loaded) -> int:
         return 0
 
 
-def run_shared(config: ModelConfig, artifacts_root: Path, on_event) -> None:
-    """Worker side: the shared stages once; their records go to disk, the manifest's path to `on_event('shared')`."""
+def run_shared(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event, verify: dict[str, dict] | None = None) -> None:
+    """Worker side: the shared stages once; their records go to disk, the manifest's path to
+    `on_event('shared')`. Targets to verify whose fingerprints still hold are reported
+    `unchanged` first; when none is left to build, nothing is written."""
     set_log_sink(lambda line: on_event("log", "", {"line": line}))
     ctx = RunContext(config, artifacts_root)
     log(config.name, "shared stages")
     try:
-        prep = prepare(ctx)
+        model = build_model(ctx)
+        if not settle_verified(config, model, target_names, verify or {}, on_event):
+            progress.finish(config.name, "", "unchanged")
+            return
+        prep = prepare(ctx, model)
     except Exception as exc:  # the model itself is unusable: every chosen target errors
         report_model_error(config, exc, on_event)
         return
@@ -76,7 +71,8 @@ def run_shared(config: ModelConfig, artifacts_root: Path, on_event) -> None:
         timings = dict(prep.timings)
         timings["shared_write"] = {"seconds": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
         manifest = {
-            "key": shared_key(config),
+            "fingerprint": prep.fingerprint.to_json(),
+            "data_fingerprint": prep.data_fingerprint,
             "saved_model_dir": str(prep.saved_model_dir),
             "cases": [label for label, _ in prep.data.cases],
             "inputs": inputs.persist(),
@@ -128,9 +124,16 @@ def read_shared(ctx: RunContext, manifest_path: Path, loaded, traced) -> Prepare
     """The shared stages' records, read back from disk (memory-mapped) for one target job."""
     from pipeline.errors import PipelineError
 
+    from pipeline.stages.fingerprint import fingerprint_model
+
     record = json.loads(Path(manifest_path).read_text())
-    if record["key"] != shared_key(ctx.config):
-        raise PipelineError(f"the shared stages on disk ({manifest_path}) were made from another version of model '{ctx.config.name}' (its file, data or config changed since): run the export again")
+    fingerprint = fingerprint_model(traced)
+    if fingerprint.digest != record["fingerprint"]["digest"]:
+        raise PipelineError(
+            f"the model built for this target (fingerprint {fingerprint.digest[:12]}) is not the one the shared stages on disk "
+            f"were made from ({record['fingerprint']['digest'][:12]}): it changed while this run was building it (its file, "
+            "checkpoint or code). Run the export again."
+        )
     folder = Path(manifest_path).parent
     inputs = ReferenceCases.opened(record["inputs"])
     cases = _Cases(record["cases"], inputs)
@@ -139,7 +142,7 @@ def read_shared(ctx: RunContext, manifest_path: Path, loaded, traced) -> Prepare
     data = ParityData(pool=pool, labels=labels, cases=cases)
     return Prepared(
         loaded, traced, Path(record["saved_model_dir"]), data, ReferenceCases.opened(record["reference"]),
-        record["stats"], tuple(record["pool_mask"]), record["timings"], record["reference_check"],
+        record["stats"], tuple(record["pool_mask"]), record["timings"], record["reference_check"], fingerprint, record["data_fingerprint"],
     )
 
 

@@ -29,6 +29,25 @@ def validate_model(config: ModelConfig, artifacts_root: Path, checks: list | Non
         return _validate_locked(ctx, config, checks)
 
 
+def stale_against(report: dict, fingerprint, targets: set[str]) -> dict[str, str]:
+    """{target: why} for recorded targets built from a model other than `fingerprint`'s."""
+    from pipeline.stages.fingerprint import ModelFingerprint
+
+    current = fingerprint.to_json()
+    stale = {}
+    for name, entry in (report.get("targets") or {}).items():
+        if name not in targets or not entry.get("files"):
+            continue
+        old = entry.get("model_fingerprint")
+        if not old:
+            stale[name] = "no model fingerprint recorded: it cannot say which model it was built from"
+            continue
+        differs = ModelFingerprint.differences(old, current)
+        if differs:
+            stale[name] = f"built from model {old['digest'][:12]}, the model is now {current['digest'][:12]} ({' and '.join(differs)} differ)"
+    return stale
+
+
 def _validate_locked(ctx: RunContext, config: ModelConfig, checks: list | None) -> int:
     from pipeline.cache import checked
     from pipeline.publication import stale_targets
@@ -54,12 +73,18 @@ def _validate_locked(ctx: RunContext, config: ModelConfig, checks: list | None) 
     prep = prepare(ctx, saved_model=False)
     code = 0
     configured = {t.name for t in config.targets}
+    stale = stale_against(report, prep.fingerprint, configured)
+    for name, why in stale.items():
+        log(config.name, f"{name}: stale: {why}; run `tfship export` to rebuild it")
+        if checks is not None:
+            checks.append({"target": name, "passed": False, "stale": True, "failures": [f"stale: {why}"], "max_abs": None})
+        code = 1
     for record in iter_records(report):
         name = record.target
         if not checked(record.target_entry) or name not in REGISTRY or name not in configured or not record.has_artifact:
             continue
-        if record.entry.get("status") not in ("passed", "failed"):
-            continue  # nothing was published for an errored or skipped variant
+        if name in stale or record.entry.get("status") not in ("passed", "failed"):
+            continue  # a verdict about another model, or nothing published (an errored or skipped variant)
         art = record.entry["artifact"]
         artifact = Artifact(variant=art["variant"], files=tuple(art["files"]), tolerance=Tolerance(**art["tolerance"]), info=record.entry.get("info", {}))
         parity = check_parity(ctx, prep, REGISTRY.get(name), config.target(name), ctx.model_dir / name, artifact)

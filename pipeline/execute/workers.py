@@ -45,7 +45,7 @@ def _die_with_parent() -> None:
 
 def _worker_main(
     config_file: str, targets: list[str], artifacts_root: str, log_path: str, sys_path: list[str], conn, parent_pid: int = 0,
-    repair: dict | None = None, kind: str = "model", manifest: str | None = None,
+    repair: dict | None = None, kind: str = "model", manifest: str | None = None, verify: dict | None = None,
 ) -> None:
     """Entry point of a spawned worker: build `targets` of one model, sending each entry.
     `kind`: "model" (shared stages, then every target), "shared" (the shared stages, to
@@ -72,13 +72,13 @@ def _worker_main(
     if kind == "shared":
         from pipeline.execute.shared import run_shared
 
-        run_shared(config, Path(artifacts_root), on_event)
+        run_shared(config, targets, Path(artifacts_root), on_event, verify)
     elif kind == "target":
         from pipeline.execute.shared import run_target
 
         run_target(config, targets, Path(artifacts_root), Path(manifest), on_event, repair)
     else:
-        run_targets(config, targets, Path(artifacts_root), on_event, repair)
+        run_targets(config, targets, Path(artifacts_root), on_event, repair, verify)
     conn.send(("done", "", {}))
     conn.close()
 
@@ -113,6 +113,7 @@ class ModelJob:
     pool_bytes: int = 0  # the parity pool
     factors: dict[str, float] = field(default_factory=dict)  # admission factors the targets set themselves
     shared: dict | None = None  # {"manifest": path, "weight_bytes": n} once the shared stages are on disk
+    verify: dict[str, dict] = field(default_factory=dict)  # {target: recorded fingerprints}: reused when the model still has them
 
 
 @dataclass
@@ -154,11 +155,12 @@ def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
 
 
 class _Running:
-    def __init__(self, unit: Unit, artifacts_root: Path, ctx, on_target=None):
+    def __init__(self, unit: Unit, artifacts_root: Path, ctx, on_target=None, on_unchanged=None):
         job = unit.job
         self.unit = unit
         self.job = job
         self.on_target = on_target or (lambda job, name, entry: None)
+        self.on_unchanged = on_unchanged or (lambda job, name, payload: None)
         self.remaining = list(unit.targets)
         self.estimate = unit.estimate()
         parent, child = ctx.Pipe(duplex=False)
@@ -169,7 +171,7 @@ class _Running:
         self.process = ctx.Process(
             target=_worker_main,
             args=(str(job.config_file), self.remaining, str(artifacts_root), str(self.log_path), list(sys.path), child, os.getpid(), job.repair,
-                  unit.kind, (job.shared or {}).get("manifest")),
+                  unit.kind, (job.shared or {}).get("manifest"), job.verify if unit.kind != "target" else None),
             daemon=True,
         )
         with _caller_script_hidden():
@@ -196,6 +198,10 @@ class _Running:
                     if name in self.remaining:
                         self.remaining.remove(name)
                     self.on_target(self.job, name, payload)
+                elif kind == "unchanged":
+                    if name in self.remaining:
+                        self.remaining.remove(name)
+                    self.on_unchanged(self.job, name, payload)
                 elif kind == "run":
                     self.job.run.update(payload)
                 elif kind == "shared":
@@ -220,12 +226,13 @@ class _Running:
             pass
 
 
-def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo, on_model_done, on_target=None) -> None:
+def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo, on_model_done, on_target=None, on_unchanged=None) -> None:
     """Run model jobs in at most `max_workers` spawned workers, respawning after a crash.
 
     With fewer models than `max_workers`, a model with several targets runs as a
     shared-stages job, then its targets balanced over the workers. `on_target(job,
-    name, entry)` is called as each target's entry arrives (to publish it at once);
+    name, entry)` is called as each target's entry arrives (to publish it at once),
+    `on_unchanged(job, name, fingerprints)` when a target to verify still holds;
     `on_model_done(job)` when a model has no target left."""
     from pipeline.execute import admission
 
@@ -263,7 +270,7 @@ def run_jobs(jobs: list[ModelJob], artifacts_root: Path, max_workers: int, echo,
             if decision.start:
                 queue.pop(index)
                 unit.job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                running.append(_Running(unit, artifacts_root, ctx, on_target))
+                running.append(_Running(unit, artifacts_root, ctx, on_target, on_unchanged))
                 continue
             if decision.refuse is None:
                 index += 1  # wait for memory; a smaller job behind it may fit now

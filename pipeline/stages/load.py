@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.spec import ModelConfig
 from pipeline.errors import ModelError
 from pipeline.records import LoadedModel
+from pipeline.stages.sourcedeps import source_dependencies
 from pipeline.usercode import bad_input, call_user, first_line, import_user_module, import_user_ref
 
 
@@ -149,11 +150,14 @@ def load_model(config: ModelConfig) -> LoadedModel:
                 f"SavedModel signature '{source.signature}' takes inputs {sorted(expected)}, but the config names {list(config.input_names)}. "
                 "Fix: name the config's inputs after the signature's.",
             )
+        dependencies, _ = source_dependencies(None, _named_modules(config))
         return LoadedModel(
             obj=loaded,
             flavour="saved_model",
             call=lambda inputs: _name_outputs(fn(**{n: tf.convert_to_tensor(v) for n, v in inputs.items()}), config, f"signature '{source.signature}'"),
             source_file=source.path,
+            dependencies=dependencies,
+            self_contained=True,  # tf.saved_model.load runs no user code
         )
     else:
         key = ("source", "factory")
@@ -169,12 +173,21 @@ def load_model(config: ModelConfig) -> LoadedModel:
 
             return LoadedModel(obj=obj, flavour=flavour, call=call, source_file=_source_file(obj))
     keras_call = _keras_call(obj, config)
+    dependencies, self_contained = source_dependencies(obj, _named_modules(config)) if source.kind != "factory" else ((), False)
     return LoadedModel(
         obj=obj,
         flavour=flavour,
         call=lambda inputs: _name_outputs(keras_call(inputs), config, f"model '{config.name}'"),
         source_file=_source_file(obj) if source.kind == "factory" else source.path,
+        dependencies=dependencies,
+        self_contained=self_contained,
     )
+
+
+def _named_modules(config: ModelConfig) -> list[str]:
+    """The modules the config names for the load: `source.modules` and those of `custom_objects`."""
+    source = config.source
+    return list(source.modules or ()) + [ref.partition(":")[0] for _, ref in source.custom_objects or ()]
 
 
 def _flavour_of(obj: Any, config: ModelConfig) -> str:
