@@ -14,7 +14,7 @@ FORCE  ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test test-heavy clean install targets release bench bench-scale calibrate-budgets corpus
+.PHONY: export validate test test-heavy clean install targets release bench bench-scale bench-noop calibrate-budgets corpus
 
 VERSION ?=
 BATCH   ?= 32
@@ -47,6 +47,10 @@ bench: $(STAMP)
 SCALE_SIZES ?= 5 50 553 2500
 bench-scale: $(STAMP)
 	$(BIN)/python -m examples.bench_scale --sizes $(SCALE_SIZES)
+
+# What a no-op re-run costs per kind of model source (file, SavedModel, factory, live); a benchmark.
+bench-noop: $(STAMP)
+	$(BIN)/python -m examples.bench_noop
 
 release: $(STAMP)
 	$(BIN)/tfship release $(MODEL_ARGS) --artifacts $(ARTIFACTS) $(if $(VERSION),--version $(VERSION))

@@ -92,10 +92,22 @@ def _write_npz_if_changed(path: Path, arrays: dict[str, np.ndarray]) -> None:
     np.savez(path, **arrays)
 
 
+def _target_item(entry: Any) -> tuple[str, dict]:
+    """'tflite', {'name': 'tflite', ...} or {'tflite': {...}}: (name, options)."""
+    if not isinstance(entry, Mapping):
+        return entry, {}
+    if "name" in entry:
+        return entry["name"], {k: v for k, v in entry.items() if k != "name"}
+    if len(entry) == 1:
+        (name, options), = entry.items()
+        return name, dict(options or {})
+    raise ModelError(f"targets: {dict(entry)!r} names no target; expected a name, {{'name': ..., <options>}} or {{<name>: {{<options>}}}}")
+
+
 def _target_entries(targets: Any, tolerances: Mapping | None, output_names: list[str]) -> list:
     if isinstance(targets, str):
         targets = [targets]
-    items = list(targets.items()) if isinstance(targets, Mapping) else [(t["name"], {k: v for k, v in t.items() if k != "name"}) if isinstance(t, Mapping) else (t, {}) for t in targets]
+    items = list(targets.items()) if isinstance(targets, Mapping) else [_target_item(t) for t in targets]
     tolerances = dict(tolerances or {})
     shared = {k: v for k, v in tolerances.items() if k in output_names}
     unknown = [k for k in tolerances if k not in output_names and k not in dict(items)]

@@ -331,3 +331,62 @@ def test_live_model_changes(tmp_path):
     model.fit(x, np.ones((4, 2), "float32"), epochs=1, verbose=0)  # one more step
     assert export(model) == {"savedmodel": True, "tflite": True}
     np.testing.assert_allclose(tflite_outputs(), np.asarray(model(x)), atol=1e-5)
+
+
+def _fingerprint(model, name: str = "x", width: int = 5):
+    import tensorflow as tf
+
+    from pipeline.records import TracedModel
+    from pipeline.stages.fingerprint import fingerprint_model
+
+    function = tf.function(lambda x: {"y": model(x, training=False)}, input_signature=[tf.TensorSpec([None, width], tf.float32, name=name)])
+    function.get_concrete_function()
+    return fingerprint_model(TracedModel(function, 1, (1,)))
+
+
+@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+def test_fingerprint_parts(flavour):
+    """Each part moves with what it names, and with nothing else (layer numbering, a second copy)."""
+    keras = __import__(flavour)
+
+    def build(activation="relu", seed=0):
+        for _ in range(3):
+            keras.layers.Dense(1)  # advances the process's layer numbering
+        inputs = keras.Input((5,))
+        model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(4, activation=activation)(inputs)))
+        rng = np.random.default_rng(seed)
+        model.set_weights([rng.normal(0, 1, w.shape).astype("float32") for w in model.get_weights()])
+        return model
+
+    base = _fingerprint(build())
+    assert _fingerprint(build()).to_json() == base.to_json()
+    assert base.weight_bytes == (5 * 4 + 4 + 4 * 2 + 2) * 4 and base.opaque_resources == 0
+    tanh = _fingerprint(build("tanh"))
+    assert (tanh.graph != base.graph, tanh.weights == base.weights, tanh.signature == base.signature) == (True, True, True)
+    other = _fingerprint(build(seed=1))
+    assert (other.graph == base.graph, other.weights != base.weights) == (True, True)
+    renamed = _fingerprint(build(), name="features")
+    assert renamed.signature != base.signature and renamed.digest != base.digest
+
+
+def test_fingerprint_reads_lookup_tables():
+    """A vocabulary is state the graph captures as a table: another vocabulary is another model."""
+    import keras
+
+    def build(vocabulary):
+        inputs = keras.Input((1,), dtype="string")
+        return keras.Model(inputs, keras.layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot")(inputs))
+
+    import tensorflow as tf
+
+    from pipeline.records import TracedModel
+    from pipeline.stages.fingerprint import fingerprint_model
+
+    def fingerprint(model):
+        function = tf.function(lambda t: {"y": model(t)}, input_signature=[tf.TensorSpec([None, 1], tf.string, name="t")])
+        function.get_concrete_function()
+        return fingerprint_model(TracedModel(function, 1, (1,)))
+
+    a, b, c = fingerprint(build(["a", "b", "c"])), fingerprint(build(["a", "b", "c"])), fingerprint(build(["a", "b", "d"]))
+    assert a.digest == b.digest and a.opaque_resources == 0
+    assert c.weights != a.weights
