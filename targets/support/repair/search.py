@@ -7,10 +7,12 @@ and runs its plan:
 0. the quantizer's plain recipe, when the variant did not convert;
 1. calibration on the whole pool, when the parity data falls outside the calibrated
    min/max of an input;
-2. when a layer's constants lose a large share to int8 rounding (`Ranking.weights_damaged`):
+2. 16-bit activations for the ranked layers (int8 base): the first two (then each alone
+   when they pass), else all of them; not when int8 damages the model's inputs
+   (`Ranking.inputs_damaged`), which no 16-bit layer restores;
+3. when a layer's constants lose a large share to int8 rounding (`Ranking.weights_damaged`):
    that layer in float with its weights float (inputs float when int8 damages them too),
-   before anything else is grown;
-3. 16-bit activations for the ranked layers (int8 base);
+   before any set of layers is grown;
 4. the ranked layers in float (int8 weights), growing 1, 2, 4, ... and bisected back;
    inputs float from the start when int8 damages them, else in a second pass;
 5. those layers' weights float too, most weight damage first;
@@ -266,19 +268,25 @@ class Search:
             if cand is not None and cand.parity is not None and closeness(cand.parity) <= closeness(baseline):
                 samples = pool_samples  # the wider ranges helped (or did no harm): later candidates calibrate on them too
         inputs_first = bool(ranking.inputs_damaged) and allow_float_inputs and variant in CALIBRATED_BASES
-        # 2. The worst-damaged weights, float with their layer, before anything is grown.
-        if not self.passing() and ranking.weights_damaged:
-            worst = ranking.weights_damaged[0]
-            self.attempt(Recipe(name, variant, float_layers=(worst,), float_weights=(worst,), float_inputs=inputs_first, calibration_samples=samples))
-        # 3. 16-bit activations for the ranked layers only.
-        if not self.passing() and allow_int16 and variant == "int8" and blame:
+        # 2. 16-bit activations for the ranked layers only: no layer leaves the integer
+        #    path. Not when int8 damages the inputs themselves: 16-bit layers cannot restore
+        #    what the model's int8 inputs lost before the first layer.
+        if not self.passing() and allow_int16 and variant == "int8" and blame and not inputs_first:
             cand = None
             for k in sorted({min(2, len(blame)), len(blame)}):
                 cand = self.attempt(Recipe(name, "int8", int16_layers=tuple(blame[:k]), calibration_samples=samples))
                 if cand is None or cand.status == "passed":
                     break
             if cand is not None and cand.status == "passed" and len(cand.recipe.int16_layers) == 2:
-                self.attempt(Recipe(name, "int8", int16_layers=tuple(blame[:1]), calibration_samples=samples))  # is one enough?
+                for layer in blame[:2]:  # is one enough? either of the two (the sources may disagree on which leads)
+                    one = self.attempt(Recipe(name, "int8", int16_layers=(layer,), calibration_samples=samples))
+                    if one is None or one.status == "passed":
+                        break
+        # 3. The worst-damaged weights, float with their layer (inputs float when int8
+        #    damages them too), before any set of layers is grown.
+        if not self.passing() and ranking.weights_damaged:
+            worst = ranking.weights_damaged[0]
+            self.attempt(Recipe(name, variant, float_layers=(worst,), float_weights=(worst,), float_inputs=inputs_first, calibration_samples=samples))
         # 4.-6. Ranked layers with float activations (int8 weights), growing worst first, then
         #    bisected to the fewest; when all of them still fail, the inputs float too (from
         #    the start when int8 damages them), then the layers' weights float, most weight
