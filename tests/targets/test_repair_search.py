@@ -41,6 +41,7 @@ def wine(tmp_path_factory):
         specs=[SimpleNamespace(name="features", dtype=np.float32)],
         reference=np.asarray(model.predict(pool["features"], verbose=0)),
         folder=folder,
+        model=model,
     )
 
 
@@ -94,6 +95,28 @@ def test_damage_ranks_the_standardize_constants_and_the_raw_inputs_first(wine):
     assert ranking.source == "model order, output side first (no per-layer errors)"  # the debugger-failed fallback
     assert ranking.layers == ("probs", "hidden2", "hidden1", "standardize")
     assert ranking.to_json()["figures"]["standardize"]["weights_zeroed"] == weights["standardize"]["zeroed"]
+
+
+def test_when_the_debugger_cannot_run_the_ranking_says_so_and_uses_the_rest(wine, tmp_path):
+    """QuantizationDebugger fails for real (no SavedModel where the job says): the log says
+    so, and the ranking comes from the localization table (or model order without one),
+    still with the weight and input figures."""
+    from targets.support.repair.target import _measure
+
+    specs = wine.specs
+    job = SimpleNamespace(
+        loaded=SimpleNamespace(obj=wine.model), calibration=wine.pool, saved_model_dir=tmp_path / "missing",
+        model=SimpleNamespace(inputs=specs, input_names=["features"]),
+    )
+    lines: list[str] = []
+    loc = {"layers": [{"index": 0, "layer": "standardize", "rel_error": 1.2}, {"index": 1, "layer": "hidden1", "rel_error": 2.0}],
+           "first_over_budget": "standardize"}
+    ranking = _measure(job, 64, "int8", {"localization": loc}, wine.selectable, wine.content, lines.append)
+    assert lines == ["int8: repair: QuantizationDebugger could not run (OSError); ranking layers without it"]
+    assert ranking.source == "localization (relative error growth per layer)" and ranking.layers == ("standardize", "hidden1")
+    assert ranking.weights_damaged == ("standardize",) and ranking.inputs_damaged == ("features",)
+    ranking = _measure(job, 64, "int8", {}, wine.selectable, wine.content, lines.append)
+    assert ranking.source == "model order, output side first (no per-layer errors)" and ranking.layers[0] == "probs"
 
 
 def test_two_sources_merge_by_their_best_rank():
