@@ -99,4 +99,6 @@ def search_record(result: SearchResult, entry: dict, budget: Budget, float_conte
     record["summary"] = (
         f"repair {label}: {chosen.recipe.name} passes parity after {len(result.tried)} tries in {seconds:.1f} s: {what}; {sizes}{accuracy}; worst max_abs {numbers['max_abs']:.3g}"
     )
+    if result.findings:
+        record["summary"] += f"; noticed: {result.findings[0]['text']}"
     return record
