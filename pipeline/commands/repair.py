@@ -1,7 +1,7 @@
 """`tfship repair`: rebuild a target with a repair search on failed quantized variants
 (report.md's section on it is `pipeline.reports.repairs`).
 
-The search itself belongs to the target (`Target.repair`, e.g. targets/support/repair.py
+The search itself belongs to the target (`Target.repair`, e.g. targets/support/repair/
 for tflite); a run records it under the failed variant's entry as `repair`.
 """
 from __future__ import annotations

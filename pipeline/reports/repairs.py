@@ -1,11 +1,26 @@
 """How a quantization repair search reads in report.md (`## Quantization repairs`).
 
-The search itself belongs to the target (`Target.repair`, e.g. targets/support/repair.py
+The search itself belongs to the target (`Target.repair`, e.g. targets/support/repair/
 for tflite); a run records it under the failed variant's entry as `repair`.
 """
 from __future__ import annotations
 
 from pipeline.reports.records import fmt, iter_records
+
+
+def _damage_lines(ranking: dict) -> list[str]:
+    """What int8 damages, as measured before the search: the layers with figures, worst first."""
+    figures = ranking.get("figures") or {}
+    rows = [layer for layer in ranking.get("layers") or [] if layer in figures][:8]
+    lines = []
+    for name, share in (ranking.get("inputs") or {}).items():
+        lines.append(f"Input `{name}`: int8 rounds {100 * share:.1f}% of its non-zero calibration values to zero.")
+    if rows:
+        lines += ["", "| layer | RMSE/scale | rounded to zero | error growth | weights rounded to zero |", "|---|---|---|---|---|"]
+        for layer in rows:
+            f = figures[layer]
+            lines.append(f"| {layer} | {fmt(f.get('rmse_over_scale'))} | {fmt(f.get('rounded_to_zero'))} | {fmt(f.get('growth'))} | {fmt(f.get('weights_zeroed'))} |")
+    return lines
 
 
 def render_repairs_markdown(report: dict) -> str:
@@ -17,6 +32,7 @@ def render_repairs_markdown(report: dict) -> str:
             continue
         lines = [f"### {record.target}/{variant}", "", search["summary"], ""]
         lines.append(f"Blame order ({search.get('blame_source')}): {', '.join(search.get('blame') or []) or 'none'}.")
+        lines += _damage_lines(search.get("ranking") or {})
         for inp, c in (search.get("calibration_coverage") or {}).items():
             lines.append(
                 f"Calibration coverage of input `{inp}`: {100 * c['outside_share']:.2f}% of parity values outside the calibrated "
@@ -48,6 +64,8 @@ def render_repairs_markdown(report: dict) -> str:
             f"Budget: {search['budget']['conversions']} conversions, {search['budget']['seconds']:g} s; used {search['conversions']} "
             f"in {search['seconds']:.1f} s ({search['stopped']}). Quantizer: {search.get('engine')}."
         )
+        for finding in search.get("findings") or []:
+            lines += ["", f"Noticed: {finding['text']}."]
         if search.get("found"):
             lines += ["", "Verified recipe (add under the target in the config):", "", "```yaml", search["config_snippet"], "```"]
         blocks.append("\n".join(lines))

@@ -266,3 +266,49 @@ def test_blame_orders_layers_worst_first_from_either_table():
         {"index": 3, "layer": "probs", "rel_error": None},
     ]}
     assert blame_from_localization(table) == ["log_mel", "conv1", "norm"]
+
+
+WINE = """\
+name: wine
+source:
+  factory: fixture_classifiers:wine_mlp
+inputs:
+  - {name: features, shape: [null, 13], dtype: float32}
+outputs: [probs]
+data:
+  generator: fixture_classifiers:wine_data
+  samples: 96
+  seed: 1
+  classifier: probs
+targets:
+  - name: tflite
+    variants: [float32, int8]
+"""
+
+
+@pytest.mark.heavy
+def test_a_trained_classifier_whose_int8_fails_is_repaired_by_its_damaged_weights_first(project):
+    """A wine classifier standardizing its raw features inside the model (StandardScaler's
+    statistics in a Normalization layer): int8 of the inputs (0.1 .. 1,680) and of the
+    layer's mean and variance under one scale each destroys the small features. The
+    search measures both, tries `standardize` float with its weights and float inputs
+    first, and that passes. (Before the damage ranking the search spent its 8 conversions
+    on 16-bit activations and growing float layers with int8 constants, and found nothing.)"""
+    project.config("wine", WINE)
+    result = project.run("repair", "--model", "wine", "--variant", "int8")
+    assert result.code == 0, result.err
+    variants = _variants(project, "wine")
+    assert variants["int8"]["parity"]["classifier"]["top1_agreement"] < 0.7  # measured 0.52
+    search = variants["int8"]["repair"]
+    ranking = search["ranking"]
+    assert ranking["weights_damaged"] == ["standardize"] and ranking["inputs_damaged"] == ["features"]
+    assert ranking["figures"]["standardize"]["weights_zeroed"] > 0.4
+    assert "QuantizationDebugger" in search["blame_source"] and "localization" in search["blame_source"]
+    assert search["found"] is True and search["conversions"] == 1
+    assert search["recipe"]["float_layers"] == ["standardize"] and search["recipe"]["float_weights"] == ["standardize"]
+    assert search["recipe"]["float_inputs"] is True
+    repaired = variants["int8_repaired"]
+    assert repaired["status"] == "passed" and repaired["parity"]["classifier"]["top1_agreement"] >= 0.95
+    assert repaired["info"]["size_bytes"] < variants["float32"]["info"]["size_bytes"]
+    md = (project.artifacts / "wine" / "report.md").read_text()
+    assert "| standardize |" in md and "Input `features`: int8 rounds" in md
