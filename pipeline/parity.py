@@ -41,13 +41,14 @@ def _nan_max(a: float, b: float) -> float:
     return float(np.maximum(a, b))
 
 
-def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float, ref_range: float, feeds: tuple = ()) -> dict:
+def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float, ref_range: float, feeds: tuple = (), ulp: float = 0.0) -> dict:
     """Metrics for one output in one case, block by block; each float64 block of
-    (reference, artifact) also goes to every `feeds` object's `add`."""
+    (reference, artifact) also goes to every `feeds` object's `add`. `ulp`: the output
+    dtype's rounding step at its magnitude (reference_stats), which floors the budget."""
     ref, out = np.asarray(ref), np.asarray(out)
     if ref.shape != out.shape:
         return {"passed": False, "error": f"shape {list(out.shape)} differs from the reference's {list(ref.shape)}"}
-    atol = tol.effective_atol(step, ref_range)
+    atol = tol.effective_atol(step, ref_range, ulp)
     scale = 0.0
     for _, r, _ in _blocks(ref):
         scale = _nan_max(scale, float(np.abs(r).max(initial=0.0)))
@@ -174,6 +175,7 @@ def reference_stats(ref_outputs, pool_mask: list[bool]) -> dict[str, dict]:
                     low, high = min(low, float(finite.min())), max(high, float(finite.max()))
                     abs_sum += float(np.abs(finite).sum())
         value_range = high - low if finite_count else 0.0
+        magnitude = max(abs(low), abs(high)) if finite_count else 0.0
         shapes = [np.shape(case[name]) for case in ref_outputs]  # cases are read one at a time: they may be on disk
         batches = [i for i, (shape, pooled) in enumerate(zip(shapes, pool_mask)) if pooled and shape] or [i for i, shape in enumerate(shapes) if shape]
         if batches and sum(shapes[i][0] for i in batches) > 1:
@@ -186,8 +188,24 @@ def reference_stats(ref_outputs, pool_mask: list[bool]) -> dict[str, dict]:
             "spread": spread,
             "degenerate": spread <= DEGENERATE_STD * scale,
             "nonfinite": int(count - finite_count),
+            "magnitude": magnitude,
+            "dtype": np.asarray(ref_outputs[0][name]).dtype.name,
+            "ulp": rounding_step(magnitude, np.asarray(ref_outputs[0][name]).dtype),
         }
     return stats
+
+
+def rounding_step(magnitude: float, dtype) -> float:
+    """The distance from `magnitude` to the next larger value of `dtype` (its unit in the
+    last place there); 0 for integer, boolean and string outputs, which round nothing."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        if dtype.name != "bfloat16":
+            return 0.0
+        import ml_dtypes
+
+        return float(np.spacing(np.float32(magnitude))) * 2.0 ** (23 - ml_dtypes.finfo(dtype).nmant)
+    return float(np.spacing(np.asarray(magnitude, dtype=dtype)))
 
 
 def _batch_spread(ref_outputs, name: str, batches: list[int]) -> float:
@@ -388,7 +406,7 @@ def evaluate(
     tolerances = {n: tolerance_for(n) for n in names}
     totals = {n: sum(int(np.size(case[n])) for case in reference) for n in names}
     pooled = {
-        n: PooledErrors(totals[n], tolerances[n].effective_atol(steps.get(n, 0.0), stats[n]["range"]), tolerances[n].rtol, tolerances[n].mismatch_fraction)
+        n: PooledErrors(totals[n], tolerances[n].effective_atol(steps.get(n, 0.0), stats[n]["range"], stats[n].get("ulp", 0.0)), tolerances[n].rtol, tolerances[n].mismatch_fraction)
         for n in names
     }
     samplers = {n: ElementSampler(totals[n]) for n in names}
@@ -403,7 +421,7 @@ def evaluate(
                 metrics = {"passed": False, "error": f"the artifact has no output '{name}' (it has: {', '.join(sorted(out))})"}
             else:
                 feeds = () if name in broken else (pooled[name], samplers[name])
-                metrics = output_metrics(ref[name], out[name], tolerances[name], steps.get(name, 0.0), stats[name]["range"], feeds)
+                metrics = output_metrics(ref[name], out[name], tolerances[name], steps.get(name, 0.0), stats[name]["range"], feeds, stats[name].get("ulp", 0.0))
             if "error" in metrics:
                 broken.add(name)
             per_output[name].append(metrics)
@@ -423,7 +441,7 @@ def evaluate(
             worst["quant_step"] = steps[name]
         if "error" not in worst and per_output[name]:
             worst["sample"] = samplers[name].result()
-            judge_output(worst, pooled[name], tolerances[name], stats[name]["range"])
+            judge_output(worst, pooled[name], tolerances[name], stats[name]["range"], stats[name].get("ulp", 0.0))
         outputs[name] = worst
     result: dict = {"outputs": outputs, "cases": cases}
     by_shape = _by_shape(case_labels, per_output, tolerance_for)
@@ -446,10 +464,7 @@ def evaluate(
         result["classifier_output"] = classifier
     weak = [n for n in names if stats[n]["degenerate"]]
     if weak:
-        result["weak_evidence"] = {
-            n: f"the reference output is near-constant across inputs (spread {stats[n]['spread']:.3g}): agreement proves little; use trained weights or more varied data"
-            for n in weak
-        }
+        result["weak_evidence"] = {n: weak_evidence_text(stats[n], tolerances[n]) for n in weak}
     warnings = [warning_text(n, m["audit"]) for n, m in outputs.items() if m.get("audit", {}).get("loose")]
     if warnings:
         result["warnings"] = warnings
@@ -457,6 +472,21 @@ def evaluate(
     result["failures"] = failures
     result["decided_by"] = _deciding(result)
     return result
+
+
+def weak_evidence_text(stat: dict, tol: Tolerance) -> str:
+    """Why a near-constant reference output is thin evidence, in its own figures."""
+    text = f"the reference output is near-constant across inputs (spread {stat['spread']:.3g} across samples"
+    ulp, magnitude = stat.get("ulp") or 0.0, stat.get("magnitude") or 0.0
+    if ulp > 0 and magnitude > 0:
+        text += (
+            f", range {stat['range']:.3g} around values up to {magnitude:.3g}: {stat['range'] / ulp:.3g} {stat.get('dtype', 'float')} "
+            f"rounding steps of {ulp:.3g} there"
+        )
+    text += "): an artifact that ignored its input would agree nearly as well, so agreement proves little about what it computes"
+    if ulp > 0 and tol.max_mean_error is not None and tol.floor(ulp) > tol.max_mean_error * stat["range"]:
+        text += f"; a mean error within {tol.floor_ulps:g} rounding steps ({tol.floor(ulp):.3g}) is the dtype's own rounding there and passes"
+    return text + ". Use trained weights or more varied data."
 
 
 def _criteria_text(criteria: dict) -> list[str]:
