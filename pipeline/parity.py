@@ -48,6 +48,8 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float
     ref, out = np.asarray(ref), np.asarray(out)
     if ref.shape != out.shape:
         return {"passed": False, "error": f"shape {list(out.shape)} differs from the reference's {list(ref.shape)}"}
+    if is_text(ref):
+        return _text_metrics(ref, out)
     atol = tol.effective_atol(step, ref_range, ulp)
     scale = 0.0
     for _, r, _ in _blocks(ref):
@@ -105,6 +107,33 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float
     }
 
 
+def is_text(array) -> bool:
+    """Strings (bytes or str, as object arrays or fixed width): compared for equality only."""
+    return np.asarray(array).dtype.kind in "OSU"
+
+
+def _as_bytes(array: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda v: v.encode() if isinstance(v, str) else bytes(v), otypes=[object])(array) if array.size else array.astype(object)
+
+
+def _text_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
+    """A string output in one case: how many elements differ (no tolerance applies to text)."""
+    n = int(ref.size)
+    unequal = int(np.sum(_as_bytes(ref) != _as_bytes(out))) if n else 0
+    return {"exact": True, "mismatch_fraction": unequal / n if n else 0.0, "outside": unequal, "elements": n, "nonfinite": 0,
+            "atol": 0.0, "rtol": 0.0, "max_abs": None, "passed": unequal == 0}
+
+
+def _text_worst(per_case: list[dict]) -> dict:
+    """A string output over every case: every element must equal the reference's."""
+    outside = sum(m["outside"] for m in per_case)
+    elements = sum(m["elements"] for m in per_case)
+    share = outside / elements if elements else 0.0
+    equal = {"value": share, "limit": 0.0, "passed": outside == 0, "margin": -share, "used": 0.0 if outside == 0 else None, "unit": "share of elements"}
+    return {"exact": True, "max_abs": None, "mismatch_fraction": share, "outside": outside, "elements": elements, "nonfinite": 0,
+            "atol": 0.0, "rtol": 0.0, "criteria": {"equal": equal}, "decided_by": "equal", "passed": outside == 0}
+
+
 class _Top:
     """The `keep` largest values seen, fed in blocks."""
 
@@ -135,6 +164,8 @@ def _worst(per_case: list[dict], tol: Tolerance) -> dict:
     errors = [m["error"] for m in per_case if "error" in m]
     if errors:
         return {"passed": False, "error": errors[0]}
+    if per_case and per_case[0].get("exact"):
+        return _text_worst(per_case)
     elements = sum(m["elements"] for m in per_case)
     outside = sum(m["outside"] for m in per_case)
     pooled = outside / elements if elements else 0.0
@@ -165,6 +196,9 @@ def reference_stats(ref_outputs, pool_mask: list[bool]) -> dict[str, dict]:
     One case (and one sample of it) at a time: `ref_outputs` may be read from disk."""
     stats = {}
     for name in ref_outputs[0]:
+        if is_text(ref_outputs[0][name]):
+            stats[name] = _text_stats(ref_outputs, name)
+            continue
         low, high, count, finite_count, abs_sum = math.inf, -math.inf, 0, 0, 0.0
         for case in ref_outputs:
             for _, r, _ in _blocks(case[name]):
@@ -193,6 +227,17 @@ def reference_stats(ref_outputs, pool_mask: list[bool]) -> dict[str, dict]:
             "ulp": rounding_step(magnitude, np.asarray(ref_outputs[0][name]).dtype),
         }
     return stats
+
+
+def _text_stats(ref_outputs, name: str) -> dict:
+    """A string output has no range: near-constant when every sample gives the same value."""
+    values = set()
+    for case in ref_outputs:
+        values.update(_as_bytes(np.asarray(case[name])).reshape(-1).tolist())
+        if len(values) > 1:
+            break
+    return {"range": 0.0, "spread": float(len(values) > 1), "degenerate": len(values) <= 1, "nonfinite": 0, "magnitude": 0.0,
+            "dtype": "string", "ulp": 0.0, "text": True}
 
 
 def rounding_step(magnitude: float, dtype) -> float:
@@ -435,6 +480,9 @@ def evaluate(
     outputs = {}
     for name in names:
         worst = _worst(per_output[name], tolerances[name])
+        if worst.get("exact"):  # a string output: equal or not, nothing more to judge
+            outputs[name] = worst
+            continue
         if "error" not in worst:
             worst["audit"] = needed_tolerance([m.pop("_audit") for m in per_output[name] if "_audit" in m], tolerances[name].mismatch_fraction, worst["atol"])
         if steps.get(name):
@@ -476,6 +524,9 @@ def evaluate(
 
 def weak_evidence_text(stat: dict, tol: Tolerance) -> str:
     """Why a near-constant reference output is thin evidence, in its own figures."""
+    if stat.get("text"):
+        return ("the reference output is the same string for every sample: an artifact that ignored its input would agree, "
+                "so agreement proves little about what it computes. Use data that gives the output more than one value.")
     text = f"the reference output is near-constant across inputs (spread {stat['spread']:.3g} across samples"
     ulp, magnitude = stat.get("ulp") or 0.0, stat.get("magnitude") or 0.0
     if ulp > 0 and magnitude > 0:

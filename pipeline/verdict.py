@@ -209,6 +209,7 @@ LABELS = {
     "topk_agreement": ("top-k agreement", ">=", ""),
     "accuracy_drop": ("accuracy drop", "<=", ""),
     "tail": ("share beyond the elementwise budget", "<=", ""),
+    "equal": ("share of string elements unlike the reference's", "<=", ""),
 }
 
 

@@ -14,6 +14,7 @@ the canonical SavedModel when the last target of the model is done.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -45,12 +46,19 @@ def shared_key(config: ModelConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def weight_bytes(loaded) -> int:
-    """Bytes of the loaded model's variables (0 when it has none to list)."""
+def weight_bytes(loaded, model: str = "") -> int | None:
+    """Bytes of the loaded model's variables (0 when it has none); None, said in the log,
+    when they cannot be counted: memory admission then runs this model's targets alone."""
+    from pipeline.stages.load import variable_bytes
+
     try:
-        return int(sum(int(np.prod(v.shape)) * v.dtype.size for v in getattr(loaded.obj, "variables", ()) or ()))
-    except Exception:  # a model object without the usual variable list: no estimate
-        return 0
+        return sum(variable_bytes(v) for v in getattr(loaded.obj, "variables", ()) or ())
+    except Exception as exc:  # a variable without a readable value, a `variables` that raises: unknown, not 0
+        from pipeline.usercode import first_line
+
+        log(model, f"the model's weights could not be sized ({type(exc).__name__}: {first_line(exc)[:200]}); "
+                   "memory admission runs its targets alone, with nothing else beside them")
+        return None
 
 
 def run_shared(config: ModelConfig, artifacts_root: Path, on_event) -> None:
@@ -87,7 +95,7 @@ def run_shared(config: ModelConfig, artifacts_root: Path, on_event) -> None:
             "stats": prep.stats,
             "reference_check": prep.reference_check,
             "timings": timings,
-            "weight_bytes": weight_bytes(prep.loaded),
+            "weight_bytes": weight_bytes(prep.loaded, config.name),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, default=_plain))
     except BaseException:
@@ -175,9 +183,9 @@ def run_target(config: ModelConfig, target_names: list[str], artifacts_root: Pat
     try:
         progress.stage(config.name, target_names[0], "load")
         loaded = load_model(config)
+        prep = read_shared(ctx, manifest, loaded, None)
         progress.stage(config.name, target_names[0], "trace")
-        traced = trace_model(config, loaded)
-        prep = read_shared(ctx, manifest, loaded, traced)
+        prep = dataclasses.replace(prep, traced=trace_model(config, loaded, prep.data))  # proved on the same data
     except Exception as exc:  # the shared stages passed with this model: this is these targets' error
         entry = _error_entry(exc, now())
         for name in target_names:
