@@ -22,9 +22,10 @@ decides only where the range is a tiny fraction of the magnitude (a near-constan
 output, e.g. an untrained 1000-class softmax whose values all sit near 1e-3 and move
 by 1e-7): there `max_mean_error` x range would ask for less than one rounding step.
 16 steps: a softmax's normalizing sum over 1000 classes, added in another order,
-moves every probability by the same few steps (measured on EfficientNetB0 through
-onnxruntime: a mean of 1.3 steps at 224x224, 3.8 at 32x32, where all 1000 outputs
-move together); 16 keeps a 4x margin over the larger.
+moves every probability by the same few steps (measured on the untrained EfficientNetB0
+softmax, mean |error| in steps: 0.43 onnx, 0.25 tflite float32, 0.67 xla at 224x224;
+3.8 onnx at 32x32, where all 1000 outputs move together); 16 keeps a 4x margin over the
+largest.
 """
 from __future__ import annotations
 
