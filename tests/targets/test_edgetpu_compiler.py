@@ -112,7 +112,7 @@ def test_a_compiled_file_ships_marked_unchecked_in_report_and_manifest(project, 
     assert result.code == 0, result.out + result.err
     variant = _edgetpu(project, "tiny")["variants"]["default"]
     assert variant["status"] == "passed"
-    assert [f["path"] for f in variant["files"]] == ["edgetpu/edgetpu_compiler.log", "edgetpu/model.tflite", "edgetpu/model_edgetpu.tflite"]
+    assert sorted(f["path"] for f in variant["files"]) == ["edgetpu/edgetpu_compiler.log", "edgetpu/model.tflite", "edgetpu/model_edgetpu.tflite"]
     why = variant["unchecked_files"]["edgetpu/model_edgetpu.tflite"]
     assert why.startswith("not run by parity: it runs only on an Edge TPU. Parity ran model.tflite")
     assert "same inputs and outputs (shapes, types, quantization) as model.tflite" in why
