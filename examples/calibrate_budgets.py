@@ -184,6 +184,7 @@ def _litert_child(path: str, output_names: list[str], feeds: list[dict]) -> list
 def outputs_for(runner, feeds: list[dict]) -> list[dict] | str:
     """Outputs for every feed. A LiteRT file runs in a child process, so a runtime that
     aborts ends only the child; what went wrong is returned instead of outputs then."""
+    from pipeline.errors import PipelineError
     from pipeline.runtimes.litert import LiteRTRunner
 
     if not isinstance(runner, LiteRTRunner):
@@ -193,7 +194,7 @@ def outputs_for(runner, feeds: list[dict]) -> list[dict] | str:
             return pool.submit(_litert_child, str(runner.path), list(runner.output_names), feeds).result()
         except BrokenProcessPool:
             return "the LiteRT runtime aborted the process while running this artifact"
-        except RuntimeError as exc:  # LiteRT refuses to run it (an op without a kernel for its types)
+        except (RuntimeError, PipelineError) as exc:  # LiteRT refuses to run it (an op without a kernel for its types)
             return f"LiteRT could not run it: {str(exc).strip().splitlines()[0][:200]}"
 
 
