@@ -184,6 +184,7 @@ def _litert_child(path: str, output_names: list[str], feeds: list[dict]) -> list
 def outputs_for(runner, feeds: list[dict]) -> list[dict] | str:
     """Outputs for every feed. A LiteRT file runs in a child process, so a runtime that
     aborts ends only the child; what went wrong is returned instead of outputs then."""
+    from pipeline.errors import PipelineError
     from pipeline.runtimes.litert import LiteRTRunner
 
     if not isinstance(runner, LiteRTRunner):
@@ -193,7 +194,7 @@ def outputs_for(runner, feeds: list[dict]) -> list[dict] | str:
             return pool.submit(_litert_child, str(runner.path), list(runner.output_names), feeds).result()
         except BrokenProcessPool:
             return "the LiteRT runtime aborted the process while running this artifact"
-        except RuntimeError as exc:  # LiteRT refuses to run it (an op without a kernel for its types)
+        except (RuntimeError, PipelineError) as exc:  # LiteRT refuses to run it (an op without a kernel for its types)
             return f"LiteRT could not run it: {str(exc).strip().splitlines()[0][:200]}"
 
 
@@ -298,9 +299,16 @@ def _save_reference(path: Path, base: _Model, eager_heldout: np.ndarray, truth: 
 # float32 artifact computes the eager model's float32 function in another summation order
 # (other convolution algorithms, fused ops) through 50 and more layers: each must pass the
 # float32 default. They carry no task figure, so they are shown beside the confusion table.
-STOCK = ("resnet50", "efficientnet_b0", "mobilenet_v2", "densenet121", "xception", "convnext_tiny")
 STOCK_TARGETS = ("savedmodel", "onnx", "tflite", "xla")
 CORPUS_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "corpus"
+# A near-constant output beside them (examples/near_constant.py): EfficientNetB0 as constructed
+# with its 1000-class softmax at 224x224, every probability near 1e-3 and moving by about 1e-7;
+# its float32 artifacts differ from eager by about one float32 rounding step, so each must pass.
+STOCK_CONFIGS = {
+    **{name: CORPUS_CONFIGS / f"{name}.yaml" for name in ("resnet50", "efficientnet_b0", "mobilenet_v2", "densenet121", "xception", "convnext_tiny")},
+    "efficientnet_b0_softmax": CORPUS_CONFIGS.parent / "calibration" / "efficientnet_b0_softmax.yaml",
+}
+STOCK = tuple(STOCK_CONFIGS)
 
 
 def _save_outputs(path: Path, outputs: list[dict], meta: dict) -> None:
@@ -340,7 +348,7 @@ def collect_stock(name: str, force: bool = False) -> None:
         print(f"stock {name}: cached in {folder}", flush=True)
         return
     folder.mkdir(parents=True, exist_ok=True)
-    config = load_config(CORPUS_CONFIGS / f"{name}.yaml", REGISTRY)
+    config = load_config(STOCK_CONFIGS[name], REGISTRY)
     with tempfile.TemporaryDirectory(prefix=f"calib_stock_{name}_") as tmp:
         work = Path(tmp)
         prep = prepare(RunContext(config, work / "artifacts"))

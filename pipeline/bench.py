@@ -340,9 +340,10 @@ def benchmark_model(config: ModelConfig, artifacts_root: Path, options: BenchOpt
         from pipeline.stages.load import load_model
         from pipeline.stages.trace import trace_model
 
-        pool = stage("data", make_parity_data, config).pool
+        data = stage("data", make_parity_data, config)
+        pool = data.pool
         loaded = stage("load", load_model, config)
-        traced = stage("trace", trace_model, config, loaded)
+        traced = stage("trace", trace_model, config, loaded, data)
     log(config.name, f"timing baselines (eager, graph) at batch {', '.join(map(str, options.batches(config)))} with {threads} thread(s)")
     baselines = stage("baselines", benchmark_baselines, config, loaded, traced, pool, options)
     eager = {k: v for k, v in baselines["eager"]["batches"].items()}

@@ -4,8 +4,12 @@ The reference (a SavedModel, .tflite or .onnx) is run on the parity data and eac
 artifact is judged against it with the metrics and budgets an export uses: the
 budget is the artifact's target's default for the precision it was converted at
 (read from the file), overridable per output. Inputs and outputs are paired by
-name (a tf2onnx-style `:0` suffix is ignored; a single output pairs with a single
-output); anything else is bad input that names both sides.
+name (a tf2onnx-style `:0` suffix and a `serving_default_` prefix are ignored; a
+single output pairs with a single output), then by a converter's numbering of graph
+names (`StatefulPartitionedCall:0..N`, `Identity:0`, `Identity_1:0`, ...: numbered in
+the order TensorFlow flattens the signature's outputs, sorted by name), then by a shape only one output of
+each side has; explicit pairs come first. Anything else is bad input that names both
+sides and shows the explicit pairing in the caller's syntax.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class ArtifactParity:
     message: str = ""
     exit_code: int = 0
     paired: dict = field(default_factory=dict)  # reference output -> artifact output
+    paired_by: dict = field(default_factory=dict)  # reference output -> the rule that paired it (BY_*)
 
     @property
     def passed(self) -> bool:
@@ -102,6 +107,10 @@ class Comparison:
                 rows.append(("", "", "", r.status, "", "", "", r.reason()))
         header = ("artifact", "kind", "output", "result", "max_abs", "atol", "mismatch", "reason")
         lines.append(_table(header, rows))
+        for r in self.results:
+            guessed = {ref: rule for ref, rule in r.paired_by.items() if rule in (BY_CONVERTER, BY_SHAPE)}
+            if guessed:
+                lines.append(f"{r.path}: outputs paired by " + ", ".join(f"{rule} ({ref} = {r.paired[ref]})" for ref, rule in guessed.items()))
         lines.append("passed" if self.passed else f"{sum(not r.passed for r in self.results)} of {len(self.results)} artifact(s) did not pass")
         return "\n".join(lines)
 
@@ -201,33 +210,142 @@ def make_cases(pool: dict[str, np.ndarray], batch_sizes: tuple[int, ...]) -> lis
 
 # --------------------------------------------------------------------------- pairing
 
+# How a pairing was found, for the report and the rendered table.
+BY_NAME, BY_CONVERTER, BY_SHAPE, BY_EXPLICIT, BY_SINGLE = "name", "converter numbering", "shape", "explicit", "only output"
+
+
+class PairingError(ModelError):
+    """Outputs (or inputs) that no rule pairs: names both sides and how to pair them
+    explicitly, in the caller's own syntax (`how_to_pair`)."""
+
+    def __init__(self, what: str, reference: list[str], artifact: list[str], missing: list[str], tried: str, how_to_pair: str = "python"):
+        self.what, self.reference, self.artifact, self.missing = what, reference, artifact, missing
+        example = {missing[0]: artifact[0] if artifact else "<artifact name>"}
+        super().__init__(
+            f"cannot pair {what}: the reference has {reference}, the artifact has {artifact}; unpaired: {missing} ({tried}). "
+            f"Name them alike, or pair them explicitly: {pair_syntax(example, how_to_pair)}"
+        )
+
+
+def pair_syntax(pairs: Mapping[str, str], how_to_pair: str) -> str:
+    """Explicit pairs as the caller writes them: `--pair a=b` on the command line,
+    `pairs={'a': 'b'}` in Python."""
+    if how_to_pair == "cli":
+        return " ".join(f"--pair {ref}={art}" for ref, art in pairs.items()) + " (repeat --pair for each output)"
+    return f"tfship.compare(..., pairs={dict(pairs)!r})"
+
 
 def _base(name: str) -> str:
     return name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
 
 
-def pair_names(reference: list[str], artifact: list[str], what: str, explicit: Mapping[str, str] | None = None) -> dict[str, str]:
-    """reference name -> artifact name, by name, by name without ':0', or one to one."""
-    explicit = dict(explicit or {})
-    pairs, missing = {}, []
+def _signature_key(name: str) -> str:
+    """A SavedModel signature's placeholder name without its prefix and index:
+    `serving_default_x:0` -> `x` (how tf2onnx keeps graph names for inputs)."""
+    base = _base(name)
+    return base[len("serving_default_"):] if base.startswith("serving_default_") else base
+
+
+def converter_numbering(names: list[str]) -> list[str] | None:
+    """`names` in the order a converter numbered them, when they are numbered 0..N-1 in
+    one of the two ways graph names go: one node's outputs (`StatefulPartitionedCall:0`,
+    `:1`, ...: a SignatureDef's tensor names) or one op name with a counter
+    (`Identity:0`, `Identity_1:0`, ...: tf2onnx 1.17 with `--use-graph-names`); else
+    None. Either numbering follows the order TensorFlow flattens the signature's
+    outputs: sorted by name."""
+    if len(names) < 2:
+        return None
+    parts = [n.rsplit(":", 1) for n in names]
+    if any(len(p) != 2 or not p[1].isdigit() for p in parts):
+        return None
+    if len({p[0] for p in parts}) == 1:  # one node, its outputs :0..:N-1
+        index = {int(p[1]): n for p, n in zip(parts, names)}
+    elif all(p[1] == "0" for p in parts):  # Op, Op_1, ..., Op_{N-1}, each :0
+        stems = sorted((p[0] for p in parts), key=len)
+        stem, index = stems[0], {}
+        for p, n in zip(parts, names):
+            suffix = p[0][len(stem):]
+            if not p[0].startswith(stem) or not (suffix == "" or (suffix[:1] == "_" and suffix[1:].isdigit())):
+                return None
+            index[int(suffix[1:]) if suffix else 0] = n
+    else:
+        return None
+    if sorted(index) != list(range(len(names))):
+        return None
+    return [index[i] for i in range(len(names))]
+
+
+def pair_names(reference: list[str], artifact: list[str], what: str, explicit: Mapping[str, str] | None = None,
+               shapes: tuple[Mapping[str, tuple], Mapping[str, tuple]] | None = None, how_to_pair: str = "python") -> dict[str, str]:
+    """reference name -> artifact name. In order: explicit pairs (those whose artifact
+    name this artifact has), the same name, the same name without a `:N` suffix or a
+    `serving_default_` prefix, then for what is left: one output to one output (the
+    model's only one, or one of the same shape), a
+    converter's numbering of the other side (see :func:`converter_numbering`; checked
+    against the shapes when given), or a shape found on exactly one output of each side."""
+    return pairing(reference, artifact, what, explicit, shapes, how_to_pair)[0]
+
+
+def pairing(reference: list[str], artifact: list[str], what: str, explicit: Mapping[str, str] | None = None,
+            shapes: tuple[Mapping[str, tuple], Mapping[str, tuple]] | None = None, how_to_pair: str = "python") -> tuple[dict[str, str], dict[str, str]]:
+    """As :func:`pair_names`, with how each pair was found ({reference name: rule})."""
+    pairs: dict[str, str] = {}
+    rules: dict[str, str] = {}
+
+    def take(ref: str, art: str, rule: str) -> None:
+        pairs[ref], rules[ref] = art, rule
+
+    for ref, art in (explicit or {}).items():
+        if ref in reference and art in artifact:
+            take(ref, art, BY_EXPLICIT)
     by_base = {_base(a): a for a in artifact}
+    by_key = {_signature_key(a): a for a in artifact}
     for ref in reference:
-        if ref in explicit:
-            pairs[ref] = explicit[ref]
-        elif ref in artifact:
-            pairs[ref] = ref
-        elif _base(ref) in by_base:
-            pairs[ref] = by_base[_base(ref)]
-        else:
-            missing.append(ref)
-    if missing and len(reference) == 1 and len(artifact) == 1:
-        return {reference[0]: artifact[0]}
-    if missing:
-        raise ModelError(
-            f"cannot pair {what}: the reference has {reference}, the artifact has {artifact}; "
-            f"unpaired: {missing}. Name them alike, or pair them explicitly (outputs={{'{missing[0]}': '<artifact name>'}})"
-        )
-    return pairs
+        if ref in pairs:
+            continue
+        for found in (ref if ref in artifact else None, by_base.get(_base(ref)), by_key.get(_signature_key(ref))):
+            if found is not None and found not in pairs.values():
+                take(ref, found, BY_NAME)
+                break
+    refs = [r for r in reference if r not in pairs]
+    arts = [a for a in artifact if a not in pairs.values()]
+    tried = "by name"
+    # One output left on each side pairs when it is the model's only one, or when both ran to the same shape.
+    if refs and len(refs) == len(arts) == 1 and (len(reference) == 1 or (shapes is not None and _same_shape(shapes, refs[0], arts[0]))):
+        take(refs[0], arts[0], BY_SINGLE)
+        refs, arts = [], []
+    if refs and len(refs) == len(arts):
+        tried += ", by a converter's output numbering"
+        # One side numbered by a converter, the other named: numbers follow the names' sorted order.
+        numbered = [(refs, arts, converter_numbering(arts), False), (arts, refs, converter_numbering(refs), True)]
+        for named, _, order, swapped in numbered:
+            if order is None or converter_numbering(named) is not None:
+                continue
+            found = {n: o for n, o in zip(sorted(named), order)}
+            candidate = {o: n for n, o in found.items()} if swapped else found
+            if shapes is None or all(_same_shape(shapes, r, a) for r, a in candidate.items()):
+                for r, a in candidate.items():
+                    take(r, a, BY_CONVERTER)
+                refs, arts = [], []
+                break
+    if refs and shapes is not None:
+        tried += ", by shape"
+        ref_shapes, art_shapes = shapes
+        for ref in list(refs):
+            shape = ref_shapes.get(ref)
+            same_ref = [r for r in refs if ref_shapes.get(r) == shape]
+            same_art = [a for a in arts if art_shapes.get(a) == shape]
+            if shape is not None and len(same_ref) == 1 and len(same_art) == 1:
+                take(ref, same_art[0], BY_SHAPE)
+                refs.remove(ref)
+                arts.remove(same_art[0])
+    if refs:
+        raise PairingError(what, reference, artifact, refs, f"tried {tried}" + (" (shapes not unique)" if shapes is not None else ""), how_to_pair)
+    return pairs, rules
+
+
+def _same_shape(shapes: tuple[Mapping[str, tuple], Mapping[str, tuple]], ref: str, art: str) -> bool:
+    return shapes[0].get(ref) == shapes[1].get(art)
 
 
 # --------------------------------------------------------------------------- compare
@@ -253,18 +371,25 @@ def compare(
     batch_sizes: tuple[int, ...] | None = None,
     seed: int = 0,
     tolerances: Mapping[str, Mapping[str, float]] | None = None,
+    pairs: Mapping[str, str] | None = None,
     outputs: Mapping[str, str] | None = None,
+    how_to_pair: str = "python",
 ) -> Comparison:
     """Judge each artifact against the reference on the same inputs.
 
     `data`: None (synthetic, uniform [-1, 1) per float input), {input: array [N, ...]}
     or a .npz path. `tolerances`: {output: {atol: .., rtol: ..}} over the target's
-    default budget. `outputs`: {reference output: artifact output} where names differ.
+    default budget. `pairs`: {reference input or output: artifact name} where no rule
+    pairs them (`outputs` is the older name of the same mapping); a pair applies to each
+    artifact that has that name. `how_to_pair`: "cli" when the caller is the command
+    line, so a pairing error shows `--pair` rather than Python.
     """
     if not artifacts:
         raise ModelError("compare needs at least one artifact besides the reference")
     ref_info = inspect_artifact(reference, run=False)
     ref_sig = ref_info.serving
+    explicit = {**dict(outputs or {}), **dict(pairs or {})}
+    _check_explicit(explicit, ref_sig, artifacts, how_to_pair)
     pool = _load_data(data)
     if pool is None:
         pool = synthetic_pool(ref_sig.inputs, samples, seed)
@@ -281,14 +406,25 @@ def compare(
 
     pool_mask = [is_pool_case(label) for label, _ in cases]
     stats = reference_stats(reference_out, pool_mask)
-    results = [_judge(Path(path), cases, reference_out, stats, pool_mask, ref_sig, tolerances, outputs) for path in artifacts]
+    results = [_judge(Path(path), cases, reference_out, stats, pool_mask, ref_sig, tolerances, explicit, how_to_pair) for path in artifacts]
     return Comparison(
         reference=str(reference), reference_kind=ref_info.kind, cases=tuple(label for label, _ in cases),
         samples=n, results=tuple(results), reference_stats=stats,
     )
 
 
-def _judge(path, cases, reference_out, stats, pool_mask, ref_sig, tolerances, outputs) -> ArtifactParity:
+def _check_explicit(explicit: dict[str, str], ref_sig, artifacts, how_to_pair: str) -> None:
+    """An explicit pair must name a reference input or output; a typo is bad input, not a silent no-op."""
+    known = [t.name for t in ref_sig.inputs] + [t.name for t in ref_sig.outputs]
+    unknown = [ref for ref in explicit if ref not in known]
+    if unknown:
+        raise ModelError(
+            f"cannot pair {unknown[0]!r}: the reference has no input or output of that name (it has: {', '.join(known)}). "
+            f"Pair a reference name with an artifact's, e.g. {pair_syntax({known[-1]: explicit[unknown[0]]}, how_to_pair)}"
+        )
+
+
+def _judge(path, cases, reference_out, stats, pool_mask, ref_sig, tolerances, explicit, how_to_pair) -> ArtifactParity:
     try:
         info = inspect_artifact(path, run=False)
     except PipelineError as exc:
@@ -296,14 +432,17 @@ def _judge(path, cases, reference_out, stats, pool_mask, ref_sig, tolerances, ou
     variant = info.details.get("precision", "")
     try:
         sig = info.serving
-        in_pairs = pair_names([t.name for t in ref_sig.inputs], [t.name for t in sig.inputs], "inputs")
-        out_pairs = pair_names([t.name for t in ref_sig.outputs], [t.name for t in sig.outputs], "outputs", outputs)
+        in_pairs = pair_names([t.name for t in ref_sig.inputs], [t.name for t in sig.inputs], "inputs", explicit, how_to_pair=how_to_pair)
         base, lookup = _tolerance_for(info, tolerances)
         runner = open_runner(info)
-        produced = []
+        raws = []
         for _, feeds in cases:
-            raw = runner({in_pairs[k]: v for k, v in feeds.items()})
-            produced.append({ref: np.asarray(raw[art]) for ref, art in out_pairs.items() if art in raw})
+            raws.append({k: np.asarray(v) for k, v in runner({in_pairs[k]: v for k, v in feeds.items()}).items()})
+        # Outputs pair once the first case ran: the shapes both sides produced can pair them.
+        shapes = ({k: np.shape(v) for k, v in reference_out[0].items()}, {k: np.shape(v) for k, v in raws[0].items()})
+        out_pairs, rules = pairing([t.name for t in ref_sig.outputs], [t.name for t in sig.outputs], "outputs", explicit, shapes, how_to_pair)
+        produced = [{ref: raw[art] for ref, art in out_pairs.items() if art in raw} for raw in raws]
+        del raws
     except PipelineError as exc:
         return ArtifactParity(str(path), info.kind, variant, "error", message=str(exc), exit_code=exc.exit_code)
     except Exception as exc:  # the artifact's runtime refused it: that is its verdict
@@ -313,5 +452,5 @@ def _judge(path, cases, reference_out, stats, pool_mask, ref_sig, tolerances, ou
     parity = evaluate([label for label, _ in cases], reference_out, produced, lookup, steps, stats, pool_mask)
     return ArtifactParity(
         str(path), info.kind, variant, "passed" if parity["passed"] else "failed",
-        tolerance=dataclasses.asdict(base), parity=parity, paired=out_pairs,
+        tolerance=dataclasses.asdict(base), parity=parity, paired=out_pairs, paired_by=rules,
     )

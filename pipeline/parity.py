@@ -41,13 +41,16 @@ def _nan_max(a: float, b: float) -> float:
     return float(np.maximum(a, b))
 
 
-def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float, ref_range: float, feeds: tuple = ()) -> dict:
+def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float, ref_range: float, feeds: tuple = (), ulp: float = 0.0) -> dict:
     """Metrics for one output in one case, block by block; each float64 block of
-    (reference, artifact) also goes to every `feeds` object's `add`."""
+    (reference, artifact) also goes to every `feeds` object's `add`. `ulp`: the output
+    dtype's rounding step at its magnitude (reference_stats), which floors the budget."""
     ref, out = np.asarray(ref), np.asarray(out)
     if ref.shape != out.shape:
         return {"passed": False, "error": f"shape {list(out.shape)} differs from the reference's {list(ref.shape)}"}
-    atol = tol.effective_atol(step, ref_range)
+    if is_text(ref):
+        return _text_metrics(ref, out)
+    atol = tol.effective_atol(step, ref_range, ulp)
     scale = 0.0
     for _, r, _ in _blocks(ref):
         scale = _nan_max(scale, float(np.abs(r).max(initial=0.0)))
@@ -104,6 +107,33 @@ def output_metrics(ref: np.ndarray, out: np.ndarray, tol: Tolerance, step: float
     }
 
 
+def is_text(array) -> bool:
+    """Strings (bytes or str, as object arrays or fixed width): compared for equality only."""
+    return np.asarray(array).dtype.kind in "OSU"
+
+
+def _as_bytes(array: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda v: v.encode() if isinstance(v, str) else bytes(v), otypes=[object])(array) if array.size else array.astype(object)
+
+
+def _text_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
+    """A string output in one case: how many elements differ (no tolerance applies to text)."""
+    n = int(ref.size)
+    unequal = int(np.sum(_as_bytes(ref) != _as_bytes(out))) if n else 0
+    return {"exact": True, "mismatch_fraction": unequal / n if n else 0.0, "outside": unequal, "elements": n, "nonfinite": 0,
+            "atol": 0.0, "rtol": 0.0, "max_abs": None, "passed": unequal == 0}
+
+
+def _text_worst(per_case: list[dict]) -> dict:
+    """A string output over every case: every element must equal the reference's."""
+    outside = sum(m["outside"] for m in per_case)
+    elements = sum(m["elements"] for m in per_case)
+    share = outside / elements if elements else 0.0
+    equal = {"value": share, "limit": 0.0, "passed": outside == 0, "margin": -share, "used": 0.0 if outside == 0 else None, "unit": "share of elements"}
+    return {"exact": True, "max_abs": None, "mismatch_fraction": share, "outside": outside, "elements": elements, "nonfinite": 0,
+            "atol": 0.0, "rtol": 0.0, "criteria": {"equal": equal}, "decided_by": "equal", "passed": outside == 0}
+
+
 class _Top:
     """The `keep` largest values seen, fed in blocks."""
 
@@ -134,6 +164,8 @@ def _worst(per_case: list[dict], tol: Tolerance) -> dict:
     errors = [m["error"] for m in per_case if "error" in m]
     if errors:
         return {"passed": False, "error": errors[0]}
+    if per_case and per_case[0].get("exact"):
+        return _text_worst(per_case)
     elements = sum(m["elements"] for m in per_case)
     outside = sum(m["outside"] for m in per_case)
     pooled = outside / elements if elements else 0.0
@@ -164,6 +196,9 @@ def reference_stats(ref_outputs, pool_mask: list[bool]) -> dict[str, dict]:
     One case (and one sample of it) at a time: `ref_outputs` may be read from disk."""
     stats = {}
     for name in ref_outputs[0]:
+        if is_text(ref_outputs[0][name]):
+            stats[name] = _text_stats(ref_outputs, name)
+            continue
         low, high, count, finite_count, abs_sum = math.inf, -math.inf, 0, 0, 0.0
         for case in ref_outputs:
             for _, r, _ in _blocks(case[name]):
@@ -174,6 +209,7 @@ def reference_stats(ref_outputs, pool_mask: list[bool]) -> dict[str, dict]:
                     low, high = min(low, float(finite.min())), max(high, float(finite.max()))
                     abs_sum += float(np.abs(finite).sum())
         value_range = high - low if finite_count else 0.0
+        magnitude = max(abs(low), abs(high)) if finite_count else 0.0
         shapes = [np.shape(case[name]) for case in ref_outputs]  # cases are read one at a time: they may be on disk
         batches = [i for i, (shape, pooled) in enumerate(zip(shapes, pool_mask)) if pooled and shape] or [i for i, shape in enumerate(shapes) if shape]
         if batches and sum(shapes[i][0] for i in batches) > 1:
@@ -186,8 +222,35 @@ def reference_stats(ref_outputs, pool_mask: list[bool]) -> dict[str, dict]:
             "spread": spread,
             "degenerate": spread <= DEGENERATE_STD * scale,
             "nonfinite": int(count - finite_count),
+            "magnitude": magnitude,
+            "dtype": np.asarray(ref_outputs[0][name]).dtype.name,
+            "ulp": rounding_step(magnitude, np.asarray(ref_outputs[0][name]).dtype),
         }
     return stats
+
+
+def _text_stats(ref_outputs, name: str) -> dict:
+    """A string output has no range: near-constant when every sample gives the same value."""
+    values = set()
+    for case in ref_outputs:
+        values.update(_as_bytes(np.asarray(case[name])).reshape(-1).tolist())
+        if len(values) > 1:
+            break
+    return {"range": 0.0, "spread": float(len(values) > 1), "degenerate": len(values) <= 1, "nonfinite": 0, "magnitude": 0.0,
+            "dtype": "string", "ulp": 0.0, "text": True}
+
+
+def rounding_step(magnitude: float, dtype) -> float:
+    """The distance from `magnitude` to the next larger value of `dtype` (its unit in the
+    last place there); 0 for integer, boolean and string outputs, which round nothing."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        if dtype.name != "bfloat16":
+            return 0.0
+        import ml_dtypes
+
+        return float(np.spacing(np.float32(magnitude))) * 2.0 ** (23 - ml_dtypes.finfo(dtype).nmant)
+    return float(np.spacing(np.asarray(magnitude, dtype=dtype)))
 
 
 def _batch_spread(ref_outputs, name: str, batches: list[int]) -> float:
@@ -388,7 +451,7 @@ def evaluate(
     tolerances = {n: tolerance_for(n) for n in names}
     totals = {n: sum(int(np.size(case[n])) for case in reference) for n in names}
     pooled = {
-        n: PooledErrors(totals[n], tolerances[n].effective_atol(steps.get(n, 0.0), stats[n]["range"]), tolerances[n].rtol, tolerances[n].mismatch_fraction)
+        n: PooledErrors(totals[n], tolerances[n].effective_atol(steps.get(n, 0.0), stats[n]["range"], stats[n].get("ulp", 0.0)), tolerances[n].rtol, tolerances[n].mismatch_fraction)
         for n in names
     }
     samplers = {n: ElementSampler(totals[n]) for n in names}
@@ -403,7 +466,7 @@ def evaluate(
                 metrics = {"passed": False, "error": f"the artifact has no output '{name}' (it has: {', '.join(sorted(out))})"}
             else:
                 feeds = () if name in broken else (pooled[name], samplers[name])
-                metrics = output_metrics(ref[name], out[name], tolerances[name], steps.get(name, 0.0), stats[name]["range"], feeds)
+                metrics = output_metrics(ref[name], out[name], tolerances[name], steps.get(name, 0.0), stats[name]["range"], feeds, stats[name].get("ulp", 0.0))
             if "error" in metrics:
                 broken.add(name)
             per_output[name].append(metrics)
@@ -417,13 +480,16 @@ def evaluate(
     outputs = {}
     for name in names:
         worst = _worst(per_output[name], tolerances[name])
+        if worst.get("exact"):  # a string output: equal or not, nothing more to judge
+            outputs[name] = worst
+            continue
         if "error" not in worst:
             worst["audit"] = needed_tolerance([m.pop("_audit") for m in per_output[name] if "_audit" in m], tolerances[name].mismatch_fraction, worst["atol"])
         if steps.get(name):
             worst["quant_step"] = steps[name]
         if "error" not in worst and per_output[name]:
             worst["sample"] = samplers[name].result()
-            judge_output(worst, pooled[name], tolerances[name], stats[name]["range"])
+            judge_output(worst, pooled[name], tolerances[name], stats[name]["range"], stats[name].get("ulp", 0.0))
         outputs[name] = worst
     result: dict = {"outputs": outputs, "cases": cases}
     by_shape = _by_shape(case_labels, per_output, tolerance_for)
@@ -446,10 +512,7 @@ def evaluate(
         result["classifier_output"] = classifier
     weak = [n for n in names if stats[n]["degenerate"]]
     if weak:
-        result["weak_evidence"] = {
-            n: f"the reference output is near-constant across inputs (spread {stats[n]['spread']:.3g}): agreement proves little; use trained weights or more varied data"
-            for n in weak
-        }
+        result["weak_evidence"] = {n: weak_evidence_text(stats[n], tolerances[n]) for n in weak}
     warnings = [warning_text(n, m["audit"]) for n, m in outputs.items() if m.get("audit", {}).get("loose")]
     if warnings:
         result["warnings"] = warnings
@@ -457,6 +520,24 @@ def evaluate(
     result["failures"] = failures
     result["decided_by"] = _deciding(result)
     return result
+
+
+def weak_evidence_text(stat: dict, tol: Tolerance) -> str:
+    """Why a near-constant reference output is thin evidence, in its own figures."""
+    if stat.get("text"):
+        return ("the reference output is the same string for every sample: an artifact that ignored its input would agree, "
+                "so agreement proves little about what it computes. Use data that gives the output more than one value.")
+    text = f"the reference output is near-constant across inputs (spread {stat['spread']:.3g} across samples"
+    ulp, magnitude = stat.get("ulp") or 0.0, stat.get("magnitude") or 0.0
+    if ulp > 0 and magnitude > 0:
+        text += (
+            f", range {stat['range']:.3g} around values up to {magnitude:.3g}: {stat['range'] / ulp:.3g} {stat.get('dtype', 'float')} "
+            f"rounding steps of {ulp:.3g} there"
+        )
+    text += "): an artifact that ignored its input would agree nearly as well, so agreement proves little about what it computes"
+    if ulp > 0 and tol.max_mean_error is not None and tol.floor(ulp) > tol.max_mean_error * stat["range"]:
+        text += f"; a mean error within {tol.floor_ulps:g} rounding steps ({tol.floor(ulp):.3g}) is the dtype's own rounding there and passes"
+    return text + ". Use trained weights or more varied data."
 
 
 def _criteria_text(criteria: dict) -> list[str]:

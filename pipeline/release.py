@@ -3,7 +3,8 @@
 Layout of `artifacts/release/<version>/`:
 
     manifest.json              every file below (model, target, variant, path, sha256,
-                               bytes, kind), config sha256 per model, tool versions,
+                               bytes, kind; `unchecked`: why parity never ran a shipped
+                               file, e.g. a compiled Edge TPU model), config sha256 per model, tool versions,
                                git commit, created time, what was left out and why
     SHA256SUMS                 `sha256sum -c SHA256SUMS` checks every file, manifest included
     <model>/<target>/...       the deployable files, as exported and hash-checked
@@ -191,9 +192,17 @@ def _variant_of(entry: dict) -> dict[str, list[str]]:
     return owners
 
 
+def _unchecked_files(entry: dict) -> dict[str, str]:
+    """file path (relative to the model folder) -> why parity did not run it."""
+    from pipeline.reports.model import target_entry
+
+    return {path: why for sub in (target_entry(entry).get("variants") or {}).values() for path, why in (sub.get("unchecked_files") or {}).items()}
+
+
 def _copy_target(source: ModelSource, target: str, model_out: Path) -> list[dict]:
     entry = source.report["targets"][target]
     owners = _variant_of(entry)
+    unchecked = _unchecked_files(entry)
     records = []
     root = source.target_roots[target]
     for f in entry.get("files") or []:
@@ -210,6 +219,8 @@ def _copy_target(source: ModelSource, target: str, model_out: Path) -> list[dict
             raise IntegrityError(f"{source.name} {target}: {src} has sha256 {digest[:12]}, the report recorded {f['sha256'][:12]}; re-export the model")
         variants = owners.get(rel, [""])
         record = {"model": source.name, "target": target, "variant": variants[0], "path": f"{source.name}/{rel}", "sha256": digest, "bytes": dest.stat().st_size, "kind": "artifact"}
+        if rel in unchecked:  # shipped, but parity never ran it: the manifest says so beside the file
+            record["unchecked"] = unchecked[rel]
         if len(variants) > 1:
             record["variants"] = variants
         records.append(record)

@@ -47,6 +47,10 @@ class Artifact:
     give (its files in the staging folder, under the same variant). The pipeline checks
     its parity and states the outcome in the variant's error, so a fix is only offered
     with its result here; the candidate itself is never published.
+
+    `unchecked` names every file of `files` that parity does not run (a file compiled
+    for hardware this machine lacks) and says why and what was checked instead; the
+    report (`unchecked_files`) and the release manifest carry it beside the file.
     """
 
     variant: str
@@ -55,6 +59,7 @@ class Artifact:
     info: dict = field(default_factory=dict)
     error: dict | None = None  # {"error": class name, "exit_code": int, "message": str}
     candidate: "Candidate | None" = None
+    unchecked: dict[str, str] = field(default_factory=dict)  # file in `files` -> why parity did not run it, what was checked
 
     @classmethod
     def failed(cls, variant: str, exc: BaseException, info: dict | None = None) -> "Artifact":

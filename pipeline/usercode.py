@@ -107,6 +107,12 @@ def first_line(exc: BaseException) -> str:
         return f"{nested[-1].group(1).rsplit('.', 1)[-1]}: {nested[-1].group(2)}"
     if lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
         return f"{lines[1]} (in {lines[0][len('Exception encountered when calling '):].rstrip('.')})"
+    if lines[0] == "Graph execution error:":  # TF's op error: the op's own message follows its node and stack lines
+        nodes = [i for i, line in enumerate(lines) if line.startswith("Node: ")]
+        after = lines[nodes[-1] + 1:] if nodes else lines[1:]
+        cause = [line for line in after if not line.startswith(("Detected at node", "<stack traces", "[[", "File "))]
+        if cause:
+            return cause[0].split(" [[{{node")[0].split("\t [[")[0].strip()
     return lines[0]
 
 

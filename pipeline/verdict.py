@@ -12,10 +12,14 @@ decided a verdict is the one with the largest `used`: the worst one when the out
 failed, the closest to failing when it passed.
 
 - `sqnr_db`: 10*log10(sum(ref^2) / sum((out - ref)^2)); judged only when the error's
-  RMS exceeds the absolute floor `atol` (an output that is zero everywhere, matched
-  to 1e-9, has no meaningful ratio). used = noise power / allowed noise power.
-- `mean_error`: mean |out - ref| as a fraction of the reference's range.
-  used = value / limit.
+  RMS exceeds the absolute floor: `atol`, or `floor_ulps` rounding steps of the
+  output's dtype at its magnitude, whichever is larger (an output that is zero
+  everywhere, matched to 1e-9, has no meaningful ratio). used = noise power / allowed
+  noise power.
+- `mean_error`: mean |out - ref| as a fraction of the reference's range, at most
+  `max_mean_error`, or `floor_ulps` rounding steps where that is more: a near-constant
+  output's range can be smaller than one rounding step of its values, and an artifact
+  off by a rounding step is float32 itself, not a breakage. used = value / limit.
 - `tail`: the share of elements outside the elementwise budget
   |out - ref| <= atol_eff + rtol * |ref|, at most `mismatch_fraction`. used is the
   factor by which the elementwise budget would have to grow for the share to hold:
@@ -119,9 +123,12 @@ def _clean(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def output_criteria(stats: dict, tol: Tolerance, mismatch_fraction: float, tail_ratio: float) -> dict[str, dict]:
+def output_criteria(stats: dict, tol: Tolerance, mismatch_fraction: float, tail_ratio: float, ulp: float = 0.0, ref_range: float = 0.0) -> dict[str, dict]:
     """The per-output criteria of `tol` on pooled figures. `mismatch_fraction` is the
-    pooled share outside the elementwise budget; `tail_ratio` from :func:`tail_used`."""
+    pooled share outside the elementwise budget; `tail_ratio` from :func:`tail_used`;
+    `ulp` the output dtype's rounding step at its magnitude (pipeline.parity.rounding_step)
+    and `ref_range` the reference's range, which together floor the range-relative limit."""
+    floor = tol.floor(ulp)
     criteria: dict[str, dict] = {}
     # The tail's margin is the elementwise budget's headroom (1 - used): a share has no
     # headroom to speak of when none may exceed.
@@ -134,20 +141,30 @@ def output_criteria(stats: dict, tol: Tolerance, mismatch_fraction: float, tail_
         sqnr = stats.get("sqnr_db")
         noise_used = 0.0 if stats.get("sqnr_exact") else 10 ** ((tol.min_sqnr_db - sqnr) / 10)
         # An error within the absolute floor has no meaningful ratio to a signal that is
-        # (nearly) zero everywhere: the criterion holds if either bound does.
-        floor_used = (stats["rms_error"] / tol.atol) ** 2 if tol.atol > 0 else math.inf
+        # (nearly) zero everywhere, nor below the dtype's rounding of the output's
+        # magnitude: the criterion holds if either bound does.
+        absolute = max(tol.atol, floor)
+        floor_used = (stats["rms_error"] / absolute) ** 2 if absolute > 0 else math.inf
         used = min(noise_used, floor_used)
         criteria["sqnr_db"] = _criterion(sqnr, tol.min_sqnr_db, used <= 1.0, None if sqnr is None else sqnr - tol.min_sqnr_db, used, "dB")
         if noise_used > 1.0 >= floor_used:
-            criteria["sqnr_db"]["note"] = f"error RMS {stats['rms_error']:.3g} within atol {tol.atol:.3g}"
+            within = f"atol {tol.atol:.3g}" if tol.atol >= floor else f"{tol.floor_ulps:g} rounding steps ({floor:.3g})"
+            criteria["sqnr_db"]["note"] = f"error RMS {stats['rms_error']:.3g} within {within}"
     if tol.max_mean_error is not None:
         value = stats.get("mean_abs_of_range")
         if value is None:  # constant reference: compare with the absolute floor instead
-            value, limit = stats["mean_abs"], tol.atol
+            value, limit = stats["mean_abs"], max(tol.atol, floor)
+        elif floor > tol.max_mean_error * ref_range > 0:  # less than the dtype can resolve at this magnitude
+            limit = floor / ref_range
         else:
             limit = tol.max_mean_error
         used = value / limit if limit > 0 else (math.inf if value > 0 else 0.0)
         criteria["mean_error"] = _criterion(value, limit, value <= limit, limit - value, used, "fraction of range")
+        if limit != tol.max_mean_error and stats.get("mean_abs_of_range") is not None:
+            criteria["mean_error"]["note"] = (
+                f"limit floored at {tol.floor_ulps:g} rounding steps of the output's dtype at its magnitude ({floor:.3g}): "
+                f"{tol.max_mean_error:g} of the range ({tol.max_mean_error * ref_range:.3g}) is below what it resolves there"
+            )
     return criteria
 
 
@@ -192,6 +209,7 @@ LABELS = {
     "topk_agreement": ("top-k agreement", ">=", ""),
     "accuracy_drop": ("accuracy drop", "<=", ""),
     "tail": ("share beyond the elementwise budget", "<=", ""),
+    "equal": ("share of string elements unlike the reference's", "<=", ""),
 }
 
 
@@ -206,13 +224,13 @@ def criterion_text(name: str, c: dict) -> str:
     return f"{label} {f(c['value'])}{unit} (limit {comparison} {f(c['limit'])}{unit}, margin {f(c['margin'])})"
 
 
-def judge_output(figures: dict, pooled: "PooledErrors", tol: Tolerance, ref_range: float) -> dict:
+def judge_output(figures: dict, pooled: "PooledErrors", tol: Tolerance, ref_range: float, ulp: float = 0.0) -> dict:
     """Add pooled statistics, criteria and the deciding criterion to one output's
     figures (from parity's per-case pass) and set its verdict. Returns `figures`.
     `pooled` was fed every element of every case (see :class:`PooledErrors`)."""
     stats = pooled.statistics(ref_range)
     ratio = pooled.tail_ratio()
-    criteria = output_criteria(stats, tol, figures["mismatch_fraction"], ratio)
+    criteria = output_criteria(stats, tol, figures["mismatch_fraction"], ratio, ulp, ref_range)
     figures["statistics"] = {k: (_clean(v) if isinstance(v, float) else v) for k, v in stats.items() if k != "sqnr_exact"}
     if pooled.approximate:
         figures["statistics"]["quantile_method"] = pooled.method_text()

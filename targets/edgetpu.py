@@ -4,6 +4,14 @@ statically against the Edge TPU's constraints, run in LiteRT on the CPU for pari
 Files: `model.tflite` (what `edgetpu_compiler` takes), plus `model_edgetpu.tflite`
 and `edgetpu_compiler.log` when `edgetpu_compiler` is on PATH.
 
+Parity runs `model.tflite` in LiteRT on the CPU; `model_edgetpu.tflite` needs an Edge
+TPU to run, so parity never runs it. It is shipped only when the compiler exited 0
+within `compiler_timeout` seconds and the file it wrote has the same inputs and outputs
+(shapes, types, quantization) as `model.tflite`; the report's `unchecked_files` (and
+the release manifest) say that it was not run and what was checked instead. A compiler
+that fails, times out, or writes nothing readable makes the variant an error: nothing
+of it is published.
+
 The model is converted from a SavedModel whose signature fixes the batch at 1
 (Edge TPU needs static shapes), written with the pipeline's `write_saved_model`
 so Keras 3 weights are tracked. Calibration is the tflite `int8` variant's
@@ -96,6 +104,7 @@ class EdgeTPUOptions:
     repair_conversions: int = 8
     repair_seconds: float = 300.0
     recipes: tuple[Recipe, ...] = ()  # extra int8 files (`<name>.tflite`) built from a recipe
+    compiler_timeout: float = 600.0  # seconds edgetpu_compiler may take before the variant is an error
 
 
 def op_reasons(op: dict) -> list[str]:
@@ -138,21 +147,82 @@ def placement(ops: list[dict]) -> tuple[list[dict], dict | None]:
     return rows, first
 
 
-def run_edgetpu_compiler(model: Path, out_dir: Path) -> dict:
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+
+
+def run_edgetpu_compiler(model: Path, out_dir: Path, timeout: float = 600.0) -> dict:
+    """Compile `model` with `edgetpu_compiler` when it is on PATH. Raises ConversionError
+    when the compiler fails, times out, or writes no file whose inputs and outputs are
+    `model`'s: a compiled file nothing vouches for is never shipped. The compiled file,
+    or on failure whatever it wrote, is removed then; its log stays in the message."""
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:
         return {"edgetpu_compiler": NOT_FOUND}
+    compiled = out_dir / f"{model.stem}_edgetpu.tflite"
     try:
-        done = subprocess.run([compiler, "-s", "-o", str(out_dir), str(model)], capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        return {"edgetpu_compiler": f"{compiler} timed out after 600 s"}
+        done = subprocess.run([compiler, "-s", "-o", str(out_dir), str(model)], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        compiled.unlink(missing_ok=True)
+        raise ConversionError(f"edgetpu_compiler ({compiler}) did not finish within {timeout:g} s{_log_tail(_text(exc.stdout) + _text(exc.stderr))}. "
+                              "Nothing of the edgetpu target was published. Fix: raise the target's `compiler_timeout`, or compile a smaller model") from None
     log = done.stdout + done.stderr
     (out_dir / "edgetpu_compiler.log").write_text(log)
-    result = {"edgetpu_compiler": compiler, "edgetpu_compiler_exit_code": done.returncode, "edgetpu_compiler_log": log[-4000:]}
-    compiled = out_dir / f"{model.stem}_edgetpu.tflite"
-    if compiled.exists():
-        result["compiled_file"] = compiled.name
-    return result
+    if done.returncode != 0:
+        compiled.unlink(missing_ok=True)
+        raise ConversionError(f"edgetpu_compiler ({compiler}) exited with code {done.returncode} on {model.name}{_log_tail(log)}. "
+                              "Nothing of the edgetpu target was published; model.tflite passed no Edge TPU compile. Fix what the compiler reports above")
+    if not compiled.exists():
+        raise ConversionError(f"edgetpu_compiler ({compiler}) exited 0 but wrote no {compiled.name}{_log_tail(log)}. Nothing of the edgetpu target was published")
+    try:
+        check = compiled_file_check(model.read_bytes(), compiled.read_bytes())
+    except ConversionError as exc:
+        compiled.unlink()
+        raise ConversionError(f"edgetpu_compiler ({compiler}) exited 0, but {compiled.name} {exc}{_log_tail(log)}. Nothing of the edgetpu target was published") from None
+    return {"edgetpu_compiler": compiler, "edgetpu_compiler_exit_code": 0, "edgetpu_compiler_log": log[-4000:], "compiled_file": compiled.name, "compiled_check": check}
+
+
+def _text(output) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+
+
+def _log_tail(log: str, lines: int = 8) -> str:
+    tail = [line for line in log.strip().splitlines() if line.strip()][-lines:]
+    return (": " + " | ".join(tail)) if tail else " (it printed nothing)"
+
+
+def _io_tensors(content: bytes) -> list[tuple]:
+    """(role, shape, type, scales, zero points) of the main subgraph's inputs and outputs."""
+    from targets.support import litert
+
+    model = litert.read_model(content)
+    graph = model.subgraphs[0]
+    rows = []
+    for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
+        for i in indices if indices is not None else []:
+            t = graph.tensors[i]
+            q = t.quantization
+            scales = tuple(round(float(x), 9) for x in (q.scale if q is not None and q.scale is not None else ()))
+            zeros = tuple(int(x) for x in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
+            rows.append((role, tuple(int(d) for d in (t.shape if t.shape is not None else ())), int(t.type), scales, zeros))
+    return rows
+
+
+def compiled_file_check(model: bytes, compiled: bytes) -> dict:
+    """What can be checked of a compiled file without an Edge TPU: it is a TFLite model
+    whose inputs and outputs (shapes, types, quantization) are the parity-checked
+    model's, and how many ops the compiler put into Edge TPU custom ops."""
+    from targets.support import litert
+
+    try:
+        io = _io_tensors(compiled)
+        ops = litert.list_ops(compiled)
+    except Exception as exc:  # the flatbuffer reader's own error: the file is no TFLite model
+        raise ConversionError(f"is not a readable TFLite model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    expected = _io_tensors(model)
+    if io != expected:
+        raise ConversionError(f"has other inputs/outputs than model.tflite (shape, type, quantization): {io} against {expected}")
+    custom = sum(op["op"] == EDGETPU_CUSTOM_OP for op in ops)
+    return {"same_io_as": "model.tflite", "edgetpu_custom_ops": custom, "cpu_ops": len(ops) - custom}
 
 
 def _calibration_crash(static_saved_model: Path, conv, layers: list[str], reason: str) -> str:
@@ -184,6 +254,8 @@ class EdgeTPUTarget(Target):
         problems = []
         if options.calibration_samples < 1:
             problems.append(("calibration_samples", "expected a positive number of samples"))
+        if not options.compiler_timeout > 0:
+            problems.append(("compiler_timeout", "expected a positive number of seconds"))
         for spec in model.get("inputs", ()):
             if spec.dynamic_dims:
                 names = ", ".join(f"'{name}' (axis {axis})" for axis, name in spec.dynamic_dims)
@@ -253,10 +325,23 @@ class EdgeTPUTarget(Target):
             "first_cpu_op": first,
             "supported_ops_source": "Coral docs, 'TensorFlow models on the Edge TPU', Supported operations",
         }
-        compiled = run_edgetpu_compiler(model, job.out_dir)
-        info.update(compiled)
-        files = ["model.tflite"] + [f for f in ("model_edgetpu.tflite", "edgetpu_compiler.log") if (job.out_dir / f).exists()]
-        artifacts = [Artifact(variant="", files=tuple(files), tolerance=INT8_TOLERANCE, info=info)]
+        try:
+            info.update(run_edgetpu_compiler(model, job.out_dir, options.compiler_timeout))
+        except ConversionError as exc:  # a visible error of this variant; nothing of it is published
+            for name in ("model.tflite", "model_edgetpu.tflite", "edgetpu_compiler.log"):
+                (job.out_dir / name).unlink(missing_ok=True)
+            artifacts = [Artifact.failed("", exc, info)]
+        else:
+            files = ["model.tflite"] + [f for f in ("model_edgetpu.tflite", "edgetpu_compiler.log") if (job.out_dir / f).exists()]
+            unchecked = {}
+            if "compiled_file" in info:
+                check = info["compiled_check"]
+                unchecked[info["compiled_file"]] = (
+                    "not run by parity: it runs only on an Edge TPU. Parity ran model.tflite, the int8 model it was compiled from. "
+                    f"Checked instead: edgetpu_compiler exited 0; same inputs and outputs (shapes, types, quantization) as model.tflite; "
+                    f"{check['edgetpu_custom_ops']} Edge TPU custom op(s), {check['cpu_ops']} op(s) left for the CPU"
+                )
+            artifacts = [Artifact(variant="", files=tuple(files), tolerance=INT8_TOLERANCE, info=info, unchecked=unchecked)]
         if options.recipes:
             from targets.support import repair
 

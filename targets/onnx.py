@@ -397,14 +397,17 @@ class OnnxTarget(Target):
         function = tf.function(serve, input_signature=signature)
         # tf2onnx's outputs follow the traced function's flattened outputs: dict keys, sorted.
         converted_order = sorted(output_names)
-        weight_bytes = sizes.weight_bytes(traced)
-        external = options.large_model or weight_bytes > EXTERNAL_DATA_BYTES
+        size = sizes.weight_size(traced)
+        # Weights that cannot be sized are written as external data: it holds any size,
+        # where one protobuf stops at 2 GB.
+        external = options.large_model or size.at_least(EXTERNAL_DATA_BYTES + 1)
+        unsized = "" if size.known or options.large_model else size.note("they were written as external data beside the graph, which holds any size")
 
         # Large weights are lifted out of the graph tf2onnx converts and attached by name
         # afterwards (targets/support/onnx_lift.py): tf2onnx's passes copy every constant.
         if external:
             lift_min_bytes = EXTERNAL_TENSOR_MIN_BYTES
-        elif weight_bytes >= LIFT_MODEL_BYTES:
+        elif size.at_least(LIFT_MODEL_BYTES):
             lift_min_bytes = onnx_lift.LIFT_MIN_BYTES
         else:
             lift_min_bytes = float("inf")
@@ -446,6 +449,8 @@ class OnnxTarget(Target):
             "tf2onnx_version": tf2onnx.__version__,
             "onnx_ops": ops,
         }
+        if unsized:
+            info["note_size"] = unsized
         if static_batch:
             info["static_batch"] = static_batch
             info["fixed_dims"] = [{"input": spec.name, "axis": 0, "name": spec.axis_name(0), "size": static_batch}

@@ -186,13 +186,15 @@ class TFLiteTarget(Target):
 
         options: TFLiteOptions = job.target.options
         layers = litert.keras_layer_names(job.loaded.obj)
-        weights = sizes.weight_bytes(job.traced)
+        weights = sizes.weight_size(job.traced)
         artifacts = []
         try:
             for variant in options.variants:
                 try:
-                    sizes.check_flatbuffer_fits(job.model.name, variant, weights)
+                    unsized = sizes.check_flatbuffer_fits(job.model.name, variant, weights)
                     artifacts.append(self._build_variant(job, options, variant, layers))
+                    if unsized:  # the size is unknown: said beside the file, never read as small
+                        artifacts[-1].info["note_size"] = unsized
                 except PipelineError as exc:
                     artifacts.append(Artifact.failed(variant, exc))
                 except Exception as exc:  # a bug here must not cost the other variants either; it says "unexpected"
@@ -232,7 +234,10 @@ class TFLiteTarget(Target):
         notes: list[str] = []
         try:
             def run(saved_model_dir):
-                if saved_model_dir == job.saved_model_dir and tflite_lift.applies(conv, job.traced):
+                lift, unsized = tflite_lift.applies(conv, job.traced) if saved_model_dir == job.saved_model_dir else (False, "")
+                if unsized:
+                    notes.append(unsized)
+                if lift:
                     try:  # large weights: the converter sees stand-ins, the file gets the weights
                         lifted = tflite_lift.convert(job, conv, layers, job.out_dir / file)
                         return lifted, lifted.seconds

@@ -88,8 +88,12 @@ class Decision:
     refuse: str | None = None  # why the job can never fit on this machine
 
 
-def decide(need: int, running: list[tuple[int, int]]) -> Decision:
-    """`running`: (estimate, pid) of the jobs running now."""
+def decide(need: int | None, running: list[tuple[int | None, int]]) -> Decision:
+    """`running`: (estimate, pid) of the jobs running now. An estimate of None (weights
+    that could not be sized) is never read as small: that job starts only when nothing
+    else runs, and nothing starts beside it."""
+    if need is None or any(est is None for est, _ in running):
+        return Decision(not running)
     free = available_bytes()
     if free is None:
         return Decision(True)

@@ -107,7 +107,7 @@ def build_model(ctx: RunContext) -> BuiltModel:
     config = ctx.config
     data = watch.run("data", make_parity_data, config)
     loaded = watch.run("load", load_model, config)
-    traced = watch.run("trace", trace_model, config, loaded)
+    traced = watch.run("trace", trace_model, config, loaded, data)
     fingerprint = watch.run("fingerprint", fingerprint_model, traced)
     return BuiltModel(loaded, traced, data, fingerprint, data_fingerprint(data), watch.timings)
 
@@ -310,12 +310,15 @@ def _error_entry(exc: BaseException, started: str) -> dict:
 def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> dict:
     """Files are recorded relative to artifacts/<model>/, where they will live once published."""
     files = [{**f, "path": f"{target_name}/{f['path']}"} for f in file_records(target_dir, artifact.files, target_dir)]
-    return {
+    record = {
         "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__},
         "files": files,
         "bytes": sum(f["bytes"] for f in files),
         "info": artifact.info,
     }
+    if artifact.unchecked:  # shipped files parity never ran: the report says so beside them
+        record["unchecked_files"] = {f"{target_name}/{name}": why for name, why in artifact.unchecked.items()}
+    return record
 
 
 def _variant_error_entry(artifact: Artifact, exc: BaseException | None = None) -> dict:

@@ -14,6 +14,7 @@ the canonical SavedModel when the last target of the model is done.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -34,12 +35,19 @@ from pipeline.spec import ModelConfig
 MANIFEST = "manifest.json"
 
 
-def weight_bytes(loaded) -> int:
-    """Bytes of the loaded model's variables (0 when it has none to list)."""
+def weight_bytes(loaded, model: str = "") -> int | None:
+    """Bytes of the loaded model's variables (0 when it has none); None, said in the log,
+    when they cannot be counted: memory admission then runs this model's targets alone."""
+    from pipeline.stages.load import variable_bytes
+
     try:
-        return int(sum(int(np.prod(v.shape)) * v.dtype.size for v in getattr(loaded.obj, "variables", ()) or ()))
-    except Exception:  # a model object without the usual variable list: no estimate
-        return 0
+        return sum(variable_bytes(v) for v in getattr(loaded.obj, "variables", ()) or ())
+    except Exception as exc:  # a variable without a readable value, a `variables` that raises: unknown, not 0
+        from pipeline.usercode import first_line
+
+        log(model, f"the model's weights could not be sized ({type(exc).__name__}: {first_line(exc)[:200]}); "
+                   "memory admission runs its targets alone, with nothing else beside them")
+        return None
 
 
 def run_shared(config: ModelConfig, target_names: list[str], artifacts_root: Path, on_event, verify: dict[str, dict] | None = None) -> None:
@@ -83,7 +91,7 @@ def run_shared(config: ModelConfig, target_names: list[str], artifacts_root: Pat
             "stats": prep.stats,
             "reference_check": prep.reference_check,
             "timings": timings,
-            "weight_bytes": weight_bytes(prep.loaded),
+            "weight_bytes": weight_bytes(prep.loaded, config.name),
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, default=_plain))
     except BaseException:
@@ -122,18 +130,10 @@ def remove_shared(folder: Path) -> None:
 
 def read_shared(ctx: RunContext, manifest_path: Path, loaded, traced) -> Prepared:
     """The shared stages' records, read back from disk (memory-mapped) for one target job."""
-    from pipeline.errors import PipelineError
-
-    from pipeline.stages.fingerprint import fingerprint_model
+    from pipeline.stages.fingerprint import ModelFingerprint
 
     record = json.loads(Path(manifest_path).read_text())
-    fingerprint = fingerprint_model(traced)
-    if fingerprint.digest != record["fingerprint"]["digest"]:
-        raise PipelineError(
-            f"the model built for this target (fingerprint {fingerprint.digest[:12]}) is not the one the shared stages on disk "
-            f"were made from ({record['fingerprint']['digest'][:12]}): it changed while this run was building it (its file, "
-            "checkpoint or code). Run the export again."
-        )
+    fingerprint = ModelFingerprint(**record["fingerprint"])  # the model the shared stages were made from
     folder = Path(manifest_path).parent
     inputs = ReferenceCases.opened(record["inputs"])
     cases = _Cases(record["cases"], inputs)
@@ -165,6 +165,20 @@ class _Cases:
             yield self[i]
 
 
+def _check_same_model(prep: Prepared) -> None:
+    """The model this worker built must be the one the shared stages were made from."""
+    from pipeline.errors import PipelineError
+    from pipeline.stages.fingerprint import fingerprint_model
+
+    fingerprint = fingerprint_model(prep.traced)
+    if fingerprint.digest != prep.fingerprint.digest:
+        raise PipelineError(
+            f"the model built for this target (fingerprint {fingerprint.digest[:12]}) is not the one the shared stages on disk "
+            f"were made from ({prep.fingerprint.digest[:12]}): it changed while this run was building it (its file, "
+            "checkpoint or code). Run the export again."
+        )
+
+
 def run_target(config: ModelConfig, target_names: list[str], artifacts_root: Path, manifest: Path, on_event, repair: dict | None = None) -> None:
     """Worker side: some targets of a model whose shared stages are on disk, in turn."""
     from pipeline.stages.load import load_model
@@ -178,9 +192,10 @@ def run_target(config: ModelConfig, target_names: list[str], artifacts_root: Pat
     try:
         progress.stage(config.name, target_names[0], "load")
         loaded = load_model(config)
+        prep = read_shared(ctx, manifest, loaded, None)
         progress.stage(config.name, target_names[0], "trace")
-        traced = trace_model(config, loaded)
-        prep = read_shared(ctx, manifest, loaded, traced)
+        prep = dataclasses.replace(prep, traced=trace_model(config, loaded, prep.data))  # proved on the same data
+        _check_same_model(prep)
     except Exception as exc:  # the shared stages passed with this model: this is these targets' error
         entry = _error_entry(exc, now())
         for name in target_names:

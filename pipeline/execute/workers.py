@@ -125,10 +125,15 @@ class Unit:
     kind: str
     targets: list[str]
 
-    def estimate(self) -> int:
+    def estimate(self) -> int | None:
+        """Peak memory estimate; None when the shared stages could not size the weights
+        (admission then runs this unit alone)."""
         from pipeline.execute.admission import estimate
 
-        weights = (self.job.shared or {}).get("weight_bytes") or self.job.weight_bytes
+        shared = self.job.shared or {}
+        if "weight_bytes" in shared and shared["weight_bytes"] is None and not self.job.weight_bytes:
+            return None
+        weights = shared.get("weight_bytes") or self.job.weight_bytes
         if self.kind == "shared":
             return estimate([], weights, self.job.pool_bytes, shared_stages=True)
         return estimate(self.targets, weights, self.job.pool_bytes, shared_stages=self.kind == "model", factors_by_target=self.job.factors)

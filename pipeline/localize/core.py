@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.spec import ModelConfig, OutputSpec
 from pipeline.localize import eager as eg
 from pipeline.localize.result import Budget, LayerError, Localization, judge, summarize
-from pipeline.records import LoadedModel
+from pipeline.records import LoadedModel, ParityData
 
 MAX_SAMPLES = 32  # one batch is enough to see where an error starts
 
@@ -234,7 +234,7 @@ def _truncated_error(config, loaded, layer, feed, budget, exporter: Exporter, wo
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"bisect-{layer.name}-", dir=work_dir) as tmp:
         tmp = Path(tmp)
-        traced = trace_model(cut_config, cut)
+        traced = trace_model(cut_config, cut, ParityData(pool=feed, labels=None, cases=(("batch", feed),)))
         export_saved_model(tmp / "savedmodel", cut, traced)
         options = exporter.target.options_for_variant(exporter.target_cfg.options, exporter.variant)
         job = BuildInputs(

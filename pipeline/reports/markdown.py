@@ -151,6 +151,8 @@ def render_markdown(report: dict) -> str:
         info = sub.get("info") or {}
         if info.get("note_static_batch"):  # the file runs one fixed batch only: say so
             extra.append(f"- {label}: {info['note_static_batch']}")
+        for path, why in (sub.get("unchecked_files") or {}).items():  # shipped, but parity never ran it
+            extra.append(f"- {label}: `{path}` NOT CHECKED by parity: {why}")
         for out, why in (parity.get("weak_evidence") or {}).items():
             extra.append(f"- {label}: weak evidence for `{out}`: {why}")
         for failure in parity.get("failures") or []:

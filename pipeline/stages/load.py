@@ -110,6 +110,20 @@ def _source_file(obj: Any) -> Path | None:
         return None
 
 
+def variable_bytes(variable) -> int:
+    """Bytes one variable holds (a tf.Variable or a Keras 3 variable, whose dtype is a
+    string): its static shape, else the shape of its value (a variable declared with an
+    unknown shape). Raises when neither can be read."""
+    import numpy as np
+    import tensorflow as tf
+
+    try:
+        dims = [int(d) for d in variable.shape]  # an unknown rank or dimension raises here
+    except (TypeError, ValueError):
+        dims = list(np.shape(variable.numpy()))
+    return int(np.prod(dims, dtype=np.int64)) * tf.as_dtype(variable.dtype).size
+
+
 def load_model(config: ModelConfig) -> LoadedModel:
     """Load the source model and return an eager callable with config names."""
     source = config.source

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.spec import InputSpec, ModelConfig
 from pipeline.errors import ModelError
-from pipeline.records import LoadedModel, TracedModel
+from pipeline.records import LoadedModel, ParityData, TracedModel
 
 
 def input_signature(config: ModelConfig, batch: int | None = None, dims: dict[str, int] | None = None) -> list:
@@ -61,7 +61,39 @@ def sample_inputs(specs: tuple[InputSpec, ...], batch: int, dims: dict[str, int]
     return out
 
 
-def trace_model(config: ModelConfig, loaded: LoadedModel) -> TracedModel:
+def proof_feeds(config: ModelConfig, data: ParityData | None, batch: int, dims: dict[str, int] | None = None) -> tuple[dict[str, np.ndarray], bool]:
+    """The first `batch` samples of the user's data for one shape set (wrapping around
+    when it holds fewer), taken from its parity cases in order, and True; zeros (empty
+    strings) and False where there is no data for that shape set."""
+    from pipeline.parity import SHAPE_SEPARATOR
+    from pipeline.stages.data import shape_label
+
+    prefix = shape_label(dims) + SHAPE_SEPARATOR if dims else ""
+    cases = [inputs for label, inputs in (data.cases if data is not None else ())
+             if (label.startswith(prefix) if prefix else SHAPE_SEPARATOR not in label)]
+    if not cases:
+        return sample_inputs(config.inputs, batch, dims), False
+    feeds = {}
+    for spec in config.inputs:
+        if not spec.batched:
+            feeds[spec.name] = np.asarray(cases[0][spec.name])
+            continue
+        rows, have = [], 0
+        for inputs in cases:
+            if have >= batch:
+                break
+            rows.append(np.asarray(inputs[spec.name]))
+            have += len(rows[-1])
+        pooled = np.concatenate(rows)
+        feeds[spec.name] = pooled[np.arange(batch) % len(pooled)]
+    return feeds, True
+
+
+def trace_model(config: ModelConfig, loaded: LoadedModel, data: ParityData | None = None) -> TracedModel:
+    """Trace the signature-fixed function and prove it at two batch sizes (and every
+    shape set) on the user's data: the first samples of `data`, zeros only where there is
+    none. A model that raises on those samples eagerly too is bad input that names the
+    sample and the model's own error, not the signature."""
     import tensorflow as tf
 
     function = make_function(config, loaded)
@@ -73,11 +105,11 @@ def trace_model(config: ModelConfig, loaded: LoadedModel) -> TracedModel:
     batches = (1, 3) if dynamic else ((config.inputs[0].shape[0] or 1),) if config.inputs[0].shape else (1,)
     for dims in config.shape_sets:  # every tested sequence length / image size, at each batch
         for batch in batches:
-            feeds = sample_inputs(config.inputs, batch, dims)
+            feeds, from_data = proof_feeds(config, data, batch, dims)
             try:
                 function(*[tf.constant(feeds[n]) for n in config.input_names])
             except Exception as exc:  # the traced graph runs user code's ops: explain in the model's terms
-                raise explain_trace_error(exc, config, loaded) from None
+                raise _raised_on(exc, config, loaded, feeds, from_data, batch if dynamic else None, dims) from None
     count = function.experimental_get_tracing_count()
     if count != 1:
         from pipeline.usercode import bad_input
@@ -89,6 +121,56 @@ def trace_model(config: ModelConfig, loaded: LoadedModel) -> TracedModel:
             "a signature-fixed function must trace once. Something in the model depends on Python values that change per call.",
         )
     return TracedModel(function=function, tracing_count=count, batch_sizes_checked=batches)
+
+
+def _raised_on(exc: BaseException, config: ModelConfig, loaded: LoadedModel, feeds: dict, from_data: bool, batch: int | None, dims) -> ModelError:
+    """The traced function raised on `feeds`. When the model raises on them eagerly as
+    well, the inputs fit the signature and the model itself refuses these values: name
+    the sample (one at a time when the batch is dynamic) and the model's own error.
+    Otherwise the graph alone fails: explain it as a trace error."""
+    from pipeline.usercode import bad_input, describe_frame, first_line, source_key, user_frame
+
+    eager = _eager_error(loaded, feeds)
+    if eager is None:
+        return explain_trace_error(exc, config, loaded)
+    sample, own = None, eager
+    if batch is not None and batch > 1:
+        for i in range(batch):
+            one = {spec.name: (feeds[spec.name][i : i + 1] if spec.batched else feeds[spec.name]) for spec in config.inputs}
+            found = _eager_error(loaded, one)
+            if found is not None:
+                sample, own = i, found
+                break
+    elif batch == 1:
+        sample = 0
+    where = f" of shape set {dict(dims)}" if dims else ""
+    which = f"sample {sample}" if sample is not None else f"one of samples 0-{len(next(iter(feeds.values()))) - 1}"
+    values = "; ".join(f"input '{spec.name}' = {_value_text(feeds[spec.name][sample] if spec.batched and sample is not None else feeds[spec.name])}"
+                       for spec in config.inputs)
+    frame = user_frame(own)
+    at = f" at {describe_frame(frame)}" if frame else f" in {loaded.source_file or config.source.path or config.source.factory}"
+    if from_data:
+        what = (f"model '{config.name}' raises on {which}{where} of its own parity data ({values}): {type(own).__name__}: {first_line(own)}{at}. "
+                "The inputs match the signature; the model refuses these values. Fix the model, or the data it is given (`data:`)")
+    else:
+        what = (f"model '{config.name}' raises on zeros{where} ({values}), which stand in where there is no data for this shape: "
+                f"{type(own).__name__}: {first_line(own)}{at}. Give `data:` samples for every shape the model is tested at, or fix the model")
+    return bad_input(config, source_key(config), what)
+
+
+def _eager_error(loaded: LoadedModel, feeds: dict) -> BaseException | None:
+    import tensorflow as tf
+
+    try:
+        loaded.call({k: tf.constant(v) for k, v in feeds.items()})
+    except Exception as exc:  # the model's own refusal of these values, reported by the caller
+        return exc
+    return None
+
+
+def _value_text(value) -> str:
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _signature_text(config: ModelConfig) -> str:

@@ -71,24 +71,23 @@ class NotLifted(Exception):
     """The stand-ins could not all be placed: convert this variant the usual way."""
 
 
-def liftable_bytes(traced) -> int:
-    """Bytes of the float32 captured values a stand-in would replace."""
-    try:
-        concrete = traced.get_concrete_function()
-    except Exception:
-        return 0
-    total = 0
-    for v in concrete.variables:
-        if v.shape.is_fully_defined() and v.dtype.name == "float32":
-            n = v.shape.num_elements() * 4
-            total += n if n >= LIFT_MIN_BYTES else 0
-    return total
+def liftable_size(traced):
+    """Bytes of the float32 captured values a stand-in would replace (sizes.WeightSize)."""
+    from targets.support import sizes
+
+    return sizes.weight_size(traced, float32_only_from=LIFT_MIN_BYTES)
 
 
-def applies(conv, traced) -> bool:
-    return (
-        conv.variant in VARIANTS and not conv.denylisted_nodes and not conv.allow_select_tf_ops and liftable_bytes(traced) >= LIFT_MODEL_BYTES
-    )
+def applies(conv, traced) -> tuple[bool, str]:
+    """Whether this variant converts with stand-ins, and a note when that was chosen
+    because the weights could not be sized: stand-ins keep the converter's memory near
+    the model's size whatever it is, and an unplaceable one falls back to the usual way."""
+    if conv.variant not in VARIANTS or conv.denylisted_nodes or conv.allow_select_tf_ops:
+        return False, ""
+    size = liftable_size(traced)
+    if not size.known:
+        return True, size.note("it converted with stand-ins for the weights, the path that works at any size")
+    return size.bytes >= LIFT_MODEL_BYTES, ""
 
 
 def _splat(index: int) -> float:

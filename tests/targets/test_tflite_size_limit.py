@@ -10,12 +10,12 @@ from pipeline.config import load_config
 from targets import REGISTRY
 from pipeline.errors import IncompatibleModel
 from pipeline.target import BuildInputs
-from targets.support.sizes import FLATBUFFER_LIMIT, check_flatbuffer_fits
+from targets.support.sizes import FLATBUFFER_LIMIT, WeightSize, check_flatbuffer_fits
 from targets.tflite import TARGET
 
 
 def test_weights_over_the_limit_are_refused_with_the_variants_that_fit():
-    weights = 2_500_000_000  # float32 bytes: float16 1.25 GB and int8 weights 0.63 GB fit
+    weights = WeightSize(2_500_000_000)  # float32 bytes: float16 1.25 GB and int8 weights 0.63 GB fit
     with pytest.raises(IncompatibleModel) as caught:
         check_flatbuffer_fits("big", "float32", weights)
     text = str(caught.value)
@@ -29,13 +29,13 @@ def test_weights_over_the_limit_are_refused_with_the_variants_that_fit():
 
 def test_weights_too_large_for_every_variant_offer_only_onnx():
     with pytest.raises(IncompatibleModel) as caught:
-        check_flatbuffer_fits("huge", "int8", 9_000_000_000)
+        check_flatbuffer_fits("huge", "int8", WeightSize(9_000_000_000))
     assert "variants:" not in str(caught.value)
     assert "Fix: the onnx target" in str(caught.value)
 
 
 def test_weights_under_the_limit_pass():
-    check_flatbuffer_fits("small", "float32", FLATBUFFER_LIMIT - 1)
+    assert check_flatbuffer_fits("small", "float32", WeightSize(FLATBUFFER_LIMIT - 1)) == ""
 
 
 @pytest.mark.heavy
