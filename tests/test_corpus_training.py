@@ -68,3 +68,40 @@ def test_real_data_split_is_fixed_and_disjoint():
     augmented, _ = rd.digit_images("heldout", 32, seed=3)
     assert not np.allclose(augmented, rd.digit_images("heldout", 32)[0])
     assert rd.char_ids(["ab", "\x7f"], 3).tolist() == [[66, 67, 0], [95, 0, 0]]
+
+
+def test_the_table_reads_new_targets_task_figures_and_changed_verdicts(tmp_path):
+    """A target the table code does not list (added by a later target module) still gets
+    its rows; an artifact's held-out figure is shown with its change from the reference;
+    a cell whose status differs between the random-weight and trained runs is listed."""
+    import yaml
+
+    from examples.corpus import tasks
+    from examples.corpus.table import _changed, collect
+
+    def export(root, status):
+        configs, artifacts = root / "configs", root / "artifacts"
+        configs.mkdir(parents=True)
+        (configs / "m.yaml").write_text(yaml.safe_dump({"targets": ["savedmodel", "stablehlo_like"]}))
+        record = {"status": status, "bytes": 2048, "artifact": {"variant": "fp32"}, "parity": {"outputs": {"probs": {"max_abs": 0.5}},
+                  "failures": ["probs: SQNR 10 dB (limit >= 15 dB)"] if status == "failed" else []}}
+        report = {"run": {"finished": "2030-01-01T00:00:00+00:00"},
+                  "targets": {"stablehlo_like": {"status": status, "variants": {"fp32": record}}}}
+        (artifacts / "m").mkdir(parents=True)
+        (artifacts / "m" / "report.json").write_text(json.dumps(report))
+        return configs, artifacts
+
+    configs, artifacts = export(tmp_path / "trained", "passed")
+    tasks._write(artifacts / tasks.METRICS_DIR / "m.json", {
+        "report_finished": "2030-01-01T00:00:00+00:00", "kind": "accuracy", "output": "probs", "samples": 10,
+        "reference": {"accuracy": 0.9}, "artifacts": {"stablehlo_like/fp32": {"accuracy": 0.85}}})
+    rows = {(r["target"], r["variant"]): r for r in collect(configs, artifacts)}
+    assert rows[("stablehlo_like", "fp32")]["status"] == "passed"
+    assert rows[("stablehlo_like", "fp32")]["task"] == "0.8500 (-0.0500)"
+    assert rows[("savedmodel", "")]["status"] == "missing"
+
+    random_configs, random_artifacts = export(tmp_path / "random", "failed")
+    changed = _changed(list(rows.values()), collect(random_configs, random_artifacts))
+    line = next(line for line in changed if line.startswith("| m | stablehlo_like |"))
+    assert "| failed | passed | 0.8500 (-0.0500) |" in line and "SQNR 10 dB" in line
+    assert changed[-1] == "1 cells changed; 0 kept their status."

@@ -24,12 +24,12 @@ CLASSES = 10
 
 # name -> (keras.applications constructor, input size, input range, epochs, learning rate)
 APPLICATIONS = {
-    "mobilenet_v2": ("MobileNetV2", 64, (-1.0, 1.0), 12, 2e-3),
-    "efficientnet_b0": ("EfficientNetB0", 32, (0.0, 255.0), 20, 2e-3),  # Rescaling + Normalization inside
-    "resnet50": ("ResNet50", 32, (-120.0, 150.0), 12, 1e-3),  # caffe-style mean-subtracted BGR
-    "densenet121": ("DenseNet121", 32, (-2.0, 2.5), 12, 2e-3),  # torch-style standardised
+    "mobilenet_v2": ("MobileNetV2", 64, (-1.0, 1.0), 5, 2e-3),
+    "efficientnet_b0": ("EfficientNetB0", 32, (0.0, 255.0), 6, 2e-3),  # Rescaling + Normalization inside
+    "resnet50": ("ResNet50", 32, (-120.0, 150.0), 4, 1e-3),  # caffe-style mean-subtracted BGR
+    "densenet121": ("DenseNet121", 32, (-2.0, 2.5), 4, 2e-3),  # torch-style standardised
     "convnext_tiny": ("ConvNeXtTiny", 32, (0.0, 255.0), 15, 5e-4),  # Normalization inside
-    "xception": ("Xception", 71, (-1.0, 1.0), 8, 1e-3),
+    "xception": ("Xception", 71, (-1.0, 1.0), 3, 1e-3),
 }
 
 

@@ -29,7 +29,8 @@ def _prelu_model():
     h = layers.DepthwiseConv2D(3, padding="same", name="depthwise")(h)
     h = layers.Conv2D(32, 1, name="pointwise")(h)
     h = layers.PReLU(shared_axes=[1, 2], name="prelu2")(h)
-    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    h = layers.MaxPooling2D(2, name="pool2")(h)
+    h = layers.Flatten(name="flatten")(h)
     probs = layers.Dense(10, activation="softmax", name="probs")(h)
     return keras.Model(image, probs, name="prelu_cnn")
 

@@ -307,7 +307,9 @@ def _changed(trained_rows: list[dict], random_rows: list[dict]) -> list[str]:
         changed += 1
         lines.append(f"| {r['model']} | {r['target']} | {r['variant'] or '-'} | {r['status']} | {t['status']} | {t.get('task', '-')} | "
                      f"{r['reason'] or 'max_abs ' + r['max_abs']} | {t['reason'] or 'max_abs ' + t['max_abs']} |")
-    same = sum(1 for r in random_rows if (k := (r["model"], r["target"], r["variant"])) in index and index[k]["status"] == r["status"])
+    verdicts = ("passed", "failed", "error", "skipped")
+    same = sum(1 for r in random_rows if r["status"] in verdicts and (k := (r["model"], r["target"], r["variant"])) in index
+               and index[k]["status"] == r["status"])
     lines += ["", f"{changed} cells changed; {same} kept their status."]
     return lines
 

@@ -49,8 +49,8 @@ def build():
 
     x, y = _lines("train")
     hx, hy = _lines("heldout")
-    # Keras trains on string tensors, not NumPy object arrays.
-    strings = lambda a: tf.constant(a.astype(str).astype(bytes).reshape(-1, 1))  # noqa: E731
+    # Keras trains on string tensors (UTF-8 bytes), not NumPy object arrays.
+    strings = lambda a: tf.constant([[str(t).encode("utf-8")] for t in a])  # noqa: E731
     return train_cached("text_classifier", (_text_model, build, _lines), _text_model,
                         lambda m: fit_classifier(m, keras, strings(x), y, strings(hx), hy, 8, lr=3e-3), x, y)
 
