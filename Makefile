@@ -10,6 +10,7 @@ MODEL  ?=
 ARTIFACTS ?= artifacts
 JOBS   ?= 1
 FORCE  ?=
+RANDOM ?=
 
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
@@ -59,10 +60,10 @@ test-heavy: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy tests
 
 # Every corpus model (configs/corpus/) trained (or loaded from examples/build/trained/ when its code and data
-# did not change), exported on every target, its random-weight appendix (configs/corpus/random/) and the
-# held-out task figure of every artifact, then docs/corpus.md; MODEL=... for a subset.
+# did not change), exported on every target, the held-out task figure of every artifact, then docs/corpus.md;
+# MODEL=... for a subset; RANDOM=1 exports the random-weight appendix (configs/corpus/random/) again.
 corpus: $(STAMP)
-	$(BIN)/python -m examples.corpus --artifacts $(ARTIFACTS)/corpus -j $(JOBS) $(MODEL_ARGS) $(if $(FORCE),--force)
+	$(BIN)/python -m examples.corpus --artifacts $(ARTIFACTS)/corpus -j $(JOBS) $(MODEL_ARGS) $(if $(FORCE),--force) $(if $(RANDOM),--random)
 
 # The default parity budgets measured on the calibration corpus: per precision class,
 # acceptable artifacts vs seeded breakages x pass / fail (examples/calibrate_budgets.py).

@@ -1,12 +1,14 @@
 """Train, export and measure the whole corpus, and write its table.
 
-    python -m examples.corpus [--artifacts DIR] [--out docs/corpus.md] [--force] [--table-only] [--no-random]
+    python -m examples.corpus [--artifacts DIR] [--out docs/corpus.md] [--force] [--table-only] [--random]
 
-Four phases, timed: (1) every model trained, or loaded from the training cache
+Phases, timed: (1) every model trained, or loaded from the training cache
 (examples/corpus/train.py); (2) `tfship export` on every config in configs/corpus/;
-(3) the random-weight appendix (configs/corpus/random/, into <artifacts>-random) for the
-applications selected; (4) each model's held-out task figures, for the float reference
-and every artifact (examples/corpus/tasks.py). Then one row per (model, target,
+(3) with --random, the random-weight appendix exported again (configs/corpus/random/,
+into <artifacts>-random) for the applications selected; without it the appendix keeps
+the rows of the last run that exported it (examples/corpus/random_rows.json, or the
+reports in <artifacts>-random); (4) each model's held-out task figures, for the float
+reference and every artifact (examples/corpus/tasks.py). Then one row per (model, target,
 variant) in the table. Exit code: 0 when the table was written (the corpus is expected
 to hold converter limits).
 """
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="models exported in parallel (each worker needs up to ~3 GB)")
     parser.add_argument("--table-only", action="store_true", help="write the table from the reports on disk")
     parser.add_argument("--random-dir", type=Path, default=RANDOM_DIR, help="configs of the random-weight appendix")
-    parser.add_argument("--no-random", action="store_true", help="leave the random-weight appendix as it is on disk")
+    parser.add_argument("--random", action="store_true", help="export the random-weight appendix again (configs/corpus/random/)")
     args = parser.parse_args(argv)
     from examples.corpus.tasks import measure_all
     from examples.corpus.train import prepare_all
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _export(args.config_dir, args.artifacts, models, args.jobs, args.force)
         phases["export"] = time.perf_counter() - mark
         random_models = [m for m in models if (args.random_dir / f"{m}.yaml").is_file()]
-        if random_models and not args.no_random:
+        if random_models and args.random:
             mark = time.perf_counter()
             _export(args.random_dir, random_artifacts, random_models, args.jobs, args.force)
             phases["random-weight appendix export"] = time.perf_counter() - mark

@@ -314,11 +314,26 @@ def _changed(trained_rows: list[dict], random_rows: list[dict]) -> list[str]:
     return lines
 
 
+RANDOM_ROWS = Path(__file__).resolve().parent / "random_rows.json"
+
+
+def random_appendix(random_dir: Path | None, random_artifacts: Path | None) -> tuple[list[dict], str]:
+    """The random-weight rows: from their reports when `make corpus RANDOM=1` exported them,
+    else the rows kept from the last run that did (examples/corpus/random_rows.json)."""
+    if random_dir and random_artifacts and random_dir.is_dir() and any(
+            (random_artifacts / p.stem / "report.json").is_file() for p in random_dir.glob("*.yaml")):
+        return collect(random_dir, random_artifacts), f"the reports in {random_artifacts} (see each model's export date there)"
+    if RANDOM_ROWS.is_file():
+        kept = json.loads(RANDOM_ROWS.read_text())
+        return kept["rows"], kept["source"]
+    return [], ""
+
+
 def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: float | None = None, export_code: int | None = None,
                 forced: bool = False, jobs: int | None = None, selected: list[str] | None = None, peak_rss_bytes: int | None = None,
                 phases: dict[str, float] | None = None, random_dir: Path | None = None, random_artifacts: Path | None = None) -> int:
     rows = collect(config_dir, artifacts)
-    random_rows = collect(random_dir, random_artifacts) if random_dir and random_artifacts and random_dir.is_dir() else []
+    random_rows, random_source = random_appendix(random_dir, random_artifacts)
     models = sorted({r["model"] for r in rows})
     lines = [
         "# The corpus",
@@ -365,6 +380,7 @@ def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: floa
             f"generated images (configs in {random_dir}/). Kept to show what random weights tell about a target;",
             "the verdicts above are the ones users' trained models meet.",
             "",
+            f"- rows from: {random_source}",
             f"- models: {len({r['model'] for r in random_rows})}; rows: {len(random_rows)}; {_counts(random_rows)}",
             "",
         ]
