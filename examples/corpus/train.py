@@ -1,14 +1,14 @@
 """Train every corpus model before its export, or load it from the training cache
 (examples/trained.py) when nothing it was trained from changed.
 
-    python -m examples.corpus.train --config configs/corpus/resnet50.yaml
+    python -m examples.corpus.train --config configs/corpus/resnet50.yaml [--config ...]
 
 A factory model is trained by calling its factory (which trains into the cache or loads
 from it). A model that arrives as a file (`source.path` + `build:`) is rebuilt when the
 key of the code that writes it (its module, examples/trained.py, examples/real_data.py,
 the modules its config names, the library versions) differs from the key recorded
 beside the file, so a changed recipe never exports a stale file. `examples.corpus` runs
-this once per model, one process each, and keeps what each took in
+this for every model in one child process and keeps what each took in
 <artifacts>/.corpus-training.json for the table.
 """
 from __future__ import annotations
@@ -70,30 +70,24 @@ def prepare(config_file: Path) -> dict:
 
 
 def prepare_all(config_dir: Path, models: list[str], artifacts: Path) -> dict:
-    """One child process per model (a trained network's memory goes with it)."""
+    """Every model in one child process, one after the other (TensorFlow is imported once;
+    a model whose preparation fails is reported and the next one still runs)."""
     record_path = artifacts / TRAINING
     kept = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    for model in models:
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "examples.corpus.train", "--config", str(config_dir / f"{model}.yaml")],
-                              stdout=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            print(f"training {model}: exit {proc.returncode}; its export will report the problem", file=sys.stderr, flush=True)
-            kept[model] = {"error": f"exit {proc.returncode}", "wall_seconds": round(wall, 1)}
+    command = [sys.executable, "-m", "examples.corpus.train"] + [a for m in models for a in ("--config", str(config_dir / f"{m}.yaml"))]
+    proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout.splitlines():
+        if not line.startswith("{"):
             continue
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        previous = kept.get(model) or {}
-        result["wall_seconds"] = round(wall, 1)
-        if not result["trained_now"] and previous.get("figures", {}) and (previous.get("figures") or {}).get("key") == (result.get("figures") or {}).get("key"):
-            result["trained_in_run"] = previous.get("trained_in_run")
-        elif result["trained_now"]:
-            result["trained_in_run"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        result = json.loads(line)
+        model = result.pop("model")
         kept[model] = result
-        state = "trained" if result["trained_now"] else "cached"
         figures = result.get("figures") or {}
-        print(f"{model}: {state} ({wall:.0f} s" + (f"; training {figures['train_seconds']:.0f} s" if "train_seconds" in figures else "") + ")",
+        state = "error: " + result["error"] if "error" in result else ("trained" if result["trained_now"] else "cached")
+        print(f"{model}: {state} ({result['wall_seconds']:.0f} s" + (f"; training {figures['train_seconds']:.0f} s" if "train_seconds" in figures else "") + ")",
               file=sys.stderr, flush=True)
+    if proc.returncode != 0:
+        print(f"training: exit {proc.returncode}; the exports report what is missing", file=sys.stderr, flush=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     tmp = record_path.with_name(record_path.name + ".tmp")
     tmp.write_text(json.dumps(kept, indent=1, sort_keys=True))
@@ -103,13 +97,22 @@ def prepare_all(config_dir: Path, models: list[str], artifacts: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.corpus.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--config", type=Path, action="append", required=True, help="a corpus config (repeat)")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
+    from pipeline.errors import PipelineError
+
     tf.get_logger().setLevel("ERROR")
-    result = prepare(args.config)
-    print(json.dumps(result, default=str))
+    for config in args.config:
+        start = time.perf_counter()
+        try:
+            result = prepare(config)
+        except PipelineError as exc:  # the export of this model reports it again, with its exit code
+            print(f"{config}: {exc}", file=sys.stderr, flush=True)
+            result = {"error": str(exc).splitlines()[0][:300]}
+        result.update(model=config.stem, wall_seconds=round(time.perf_counter() - start, 1))
+        print(json.dumps(result, default=str), flush=True)
     return 0
 
 
