@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from examples.corpus.table import parse_refusals, save_refusals, write_table
+from examples.corpus.table import parse_refusals, run_lines_of, save_refusals, write_table
 
 CONFIG_DIR = Path("configs/corpus")
 RANDOM_DIR = CONFIG_DIR / "random"
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corpus: export exit {code}; {wall:.0f} s in all; largest process peak RSS {peak / 2**30:.2f} GB", file=sys.stderr)
     rows = write_table(args.config_dir, args.artifacts, args.out, wall_seconds=wall, export_code=code, forced=args.force,
                        jobs=args.jobs, selected=args.model, peak_rss_bytes=peak, phases=phases,
-                       random_dir=args.random_dir, random_artifacts=random_artifacts)
+                       random_dir=args.random_dir, random_artifacts=random_artifacts,
+                       run_lines=run_lines_of(args.out) if args.table_only else None)
     print(f"wrote {args.out}: {rows} rows", file=sys.stderr)
     return 0
 

@@ -254,6 +254,7 @@ def _trained_section(config_dir: Path, artifacts: Path, models: list[str]) -> li
     """Per model: what it was trained on, its held-out figure, and what training took."""
     from examples.corpus.tasks import TASKS, headline, load as load_task
     from examples.corpus.train import TRAINING
+    from examples.trained import figures_of
 
     training_file = artifacts / TRAINING
     training = json.loads(training_file.read_text()) if training_file.is_file() else {}
@@ -272,7 +273,8 @@ def _trained_section(config_dir: Path, artifacts: Path, models: list[str]) -> li
         task = load_task(artifacts, model)
         spec = TASKS.get(model)
         record = training.get(model) or {}
-        figures = record.get("figures") or {}
+        # The cache's newest figures: a model retrained by its factory during the export counts.
+        figures = figures_of(model) or record.get("figures") or {}
         if task:
             name, value = headline(task["kind"], task["reference"])
             extra = f", MAE {task['reference']['mae']:.3f}" if "mae" in task["reference"] else ""
@@ -280,7 +282,8 @@ def _trained_section(config_dir: Path, artifacts: Path, models: list[str]) -> li
         else:
             reference = "-"
         seconds = f"{figures['train_seconds']:.0f}" if "train_seconds" in figures else ("no training loop" if spec else "-")
-        state = "error: " + record["error"] if "error" in record else ("trained" if record.get("trained_now") else ("cached" if record else "-"))
+        trained_now = record.get("trained_now") or (figures.get("key") != (record.get("figures") or {}).get("key"))
+        state = "error: " + record["error"] if "error" in record else ("trained" if trained_now else ("cached" if record else "-"))
         lines.append(f"| {model} | {spec.data if spec else '-'} | {task['samples'] if task else '-'} | {reference} | {seconds} | "
                      f"{figures.get('epochs', '-')} | {state} |")
     return lines
@@ -329,9 +332,20 @@ def random_appendix(random_dir: Path | None, random_artifacts: Path | None) -> t
     return [], ""
 
 
+RUN_LINE_PREFIXES = ("- one `make corpus` run", "- of which: ")
+
+
+def run_lines_of(out: Path) -> list[str]:
+    """The lines of an earlier table that describe its run (kept by --table-only)."""
+    if not out.is_file():
+        return []
+    return [line for line in out.read_text().splitlines() if line.startswith(RUN_LINE_PREFIXES)]
+
+
 def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: float | None = None, export_code: int | None = None,
                 forced: bool = False, jobs: int | None = None, selected: list[str] | None = None, peak_rss_bytes: int | None = None,
-                phases: dict[str, float] | None = None, random_dir: Path | None = None, random_artifacts: Path | None = None) -> int:
+                phases: dict[str, float] | None = None, random_dir: Path | None = None, random_artifacts: Path | None = None,
+                run_lines: list[str] | None = None) -> int:
     rows = collect(config_dir, artifacts)
     random_rows, random_source = random_appendix(random_dir, random_artifacts)
     models = sorted({r["model"] for r in rows})
@@ -358,6 +372,8 @@ def write_table(config_dir: Path, artifacts: Path, out: Path, wall_seconds: floa
                      + (f"; largest process peak RSS {peak_rss_bytes / 2**30:.2f} GB" if peak_rss_bytes else ""))
         if phases:
             lines.append("- of which: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items()))
+    elif run_lines:  # re-rendered from the reports: the run's own figures are kept
+        lines += run_lines
     lines += [
         "- status: `passed`; `failed` = parity outside the budget (numbers in the reason); `error` = the",
         "  converter or runtime could not build/run that variant (op, layer, fixes tried); `refused` = the",
