@@ -41,7 +41,7 @@ def test_left_out_targets_are_refused_by_the_config_loader():
 
 def test_tpu_compiles_a_layer_with_tf_debugging_asserts(project):
     """tf2xla compiles Assert as a no-op: the TPU gate passes it, says the check is dropped."""
-    corpus_config(project, "asserts", ["xla", "tpu"])
+    corpus_config(project, "asserts", ["xla", {"name": "tpu", "precision": "float32"}])
     result = project.run("export", "--model", "asserts")
     assert result.code == 0, result.err
     entry = project.report("asserts")["targets"]["tpu"]
