@@ -10,6 +10,7 @@ MODEL  ?=
 ARTIFACTS ?= artifacts
 JOBS   ?= 1
 FORCE  ?=
+RANDOM ?=
 
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
@@ -62,14 +63,16 @@ test: $(STAMP)
 test-heavy: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy tests
 
-# Every corpus model (configs/corpus/) on every target, then docs/corpus.md; MODEL=... for a subset.
+# Every corpus model (configs/corpus/) trained (or loaded from examples/build/trained/ when its code and data
+# did not change), exported on every target, the held-out task figure of every artifact, then docs/corpus.md;
+# MODEL=... for a subset; RANDOM=1 exports the random-weight appendix (configs/corpus/random/) again.
 corpus: $(STAMP)
-	$(BIN)/python -m examples.corpus --artifacts $(ARTIFACTS)/corpus -j $(JOBS) $(MODEL_ARGS) $(if $(FORCE),--force)
+	$(BIN)/python -m examples.corpus --artifacts $(ARTIFACTS)/corpus -j $(JOBS) $(MODEL_ARGS) $(if $(FORCE),--force) $(if $(RANDOM),--random)
 
 # The default parity budgets measured on the calibration corpus: per precision class,
 # acceptable artifacts vs seeded breakages x pass / fail (examples/calibrate_budgets.py).
-# The first run trains the corpus and converts every artifact (47 min on the shared 2-core machine, and
-# about 6 min for the stock float32 set: configs/corpus applications); later runs reuse them.
+# The first run trains the corpus on scikit-learn's digits and converts every artifact (the stock float32 set
+# reuses the corpus applications' trained weights); later runs reuse them.
 calibrate-budgets: $(STAMP)
 	$(BIN)/python -m examples.calibrate_budgets $(if $(FORCE),--force)
 

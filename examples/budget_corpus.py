@@ -1,20 +1,27 @@
 """The corpus the default parity budgets are calibrated on: real architectures trained
-briefly on generated data, and seeded breakages of each.
+on real data (scikit-learn's bundled handwritten digits: 1797 8x8 grey images, 10
+classes, a fixed train / held-out split of 1437 / 360; examples/real_data.py), and
+seeded breakages of each.
 
 Architectures (every input lies in [-1, 1], the convention of the Keras applications'
 `preprocess_input` for MobileNet):
 
 - `mobilenet_v2`: keras.applications.MobileNetV2 (alpha 0.35, 32x32x3, no weights)
-  on coloured shapes; 6 classes = 3 shapes x 2 dominant colours.
+  on the digits upsampled to 32x32 in false colour (R = ink, G = ink squared,
+  B = 1 - ink: reversing the channels inverts the ink, so a channel swap is a real
+  breakage).
 - `mobilenet_v3`: keras.applications.MobileNetV3Small (minimalistic=False: hard-swish and
   squeeze-excite; 32x32x3) on the same images.
 - `transformer`: one Transformer encoder block (MultiHeadAttention, LayerNorm, GELU
-  feed-forward) over 16 steps x 7 features (the last a time ramp); 4 classes = which feature group carries a
-  burst x early or late.
-- `lstm`: a tf-keras (Keras 2) LSTM (unrolled) over 20 steps x 4 features; 4 classes = which
-  channel pair carries a sinusoid x slow or fast.
-- `conv1d_regressor`: Conv1D stack over 64 samples x 2 channels regressing 3
-  values (both channels' amplitudes, channel 0's frequency); no classifier.
+  feed-forward) over a digit's 8 rows as 8 steps x 9 features (8 grey levels and a
+  time ramp: the block has no positional embedding of its own).
+- `lstm`: a tf-keras (Keras 2) LSTM (unrolled) over the digit's 8 rows as 8 steps x 8.
+- `conv1d_regressor`: Conv1D stack over the digit as 64 samples x 2 channels (the image
+  read row by row, and column by column) regressing 3 values: its ink's centre row and
+  centre column (/ 7) and its mean ink; no classifier.
+
+Training uses shift / zoom augmentation of the training digits; held-out figures are
+on the 360 held-out digits, parity and calibration samples come from the training part.
 
 Every model ends in the same head, so the seeded layer breakages mean the same thing
 everywhere: features -> Dense `embed` -> BatchNormalization `head_bn` -> ReLU ->
@@ -42,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from examples import real_data as rd
+
 BUILD = Path(__file__).resolve().parent / "build" / "budget_corpus"
 
 ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3", "transformer", "lstm", "conv1d_regressor")
@@ -49,99 +58,65 @@ MODEL_EDITS = ("dropped_layer", "doubled_layer", "weights_1pct", "traced_drift",
 TRACED_SCALE = 1.25  # inverted dropout's 1 / (1 - 0.2)
 TRACED_SCALES = {"traced_scale": TRACED_SCALE, "traced_scale_2x": 2.0}  # 2.0: 1 / (1 - 0.5)
 HEAD_WIDTH = 32
-TRAIN_SEED, PARITY_SEED, HELDOUT_SEED = 0, 1, 2
-TRAIN_SIZE = {"mobilenet_v2": 4096, "mobilenet_v3": 4096, "transformer": 4096, "lstm": 4096, "conv1d_regressor": 4096}
-EPOCHS = {"mobilenet_v2": 10, "mobilenet_v3": 10, "transformer": 12, "lstm": 12, "conv1d_regressor": 15}
+TRAIN_SEED = 0
+EPOCHS = {"mobilenet_v2": 25, "mobilenet_v3": 25, "transformer": 40, "lstm": 40, "conv1d_regressor": 40}
 
 
-# ---------------------------------------------------------------- generated data
+# ---------------------------------------------------------------- real data, in [-1, 1]
 
 
-def colour_shapes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images [n, 32, 32, 3] in [-1, 1]; label = shape (disc, square outline, stripes)
-    * 2 + colour (0: red dominant, 1: blue dominant). Swapping channels swaps colours."""
-    rng = np.random.default_rng(seed)
-    size = 32
-    y = rng.permutation(np.arange(n) % 6).astype(np.int32)
-    shape, colour = y // 2, y % 2
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
-    rows, cols = rows[None], cols[None]
-    centre = rng.uniform(10, 22, (n, 2))
-    radius = rng.uniform(5, 9, n)[:, None, None]
-    d_r, d_c = rows - centre[:, 0, None, None], cols - centre[:, 1, None, None]
-    disc = np.hypot(d_r, d_c) <= radius
-    cheb = np.maximum(np.abs(d_r), np.abs(d_c))
-    square = (cheb <= radius) & (cheb > radius - 2.5)
-    period = rng.uniform(4, 9, n)[:, None, None]
-    stripes = np.sin(2 * np.pi * (rows + cols) / period + rng.uniform(0, 6.3, n)[:, None, None]) > 0.3
-    mask = np.where(shape[:, None, None] == 0, disc, np.where(shape[:, None, None] == 1, square, stripes))[..., None]
-    strong, weak = rng.uniform(0.5, 1.0, n), rng.uniform(0.0, 0.45, n)
-    fg = np.stack([np.where(colour == 0, strong, weak), rng.uniform(0.0, 0.5, n), np.where(colour == 0, weak, strong)], axis=1)[:, None, None, :]
-    bg = rng.uniform(0.0, 0.3, (n, 1, 1, 3))
-    x = bg + (fg - bg) * mask + rng.normal(0, 0.3, (n, size, size, 3))
-    return (np.clip(x, 0, 1) * 2 - 1).astype(np.float32), y
+def _false_colour(grey: np.ndarray) -> np.ndarray:
+    """[n, h, w] ink in [0, 1] -> [n, h, w, 3] in [-1, 1]: R = ink, G = ink^2, B = 1 - ink."""
+    return (np.stack([grey, grey * grey, 1.0 - grey], axis=-1) * 2.0 - 1.0).astype(np.float32)
 
 
-def bursts(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences [n, 16, 7] in [-1, 1]; label = feature group of the burst (0-2 or 3-5)
-    * 2 + (burst in the second half). Feature 6 is the time ramp -1..1 (the block has
-    no positional embedding of its own)."""
-    rng = np.random.default_rng(seed)
-    steps, feats = 16, 6
-    y = rng.permutation(np.arange(n) % 4).astype(np.int32)
-    group, late = y // 2, y % 2
-    x = rng.normal(0, 0.4, (n, steps, feats))
-    start = np.where(late == 1, rng.integers(9, 13, n), rng.integers(0, 4, n))
-    t = np.arange(steps)[None, :]
-    window = ((t >= start[:, None]) & (t < start[:, None] + 4)).astype(np.float64)
-    amplitude = rng.uniform(0.3, 0.7, n)[:, None]
-    for k in range(3):
-        channel = group * 3 + k
-        x[np.arange(n), :, channel] += window * amplitude * rng.choice([-1, 1], n)[:, None]
-    ramp = np.broadcast_to(np.linspace(-1, 1, steps)[None, :, None], (n, steps, 1))
-    return np.concatenate([np.clip(x, -1, 1), ramp], axis=-1).astype(np.float32), y
+def digit_colour(part: str, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    grey, y = rd.digit_images(part, 32, channels=1, seed=seed)
+    return _false_colour(grey[..., 0]), y
 
 
-def sinusoids(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences [n, 20, 4] in [-1, 1]; label = channel pair carrying a sinusoid
-    (0-1 or 2-3) * 2 + (fast)."""
-    rng = np.random.default_rng(seed)
-    steps = 20
-    y = rng.permutation(np.arange(n) % 4).astype(np.int32)
-    pair, fast = y // 2, y % 2
-    freq = np.where(fast == 1, rng.uniform(0.15, 0.25, n), rng.uniform(0.05, 0.12, n))
-    t = np.arange(steps)[None, :]
-    wave = rng.uniform(0.3, 0.7, n)[:, None] * np.sin(2 * np.pi * freq[:, None] * t + rng.uniform(0, 6.3, n)[:, None])
-    x = rng.normal(0, 0.35, (n, steps, 4))
-    x[np.arange(n), :, pair * 2] += wave
-    x[np.arange(n), :, pair * 2 + 1] += 0.5 * wave
-    return np.clip(x, -1, 1).astype(np.float32), y
+def _rows(part: str, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = rd.digits(part)
+    if seed is not None:
+        x = np.clip(rd.upsample(x, 8, seed), 0.0, 1.0)
+    return x, y
 
 
-def signals(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Signals [n, 64, 2] in [-1, 1] and targets [n, 3]: amplitude of channel 0,
-    amplitude of channel 1, frequency of channel 0 (scaled to [0, 1])."""
-    rng = np.random.default_rng(seed)
-    length = 64
-    t = np.arange(length)[None, :]
-    a0, a1 = rng.uniform(0.1, 0.8, n), rng.uniform(0.1, 0.8, n)
-    f0, f1 = rng.uniform(0.02, 0.2, n), rng.uniform(0.02, 0.2, n)
-    c0 = a0[:, None] * np.sin(2 * np.pi * f0[:, None] * t + rng.uniform(0, 6.3, n)[:, None])
-    c1 = a1[:, None] * np.sin(2 * np.pi * f1[:, None] * t + rng.uniform(0, 6.3, n)[:, None])
-    x = np.stack([c0, c1], axis=-1) + rng.normal(0, 0.1, (n, length, 2))
-    targets = np.stack([a0, a1, (f0 - 0.02) / 0.18], axis=1)
-    return np.clip(x, -1, 1).astype(np.float32), targets.astype(np.float32)
+def digit_rows(part: str, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[n, 8, 8] rows as steps in [-1, 1]."""
+    x, y = _rows(part, seed)
+    return (x * 2.0 - 1.0).astype(np.float32), y
+
+
+def digit_rows_ramp(part: str, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[n, 8, 9]: the rows and a time ramp -1..1 as the last feature."""
+    x, y = digit_rows(part, seed)
+    ramp = np.broadcast_to(np.linspace(-1, 1, 8, dtype=np.float32)[None, :, None], (len(x), 8, 1))
+    return np.concatenate([x, ramp], axis=-1), y
+
+
+def digit_signals(part: str, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[n, 64, 2] in [-1, 1] (row-major and column-major reads) and targets [n, 3]: the
+    ink's centre row / 7, centre column / 7, mean ink."""
+    x, _ = _rows(part, seed)
+    ink = x.sum(axis=(1, 2)) + 1e-6
+    grid = np.arange(8, dtype=np.float64)
+    centre_row = (x.sum(axis=2) * grid).sum(axis=1) / ink / 7.0
+    centre_col = (x.sum(axis=1) * grid).sum(axis=1) / ink / 7.0
+    signal = np.stack([x.reshape(len(x), 64), x.transpose(0, 2, 1).reshape(len(x), 64)], axis=-1) * 2.0 - 1.0
+    targets = np.stack([centre_row, centre_col, x.mean(axis=(1, 2))], axis=1)
+    return signal.astype(np.float32), targets.astype(np.float32)
 
 
 GENERATORS = {
-    "mobilenet_v2": colour_shapes,
-    "mobilenet_v3": colour_shapes,
-    "transformer": bursts,
-    "lstm": sinusoids,
-    "conv1d_regressor": signals,
+    "mobilenet_v2": digit_colour,
+    "mobilenet_v3": digit_colour,
+    "transformer": digit_rows_ramp,
+    "lstm": digit_rows,
+    "conv1d_regressor": digit_signals,
 }
-INPUT_SHAPES = {"mobilenet_v2": (32, 32, 3), "mobilenet_v3": (32, 32, 3), "transformer": (16, 7), "lstm": (20, 4), "conv1d_regressor": (64, 2)}
-CLASSES = {"mobilenet_v2": 6, "mobilenet_v3": 6, "transformer": 4, "lstm": 4, "conv1d_regressor": 0}
+INPUT_SHAPES = {"mobilenet_v2": (32, 32, 3), "mobilenet_v3": (32, 32, 3), "transformer": (8, 9), "lstm": (8, 8), "conv1d_regressor": (64, 2)}
+CLASSES = {"mobilenet_v2": 10, "mobilenet_v3": 10, "transformer": 10, "lstm": 10, "conv1d_regressor": 0}
 
 
 def is_classifier(arch: str) -> bool:
@@ -152,34 +127,41 @@ def output_name(arch: str) -> str:
     return "probs" if is_classifier(arch) else "values"
 
 
-def dataset(arch: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return GENERATORS[arch](n, seed)
+def dataset(arch: str, part: str, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels or targets) of the train or held-out part; `seed` augments."""
+    return GENERATORS[arch](part, seed)
 
 
-def _parity_data(arch: str, n: int, seed: int = PARITY_SEED):
-    x, y = dataset(arch, n, seed)
-    return ({"x": x}, y) if is_classifier(arch) else {"x": x}
+def heldout(arch: str) -> tuple[np.ndarray, np.ndarray]:
+    return dataset(arch, "heldout")
 
 
-# Data generators the configs name (n, seed) -> inputs[, labels].
-def mobilenet_v2_data(n: int, seed: int = PARITY_SEED):
-    return _parity_data("mobilenet_v2", n, seed)
+def _parity_data(arch: str, n: int):
+    """Parity and calibration samples: the first n training digits (cycling when n is larger)."""
+    x, y = dataset(arch, "train")
+    idx = np.arange(n) % len(x)
+    return ({"x": x[idx]}, y[idx]) if is_classifier(arch) else {"x": x[idx]}
 
 
-def mobilenet_v3_data(n: int, seed: int = PARITY_SEED):
-    return _parity_data("mobilenet_v3", n, seed)
+# Data generators the configs name (n, seed) -> inputs[, labels]; the samples are fixed.
+def mobilenet_v2_data(n: int, seed: int = 0):
+    return _parity_data("mobilenet_v2", n)
 
 
-def transformer_data(n: int, seed: int = PARITY_SEED):
-    return _parity_data("transformer", n, seed)
+def mobilenet_v3_data(n: int, seed: int = 0):
+    return _parity_data("mobilenet_v3", n)
 
 
-def lstm_data(n: int, seed: int = PARITY_SEED):
-    return _parity_data("lstm", n, seed)
+def transformer_data(n: int, seed: int = 0):
+    return _parity_data("transformer", n)
 
 
-def conv1d_regressor_data(n: int, seed: int = PARITY_SEED):
-    return _parity_data("conv1d_regressor", n, seed)
+def lstm_data(n: int, seed: int = 0):
+    return _parity_data("lstm", n)
+
+
+def conv1d_regressor_data(n: int, seed: int = 0):
+    return _parity_data("conv1d_regressor", n)
 
 
 # ---------------------------------------------------------------- models
@@ -306,7 +288,8 @@ def model_path(arch: str, edit: str | None = None, root: Path = BUILD) -> Path:
 
 
 def train(arch: str, root: Path = BUILD) -> dict:
-    """Train the architecture on generated data and save it; returns held-out figures."""
+    """Train the architecture on the training digits (augmented each epoch) and save it;
+    returns held-out figures."""
     lib = _keras(arch)
     lib.utils.set_random_seed(TRAIN_SEED)
     model = build_model(arch)
@@ -315,15 +298,16 @@ def train(arch: str, root: Path = BUILD) -> dict:
         # far from the data after a brief training; 0.9 lets inference mode follow.
         if isinstance(layer, lib.layers.BatchNormalization):
             layer.momentum = 0.9
-    x, y = dataset(arch, TRAIN_SIZE[arch], TRAIN_SEED)
-    if is_classifier(arch):
-        model.compile(lib.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    else:
-        model.compile(lib.optimizers.Adam(3e-3), "mse")
-    model.fit(x, y, batch_size=64, epochs=EPOCHS[arch], verbose=0)
+    _, y = dataset(arch, "train")
+    steps = EPOCHS[arch] * -(-len(y) // 64)
+    optimizer = lib.optimizers.Adam(lib.optimizers.schedules.CosineDecay(3e-3, steps, alpha=0.02))
+    model.compile(optimizer, "sparse_categorical_crossentropy" if is_classifier(arch) else "mse")
+    for epoch in range(EPOCHS[arch]):
+        x, _ = dataset(arch, "train", seed=1000 * TRAIN_SEED + epoch)
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=True)
     Path(root).mkdir(parents=True, exist_ok=True)
     _save(model, model_path(arch, None, root))
-    hx, hy = dataset(arch, 1024, HELDOUT_SEED)
+    hx, hy = heldout(arch)
     return {"heldout_" + k: v for k, v in task_score(arch, np.asarray(model(hx, training=False)), hy).items()}
 
 

@@ -6,14 +6,14 @@ Two phases. `collect` (one subprocess per architecture, results cached under
 examples/build/budget_corpus/runs/) trains the corpus if needed, converts every model
 file with the pipeline's own stages and targets (tflite float32 / float16 /
 dynamic_range / int8 / int16x8; the tpu target's bfloat16 emulation for bf16), runs
-each artifact on the parity cases and on 1024 held-out samples, and stores the
+each artifact on the parity cases and on the 360 held-out digits, and stores the
 outputs. `judge` runs the pipeline's parity evaluation at the default budget of each
 precision class (pipeline.tolerance.PRECISION_CLASSES) and prints, per class, the
 confusion table (acceptable / breakage x pass / fail), then every verdict with the
 criterion that decided it and its margin.
 
-Beside the corpus, the stock Keras applications of configs/corpus (STOCK) give their
-float32 artifacts (savedmodel, onnx, tflite float32, xla), built by the pipeline's own
+Beside the corpus, the stock Keras applications of configs/corpus (STOCK, trained on
+the digits by examples/corpus/applications.py) give their float32 artifacts (savedmodel, onnx, tflite float32, xla), built by the pipeline's own
 targets: the eager function in another summation order, so each must pass; they are
 printed as a second table and a failure among them makes the exit code 1 as well.
 
@@ -44,7 +44,6 @@ TFLITE_CLASSES = ("float32", "float16", "dynamic_range", "int8", "int16x8")
 FLOAT_CLASSES = ("float32", "float16", "bf16")
 CALIBRATED = ("int8", "int16x8")
 RUNS = bc.BUILD / "runs"
-HELDOUT = 1024
 ACCEPTABLE_DROP = 0.01
 SAMPLES = 256
 
@@ -221,7 +220,7 @@ def collect(arch: str, force: bool = False) -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     name = bc.output_name(arch)
-    hx, hy = bc.dataset(arch, HELDOUT, bc.HELDOUT_SEED)
+    hx, hy = bc.heldout(arch)
     with tempfile.TemporaryDirectory(prefix=f"calib_{arch}_") as tmp:
         work = Path(tmp)
         base = _Model(arch, None, work)
@@ -295,10 +294,10 @@ def _save_reference(path: Path, base: _Model, eager_heldout: np.ndarray, truth: 
 # ---------------------------------------------------------------- stock architectures (float32)
 
 # Stock Keras applications of the corpus (examples/corpus/applications.py, configs/corpus):
-# weights=None, batch-norm statistics from one generated batch, pooled features. Each
-# float32 artifact computes the eager model's float32 function in another summation order
-# (other convolution algorithms, fused ops) through 50 and more layers: each must pass the
-# float32 default. They carry no task figure, so they are shown beside the confusion table.
+# trained on the handwritten digits, pooled features and the softmax head. Each float32
+# artifact computes the eager model's float32 function in another summation order (other
+# convolution algorithms, fused ops) through 50 and more layers: each must pass the
+# float32 default. They are shown beside the confusion table.
 STOCK_TARGETS = ("savedmodel", "onnx", "tflite", "xla")
 CORPUS_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "corpus"
 # A near-constant output beside them (examples/near_constant.py): EfficientNetB0 as constructed
@@ -546,7 +545,7 @@ def print_report(rows: list[dict], archs: list[str]) -> None:
     for r in rows:
         if r.get("eager_heldout"):
             seen.setdefault(r["arch"], r["eager_heldout"])
-    print("Eager model on 1024 held-out samples: " + ", ".join(f"{a} {k} {v:.3f}" for a, s in seen.items() for k, v in s.items()) + "\n")
+    print("Eager model on the 360 held-out digits: " + ", ".join(f"{a} {k} {v:.3f}" for a, s in seen.items() for k, v in s.items()) + "\n")
     print("| class | acceptable: pass | acceptable: FAIL (false failure) | breakage: PASS (false pass) | breakage: fail |")
     print("|---|---|---|---|---|")
     for cls, t in confusion(rows).items():

@@ -16,7 +16,7 @@ from pipeline.config import load_configs
 ALL_TARGETS = {"savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu"}
 ALL_VARIANTS = ["float32", "float16", "dynamic_range", "int8", "int16x8"]
 # Targets a corpus config leaves out, and the config loader's reason (probed in docs/corpus.md).
-LEFT_OUT = {"text_classifier": {"xla": "XLA cannot take string inputs"}}
+LEFT_OUT = {"text_classifier": {"xla": "XLA cannot take string inputs"}, "tagger": {"edgetpu": "dynamic"}}
 
 
 def test_corpus_configs_load_and_cover_every_target_and_variant():
@@ -41,7 +41,7 @@ def test_left_out_targets_are_refused_by_the_config_loader():
 
 def test_tpu_compiles_a_layer_with_tf_debugging_asserts(project):
     """tf2xla compiles Assert as a no-op: the TPU gate passes it, says the check is dropped."""
-    corpus_config(project, "asserts", ["xla", "tpu"])
+    corpus_config(project, "asserts", ["xla", {"name": "tpu", "precision": "float32"}])
     result = project.run("export", "--model", "asserts")
     assert result.code == 0, result.err
     entry = project.report("asserts")["targets"]["tpu"]

@@ -1,4 +1,5 @@
-"""Shared pieces of the corpus: seeded data and a short training loop."""
+"""Shared pieces of the corpus: generated images (random-weight appendix and tests), the
+cached training of a corpus model, and a parity-data helper."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,11 +22,20 @@ def smooth_images(n: int, seed: int, size: int, low: float = 0.0, high: float = 
     return (low + (high - low) * image).astype(np.float32)
 
 
-def fit(model, x, y, loss: str, epochs: int, seed: int = 0, batch_size: int = 64, lr: float = 3e-3) -> float:
-    """Compile and train `model` briefly; returns the last epoch's loss."""
-    import keras
+def parity_data(samples: tuple[dict, np.ndarray], n: int, labels: bool = True):
+    """Parity and calibration samples from a set (inputs, truth), the training part in the
+    corpus (the held-out part stays for the task figures): the first n, cycling when n is
+    larger than the set; with its labels for a classifier (the accuracy criterion)."""
+    inputs, truth = samples
+    idx = np.arange(n) % len(truth)
+    inputs = {k: np.asarray(v)[idx] for k, v in inputs.items()}
+    return (inputs, np.asarray(truth)[idx]) if labels else inputs
 
-    keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
-    return float(history.history["loss"][-1])
+
+def train_cached(name: str, code: tuple, build, train, *data):
+    """The trained model `name` from examples.trained's cache (trained now when its key
+    changed): `code` names the functions that build and train it, `data` its training arrays."""
+    from examples import real_data as rd
+    from examples.trained import trained
+
+    return trained(name, build, train, code, rd.fingerprint(*data)).model

@@ -4,13 +4,15 @@ The front-end is `tf.signal.stft` (frame 256, step 128) with a Hann window and a
 (129, 32) mel matrix held as constant tensors (DSP constants captured by the
 serving function, not variables), then log(mel + 1e-6). A Conv1D stack classifies
 0.25 s clips at 16 kHz: one of four tones (300, 700, 1500, 3100 Hz) with random
-phase, amplitude, vibrato and background noise.
+phase, amplitude, vibrato and background noise. No package the corpus installs ships
+recorded audio, so these clips are made by this documented, seeded process (training
+clips from seed 0, held-out clips from seed 91).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from examples.corpus._common import fit
+from examples.corpus._common import parity_data, train_cached
 
 RATE, SAMPLES, FRAME, STEP, MELS = 16000, 4000, 256, 128, 32
 TONES = (300.0, 700.0, 1500.0, 3100.0)
@@ -54,7 +56,7 @@ def _front_end():
     return LogMel
 
 
-def build():
+def _model():
     import keras
     from keras import layers
 
@@ -67,12 +69,23 @@ def build():
     h = layers.Conv1D(32, 3, activation="relu", name="conv2")(h)
     h = layers.GlobalAveragePooling1D(name="pool")(h)
     probs = layers.Dense(len(TONES), activation="softmax", name="probs")(h)
-    model = keras.Model(wave, probs, name="audio_logmel")
+    return keras.Model(wave, probs, name="audio_logmel")
+
+
+def build():
+    import keras
+
+    from examples.trained import fit_classifier
+
     x, y = make_clips(1024, 0)
-    fit(model, x, y, "sparse_categorical_crossentropy", epochs=4)
-    return model
+    hx, hy = make_clips(512, EVAL_SEED)
+    return train_cached("audio_logmel", (_model, build, _front_end, make_clips), _model, lambda m: fit_classifier(m, keras, x, y, hx, hy, 6, lr=3e-3), x, y)
+
+
+def eval_heldout(part: str = "heldout"):
+    x, y = make_clips(512, EVAL_SEED) if part == "heldout" else make_clips(1024, 0)
+    return {"waveform": x}, y
 
 
 def eval_data(n: int = 64, seed: int = EVAL_SEED):
-    x, y = make_clips(n, seed)
-    return {"waveform": x}, y
+    return parity_data(eval_heldout("train"), n)

@@ -1,62 +1,86 @@
-"""Recurrent sequence models over float features (time fixed at 24 steps).
+"""Recurrent sequence models over the rows of handwritten digits (scikit-learn's digits,
+8x8 grey levels in [0, 1]; fixed time axis).
 
-`lstm`: LSTM(32) -> softmax over 3 classes: which of the first three channels has the
-largest late-weighted sum. `gru`: GRU(24, return_sequences) -> average -> Dense(1):
-a regression on the last steps of channel 0 and the mean of channel 1.
+`lstm`: LSTM(32) -> softmax over the 10 digits, reading the 8 rows as 8 steps of 8 values.
+`gru`: GRU(24, return_sequences) -> average -> Dense(1): reads the first 6 rows and
+predicts the mean grey level of the last two (how much ink the unseen bottom quarter of
+the digit carries).
 """
 from __future__ import annotations
 
-import numpy as np
+from examples.corpus._common import parity_data, train_cached
 
-from examples.corpus._common import fit
-
-STEPS, CHANNELS = 24, 6
 EVAL_SEED = 57
+SEEN_ROWS = 6
 
 
-def make_sequences(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0.0, 1.0, (n, STEPS, CHANNELS)).cumsum(axis=1) / np.sqrt(np.arange(1, STEPS + 1))[None, :, None]
-    weights = np.linspace(0.2, 1.0, STEPS)[None, :, None]
-    classes = np.argmax((x[:, :, :3] * weights).sum(1), axis=1).astype(np.int32)
-    target = (0.7 * x[:, -6:, 0].mean(1) - 0.4 * x[:, :, 1].mean(1)).astype(np.float32)[:, None]
-    return x.astype(np.float32), classes, target
+def _lstm_model():
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    seq = keras.Input((8, 8), name="sequence")
+    h = layers.LSTM(32, name="lstm")(seq)
+    probs = layers.Dense(10, activation="softmax", name="probs")(h)
+    return keras.Model(seq, probs, name="lstm_classifier")
 
 
 def lstm():
     import keras
-    from keras import layers
 
-    keras.utils.set_random_seed(0)
-    seq = keras.Input((STEPS, CHANNELS), name="sequence")
-    h = layers.LSTM(32, name="lstm")(seq)
-    probs = layers.Dense(3, activation="softmax", name="probs")(h)
-    model = keras.Model(seq, probs, name="lstm_classifier")
-    x, y, _ = make_sequences(2048, 0)
-    fit(model, x, y, "sparse_categorical_crossentropy", epochs=4)
-    return model
+    from examples import real_data as rd
+    from examples.trained import fit_classifier
+
+    x, y = rd.digits("train")
+    hx, hy = rd.digits("heldout")
+    return train_cached("lstm", (_lstm_model, lstm), _lstm_model,
+                        lambda m: fit_classifier(m, keras, x, y, hx, hy, 40, lr=5e-3, augment=lambda e: rd.upsample(x, 8, seed=e)), x, y)
 
 
-def gru():
+def lstm_heldout(part: str = "heldout"):
+    from examples import real_data as rd
+
+    x, y = rd.digits(part)
+    return {"sequence": x}, y
+
+
+def lstm_data(n: int = 128, seed: int = EVAL_SEED):
+    return parity_data(lstm_heldout("train"), n)
+
+
+def _bottom_ink(part: str):
+    from examples import real_data as rd
+
+    x, _ = rd.digits(part)
+    return x[:, :SEEN_ROWS], x[:, SEEN_ROWS:].mean(axis=(1, 2))[:, None]
+
+
+def _gru_model():
     import keras
     from keras import layers
 
     keras.utils.set_random_seed(0)
-    seq = keras.Input((STEPS, CHANNELS), name="sequence")
+    seq = keras.Input((SEEN_ROWS, 8), name="sequence")
     h = layers.GRU(24, return_sequences=True, name="gru")(seq)
     h = layers.GlobalAveragePooling1D(name="pool")(h)
     value = layers.Dense(1, name="value")(h)
-    model = keras.Model(seq, value, name="gru_regressor")
-    x, _, t = make_sequences(2048, 0)
-    fit(model, x, t, "mse", epochs=4)
-    return model
+    return keras.Model(seq, value, name="gru_regressor")
 
 
-def lstm_data(n: int = 128, seed: int = EVAL_SEED):
-    x, y, _ = make_sequences(n, seed)
-    return {"sequence": x}, y
+def gru():
+    import keras
+
+    from examples.trained import fit_regressor
+
+    x, t = _bottom_ink("train")
+    hx, ht = _bottom_ink("heldout")
+    return train_cached("gru", (_gru_model, gru, _bottom_ink), _gru_model, lambda m: fit_regressor(m, keras, x, t, hx, ht, 40, lr=5e-3), x, t)
+
+
+def gru_heldout(part: str = "heldout"):
+    x, t = _bottom_ink(part)
+    return {"sequence": x}, t
 
 
 def gru_data(n: int = 128, seed: int = EVAL_SEED):
-    x, _, _ = make_sequences(n, seed)
-    return {"sequence": x}
+    return parity_data(gru_heldout("train"), n, labels=False)

@@ -1,30 +1,26 @@
-"""A Transformer encoder over token ids: Embedding with padding mask (id 0),
-learned positions, MultiHeadAttention (the mask reaches attention and pooling),
+"""A Transformer encoder over word ids: Embedding with padding mask (id 0), learned
+positions, MultiHeadAttention (the mask reaches attention and pooling),
 LayerNormalization, a GELU feed-forward block, a softmax head.
 
-Task (generated): ids 1..63 in sequences of 16 with 4..16 real tokens, padded with 0;
-class 1 when tokens 1..20 outnumber tokens 21..40, else class 0.
+Task: lines of Python's standard-library sources (examples/real_data.py), code or prose,
+as the first 16 words and symbols (ids: 0 padding, 1 unknown, 2..63 the 62 most common
+in the training lines).
 """
 from __future__ import annotations
 
-import numpy as np
-
-from examples.corpus._common import fit
+from examples.corpus._common import parity_data, train_cached
 
 LENGTH, VOCAB, DIM, HEADS = 16, 64, 32, 2
 EVAL_SEED = 31
+TRAIN_LINES = 6000  # per class
 
 
-def make_data(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1, VOCAB, (n, LENGTH))
-    lengths = rng.integers(4, LENGTH + 1, n)
-    ids[np.arange(LENGTH)[None, :] >= lengths[:, None]] = 0
-    up = ((ids >= 1) & (ids <= 20)).sum(1)
-    down = ((ids >= 21) & (ids <= 40)).sum(1)
-    return ids.astype(np.int32), (up > down).astype(np.int32)
+def _ids(part: str):
+    from examples import real_data as rd
 
-
+    train, _ = rd.python_lines("train", per_class=TRAIN_LINES)
+    x, y = rd.python_lines(part, per_class=TRAIN_LINES if part == "train" else None)
+    return rd.word_ids(x, rd.top_words(train, VOCAB - 2), LENGTH), y
 
 
 def _position_layer():
@@ -45,7 +41,7 @@ def _position_layer():
     return PositionEmbedding
 
 
-def build():
+def _model():
     import keras
     from keras import layers
 
@@ -61,12 +57,23 @@ def build():
     h = layers.LayerNormalization(name="norm2")(layers.Add(name="residual2")([h, ff]))
     pooled = layers.GlobalAveragePooling1D(name="pool")(h)
     probs = layers.Dense(2, activation="softmax", name="probs")(pooled)
-    model = keras.Model(ids, probs, name="transformer_encoder")
-    x, y = make_data(2048, 0)
-    fit(model, x, y, "sparse_categorical_crossentropy", epochs=4)
-    return model
+    return keras.Model(ids, probs, name="transformer_encoder")
+
+
+def build():
+    import keras
+
+    from examples.trained import fit_classifier
+
+    x, y = _ids("train")
+    hx, hy = _ids("heldout")
+    return train_cached("transformer_encoder", (_model, build, _ids, _position_layer), _model, lambda m: fit_classifier(m, keras, x, y, hx, hy, 8, lr=2e-3), x, y)
+
+
+def eval_heldout(part: str = "heldout"):
+    x, y = _ids(part)
+    return {"ids": x}, y
 
 
 def eval_data(n: int = 128, seed: int = EVAL_SEED):
-    x, y = make_data(n, seed)
-    return {"ids": x}, y
+    return parity_data(eval_heldout("train"), n)
