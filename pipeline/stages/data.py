@@ -94,14 +94,15 @@ def _dims_of(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, ke
     return seen
 
 
-def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple, dims: dict[str, int]) -> dict[str, np.ndarray]:
-    """Arrays from a file or generator must fit the signature: say which input and what was expected."""
+def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple, dims: dict[str, int], available: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays from a file or generator must fit the signature: say which input and what was expected.
+    `available`: every array the source holds, when only some were read."""
     problems = []
     out = {}
     for spec in config.inputs:
         where = f"{origin} -> input '{spec.name}'"
         if spec.name not in arrays:
-            problems.append(_problem(config, key, f"{origin} has no array for input '{spec.name}'; it has: {', '.join(sorted(arrays)) or 'nothing'}"))
+            problems.append(_problem(config, key, f"{origin} has no array for input '{spec.name}'; it has: {', '.join(sorted(available if available is not None else arrays)) or 'nothing'}"))
             continue
         try:
             arr = np.asarray(arrays[spec.name])
@@ -200,24 +201,73 @@ def check_pool_memory(config: ModelConfig) -> None:
         )])
 
 
-def _read_npz(config: ModelConfig) -> dict[str, np.ndarray]:
-    path = config.data.npz
+def _read_npz(config: ModelConfig) -> tuple[dict[str, np.ndarray], list[str], dict[str, int]]:
+    """(arrays, every array's name, each read array's declared length): of the inputs' and
+    the labels' arrays only the leading rows a run uses (`data.samples`, at least the
+    largest batch size, which the sample-count check compares against).
+
+    Data files come from pull requests too: each array's header is read and checked
+    (`pipeline.archives`: no pickle, sizes that agree, no decompression bomb) and the rows to
+    read must fit in memory, all before any data is decompressed."""
+    from pipeline.archives import NPY_MAGIC, ArchiveRefused, bomb, open_zip, read_npy_header, read_rows
+
+    data = config.data
+    path = data.npz
+    key = ("data", "npz")
+    wanted = list(config.input_names) + ([data.labels] if data.labels else [])
+
+    def role(name: str) -> str:
+        return f"input '{name}'" if name in config.input_names else f"labels '{name}'"
+
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not hasattr(archive, "files"):
-            raise ValueError("it holds a single array, not named arrays (written by np.save, not np.savez)")
-        with archive:
-            return {k: archive[k] for k in archive.files}
-    except Exception as exc:  # a garbage, truncated or pickled file: NumPy raises many kinds
+        with open(path, "rb") as f:
+            if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                raise ValueError("it holds a single array, not named arrays (written by np.save, not np.savez)")
+        with open_zip(path, "data file") as archive:
+            members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i for i in archive.infolist()}
+            headers = {}
+            for name in dict.fromkeys(wanted):
+                info = members.get(name)
+                if info is None:
+                    continue  # named by the checks below, with what the file holds
+                try:
+                    why = bomb(info)
+                    if why:
+                        raise ArchiveRefused(why)
+                    headers[name] = read_npy_header(archive, info)
+                except ArchiveRefused as exc:
+                    raise ConfigError([_problem(config, key, f"refused {path}: {role(name)}: {exc}. Fix: save the data with np.savez (uncompressed), keeping only the samples used")]) from None
+                if headers[name].dtype.hasobject:
+                    raise ValueError("it holds object arrays, which need pickle to load (refused: a data file must not run code)")
+            rows = max(data.samples, *data.batch_sizes)
+            _check_npz_memory(config, headers, rows)
+            arrays = {name: read_rows(archive, members[name], header, rows) for name, header in headers.items()}
+            return arrays, sorted(members), {name: header.rows for name, header in headers.items()}
+    except ConfigError:
+        raise
+    except Exception as exc:  # a garbage or truncated file: zipfile and NumPy raise many kinds
         from pipeline.usercode import first_line
 
         cause = first_line(exc) or type(exc).__name__
-        if "allow_pickle" in cause:
-            cause = "it holds object arrays, which need pickle to load (refused: a data file must not run code)"
         raise ConfigError([_problem(
-            config, ("data", "npz"),
+            config, key,
             f"cannot read {path} as a .npz archive: {cause}. Expected named numeric arrays written by np.savez(path, <input>=array, ...)",
         )]) from None
+
+
+def _check_npz_memory(config: ModelConfig, headers: dict, rows: int) -> None:
+    """The rows to read must fit where a synthetic pool must (a Fortran-order array is read whole)."""
+    need = 0
+    for header in headers.values():
+        whole = header.fortran_order and len(header.shape) > 1
+        need += header.data_bytes if whole else min(header.rows, rows) * header.row_bytes
+    available = _available_memory()
+    if available is not None and need > POOL_MEMORY_SHARE * available:
+        raise ConfigError([_problem(
+            config, ("data", "npz"),
+            f"the {config.data.samples} samples read from {config.data.npz} need {need / 2**30:.1f} GiB; {available / 2**30:.1f} GiB of memory "
+            "is available and at most half of it can go to the pool. Fix: lower `data.samples`",
+        )])
 
 
 def _generated(config: ModelConfig, dims: dict[str, int]) -> tuple[dict[str, np.ndarray], Any]:
@@ -258,13 +308,16 @@ def make_parity_data(config: ModelConfig) -> ParityData:
         pool = _synthetic(config, primary)
         others = [(dims, _synthetic(config, dims, k + 1)) for k, dims in enumerate(config.shape_sets) if dims != primary]
     elif data.kind == "npz":
-        arrays = _read_npz(config)
+        arrays, names, lengths = _read_npz(config)
         primary = _dims_of(config, arrays, f"data file {data.npz}", ("data", "npz"))
-        pool = _check_arrays(config, arrays, f"data file {data.npz}", ("data", "npz"), primary)
+        pool = _check_arrays(config, arrays, f"data file {data.npz}", ("data", "npz"), primary, available=names)
+        counts = sorted({lengths[name] for name in config.input_names})
+        if len(counts) > 1:  # only the leading rows were read: compare what the file declares
+            raise ConfigError([_problem(config, ("data", "npz"), f"data file {data.npz}: inputs have different sample counts {counts}")])
         if data.labels:
             labels_key = ("data", "labels")
             if data.labels not in arrays:
-                raise ConfigError([_problem(config, labels_key, f"{data.npz} has no array '{data.labels}'; it has: {', '.join(sorted(arrays))}")])
+                raise ConfigError([_problem(config, labels_key, f"{data.npz} has no array '{data.labels}'; it has: {', '.join(names)}")])
             labels = arrays[data.labels]
     else:
         labels_key = ("data", "generator")
