@@ -43,7 +43,7 @@ from pipeline.reports.ci import write_ci_reports
 from pipeline.reports.junit import junit_xml
 from pipeline.reports.records import iter_records
 from pipeline.errors import IntegrityError, PipelineError
-from pipeline.fsutil import publish_dir, sha256_file, staging_dir, write_json_atomic, write_text_atomic
+from pipeline.fsutil import publish_dir, real_file_below, sha256_file, staging_dir, write_json_atomic, write_text_atomic
 
 MANIFEST_SCHEMA_VERSION = 1
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -200,7 +200,9 @@ def _copy_target(source: ModelSource, target: str, model_out: Path) -> list[dict
         rel = f["path"]
         if not rel.startswith(f"{target}/") or ".." in Path(rel).parts:
             raise IntegrityError(f"{source.name} {target}: report lists {rel!r}, outside the target's folder")
-        src, dest = root / rel, model_out / rel
+        src, dest = real_file_below(root, rel), model_out / rel
+        if src is None:
+            raise IntegrityError(f"{source.name} {target}: {root / rel} is reached through a symbolic link; a release copies only the files tfship wrote. Re-export the model")
         if not src.is_file():
             raise IntegrityError(f"{source.name} {target}: {src} is missing; re-export the model")
         dest.parent.mkdir(parents=True, exist_ok=True)

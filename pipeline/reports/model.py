@@ -13,7 +13,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.fsutil import expand_files, sha256_file, write_json_atomic, write_text_atomic
+from pipeline.fsutil import expand_files, real_file_below, sha256_file, write_json_atomic, write_text_atomic
 from pipeline.reports.shape import (
     DEFAULT_VARIANT,
     SCHEMA_PATH,
@@ -123,8 +123,10 @@ def verify_files(model_dir: Path, report: dict) -> list[str]:
     changed = []
     for name, entry in report.get("targets", {}).items():
         for f in entry.get("files", []):
-            path = model_dir / f["path"]
-            if not path.is_file():
+            path = real_file_below(model_dir, f["path"])
+            if path is None:
+                changed.append(f"{f['path']} (outside the model folder or reached through a symbolic link: not read)")
+            elif not path.is_file():
                 changed.append(f"{f['path']} (missing)")
             elif sha256_file(path) != f["sha256"]:
                 changed.append(f"{f['path']} (sha256 {sha256_file(path)[:12]}, recorded {f['sha256'][:12]})")
