@@ -1,0 +1,50 @@
+"""The hostile-input corpus (tests/hostile/cases.py): configs, data, model files and
+artifact trees made to exhaust memory, hang the run, or write outside the artifacts folder.
+
+Each case runs as its own `tfship` process, watched (killed past 60 s or 3 GB resident, so a
+regression cannot take the machine down) and measured: wall time and peak resident memory
+are printed (`-s`) and asserted against generous bounds, 5 s and 1.5 GB; every case is a
+refusal before any heavy work (no TensorFlow), so these bounds hold by a wide margin.
+Each must exit 2 with the expected message and no traceback, and change nothing: neither
+the case's own folder (bad input writes nothing) nor `sentinel/`, beside the artifacts
+folder, which every link in the corpus points at.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hostile import harness
+from hostile.cases import CASES, MODEL
+
+SECONDS = 5.0
+PEAK_MB = 1500.0
+
+
+def test_the_corpus_covers_every_kind():
+    kinds = {case.kind for case in CASES}
+    assert kinds == {"config", "data", "model", "artifacts"}
+    assert len(CASES) >= 15
+    assert len({case.name for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_input_is_refused_within_bounds(case, tmp_path):
+    root = tmp_path / case.name
+    root.mkdir()
+    argv = case.build(root)
+    before = harness.tree_digest(root)
+    outcome = harness.run_tfship(argv, root, timeout=60.0, rss_limit_mb=3000.0)
+    print(f"\n{case.name}: exit {outcome.code}, {outcome.seconds:.2f} s, peak {outcome.peak_mb:.0f} MB")
+    assert not outcome.killed, f"{case.name}: {outcome.killed}"
+    err = outcome.err
+    assert outcome.code == 2, err
+    assert "Traceback" not in err, err
+    assert re.search(case.message, err, re.S), err
+    if case.line is not None:
+        assert f"{MODEL}.yaml:{case.line}:" in err, err
+    assert outcome.seconds < SECONDS, f"{case.name} took {outcome.seconds:.1f} s"
+    assert outcome.peak_mb < PEAK_MB, f"{case.name} peaked at {outcome.peak_mb:.0f} MB"
+    after = harness.tree_digest(root)
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))
