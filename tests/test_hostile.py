@@ -48,3 +48,29 @@ def test_hostile_input_is_refused_within_bounds(case, tmp_path):
     assert outcome.peak_mb < PEAK_MB, f"{case.name} peaked at {outcome.peak_mb:.0f} MB"
     after = harness.tree_digest(root)
     assert after == before, sorted(set(after.items()) ^ set(before.items()))
+
+
+def test_a_saved_python_lambda_is_refused_not_run_in_both_keras_flavours(tmp_path):
+    """Keras's safe mode stays on: Keras 3 has it by default; tf-keras leaves it unset when
+    it reads an .h5 (and would rebuild the lambda from the file's bytecode and run it), so
+    tfship sets it. The lambda here touches a file when it runs; after loading, it has not."""
+    import keras
+    import tf_keras
+
+    from hostile.cases import keras_source
+    from pipeline.config import load_config
+    from pipeline.errors import ModelError
+    from pipeline.stages.load import load_model
+    from targets import REGISTRY
+
+    marker = tmp_path / "ran"
+    body = f"lambda x: x * 2.0 if __import__('pathlib').Path({str(marker)!r}).touch() is None else x"
+    keras.Sequential([keras.Input((4,), name="x"), keras.layers.Lambda(eval(body), name="y")]).save(tmp_path / "k3.keras")
+    tf_keras.Sequential([tf_keras.Input((4,), name="x"), tf_keras.layers.Lambda(eval(body), name="y")]).save(tmp_path / "tfk.h5")
+    marker.unlink(missing_ok=True)  # building the models ran it here, in the test's own code
+    for name in ("k3.keras", "tfk.h5"):
+        path = tmp_path / f"{name.split('.')[0]}.yaml"
+        path.write_text(keras_source(name))
+        with pytest.raises(ModelError, match=rf"{path.name}:2: source.path: refused model .*{name}: it holds a Lambda layer with a Python lambda"):
+            load_model(load_config(path, REGISTRY))
+    assert not marker.exists()

@@ -111,3 +111,28 @@ def npy_header(shape: tuple, dtype: str = "<f4", fortran: bool = False) -> bytes
     pad = 64 - (10 + len(text) + 1) % 64
     text = text + " " * pad + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+
+def write_sparse_npy_zip(path: Path, name: str, head: bytes, zero_bytes: int) -> Path:
+    """An honest-looking .npz: one stored (uncompressed) member, `head` then `zero_bytes` zeros
+    left as a hole in a sparse file, so a 4 GiB array costs no disk and no time to write."""
+    size = len(head) + zero_bytes
+    crc = crc32_append_zeros(zlib.crc32(head), zero_bytes)
+    name_bytes = name.encode()
+    extra = struct.pack("<HHQQ", 1, 16, size, size)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(name_bytes), len(extra)) + name_bytes + extra)
+        f.write(head)
+        f.seek(zero_bytes, 1)
+        cd_offset = f.tell()
+        cextra = struct.pack("<HHQQQ", 1, 24, size, size, 0)
+        central = struct.pack(
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+            len(name_bytes), len(cextra), 0, 0, 0, 0o644 << 16, 0xFFFFFFFF,
+        ) + name_bytes + cextra
+        f.write(central)
+        eocd64 = f.tell()
+        f.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 1, 1, len(central), cd_offset))
+        f.write(struct.pack("<IIQI", 0x07064B50, 0, eocd64, 1))
+        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+    return path

@@ -175,17 +175,28 @@ CASES += [
 ]
 
 
+# What tf-keras 2.21 writes for the same model as an .h5 (its loader reads every weight, then checks shapes).
+H5_CONFIG = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [
+    {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4], "dtype": "float32", "name": "x"}},
+    {"class_name": "Dense", "config": {"name": "y", "trainable": True, "dtype": "float32", "units": 1, "activation": "linear", "use_bias": True}},
+]}}
+
+
 def _h5_bomb(root: Path) -> list[str]:
     import h5py
+    import numpy as np
 
     models = _project(root, keras_source("model.h5"))
     with h5py.File(models / "model.h5", "w") as f:
-        f.attrs["keras_version"] = "2.15.0"
-        f.attrs["backend"] = "tensorflow"
-        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": []}})
-        group = f.create_group("model_weights").create_group("dense").create_group("dense")
+        f.attrs.update({"keras_version": "2.21.0", "backend": "tensorflow", "model_config": json.dumps(H5_CONFIG)})
+        weights = f.create_group("model_weights")
+        weights.attrs["layer_names"] = np.array([b"y"])
+        weights.create_group("top_level_model_weights")
+        layer = weights.create_group("y")
+        layer.attrs["weight_names"] = np.array([b"y/kernel:0", b"y/bias:0"])
         # 4 GiB of float32 that were never written: the file stores no chunk of it.
-        group.create_dataset("kernel:0", shape=(1 << 30,), dtype="float32", chunks=(1 << 20,), compression="gzip")
+        layer.create_group("y").create_dataset("kernel:0", shape=(1 << 30,), dtype="float32", chunks=(1 << 20,), compression="gzip")
+        layer["y"].create_dataset("bias:0", data=np.zeros(1, np.float32))
     return EXPORT
 
 
@@ -214,17 +225,16 @@ def _tree_case(name: str, links: dict[str, str], message: str, argv: list[str] =
 
 
 def _fake_report(root: Path) -> None:
-    """A report.json the selected config accepts, as an export would have left it (no targets)."""
+    """The report.json an export with no target built would leave (written by tfship's own code)."""
     from pipeline.config import load_config
+    from pipeline.reports.model import merge_report, now
     from targets import REGISTRY
 
     config = load_config(root / "configs" / "models" / f"{MODEL}.yaml", REGISTRY)
     folder = root / "artifacts" / MODEL
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps({
-        "schema_version": 1, "model": MODEL, "config_sha256": config.sha256, "status": "passed", "created": "2026-01-01T00:00:00+00:00",
-        "updated": "2026-01-01T00:00:00+00:00", "versions": {}, "targets": {},
-    }))
+    run = {"started": now(), "finished": now(), "state": "finished", "targets": [], "rebuilt": [], "reused": []}
+    merge_report(folder, MODEL, config.sha256, str(config.file), run, {})
 
 
 LINK = r"is a symbolic link to .*sentinel"
