@@ -36,7 +36,11 @@ NPY_MAGIC = b"\x93NUMPY"
 
 
 class ArchiveRefused(Exception):
-    """One sentence: what in the archive is refused and why."""
+    """One sentence: what in the archive is refused and why (`member`: the array or file it is about)."""
+
+    def __init__(self, message: str, member: str | None = None):
+        super().__init__(message)
+        self.member = member
 
 
 def gib(size: int) -> str:
@@ -184,6 +188,56 @@ def read_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHeader
     if whole:
         return out.reshape(header.shape, order="F")[:rows].copy()
     return out.reshape((rows,) + header.shape[1:])
+
+
+class NpzReader:
+    """A `.npz` read array by array from its headers: `names` lists every array, `headers(names)`
+    checks those (no bomb, a readable header that agrees with the archive, no pickle) and
+    `read(headers, rows)` reads their leading rows. Between the two, the caller checks that
+    what `headers` declare fits (`fits`)."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                raise ArchiveRefused("it holds a single array, not named arrays (written by np.save, not np.savez)")
+        self.archive = open_zip(path, "data file")
+        self.members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i for i in self.archive.infolist()}
+        self.names = sorted(self.members)
+
+    def __enter__(self) -> "NpzReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.archive.close()
+
+    def headers(self, names) -> dict[str, NpyHeader]:
+        out = {}
+        for name in dict.fromkeys(names):
+            info = self.members.get(name)
+            if info is None:
+                continue  # the caller names what is missing, with `names`
+            try:
+                why = bomb(info)
+                if why:
+                    raise ArchiveRefused(why)
+                out[name] = read_npy_header(self.archive, info)
+            except ArchiveRefused as exc:
+                raise ArchiveRefused(str(exc), member=name) from None
+            if out[name].dtype.hasobject:
+                raise ArchiveRefused("it holds object arrays, which need pickle to load (refused: a data file must not run code)")
+        return out
+
+    def read(self, headers: dict[str, NpyHeader], rows: int | None = None) -> dict[str, np.ndarray]:
+        return {name: read_rows(self.archive, self.members[name], h, h.rows if rows is None else rows) for name, h in headers.items()}
+
+
+def bytes_to_read(headers: dict[str, NpyHeader], rows: int | None = None) -> int:
+    """Memory `NpzReader.read(headers, rows)` takes (a Fortran-order array is read whole)."""
+    total = 0
+    for h in headers.values():
+        whole = rows is None or (h.fortran_order and len(h.shape) > 1)
+        total += h.data_bytes if whole else min(h.rows, rows) * h.row_bytes
+    return total
 
 
 def check_h5(path: Path, budget: int | None) -> None:

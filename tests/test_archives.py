@@ -121,3 +121,15 @@ def test_h5_weights_kept_in_other_files_are_refused(tmp_path):
         f.create_dataset("kernel:0", shape=(64,), dtype="float32", external=[(str(tmp_path / "secret.bin"), 0, 256)])
     with pytest.raises(ArchiveRefused, match=r"dataset '/kernel:0' keeps its data in other files .*secret.bin"):
         check_h5(tmp_path / "external.h5", 1 << 30)
+
+
+def test_compare_data_is_read_from_checked_headers(tmp_path):
+    from hostile.bombs import zeros_bomb
+    from pipeline.compare import _load_data
+    from pipeline.errors import ModelError
+
+    np.savez(tmp_path / "honest.npz", x=np.ones((5, 4), np.float32))
+    np.testing.assert_array_equal(_load_data(tmp_path / "honest.npz")["x"], np.ones((5, 4), np.float32))
+    write_zip(tmp_path / "bomb.npz", [zeros_bomb("x.npy", npy_header(((1 << 30) // 16, 4)), 1 << 30)])
+    with pytest.raises(ModelError, match=r"refused data file .*bomb.npz: array 'x': 'x.npy' expands from .* to 1.0 GiB .*decompression bomb"):
+        _load_data(tmp_path / "bomb.npz")

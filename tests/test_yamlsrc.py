@@ -52,8 +52,9 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path):
     fits = "a: 1\n# " + "x" * (MAX_CONFIG_BYTES - 8) + "\n"
     assert len(fits.encode()) == MAX_CONFIG_BYTES
     assert load_located(_write(tmp_path, fits)).value == {"a": 1}
-    with pytest.raises(YAMLLimit, match=r"262,145 bytes; a model config may be at most 262,144 bytes"):
+    with pytest.raises(YAMLLimit, match=r"262,145 bytes; a model config may be at most 262,144 bytes") as refused:
         load_located(_write(tmp_path, fits + "\n"))
+    assert refused.value.line == 3  # the byte past the limit is on the line after the comment
 
 
 def test_a_collection_as_key_is_refused_at_its_line(tmp_path):

@@ -175,12 +175,14 @@ def read_config_text(path: Path) -> str:
     if not stat.S_ISREG(info.st_mode):
         kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
         raise YAMLLimit(None, f"not a regular file ({kind}); expected a model YAML file")
-    if info.st_size > MAX_CONFIG_BYTES:
-        raise YAMLLimit(None, f"{info.st_size:,} bytes; a model config may be at most {MAX_CONFIG_BYTES:,} bytes (they are a few KB). Fix: point at the right file")
     with open(path, "rb") as f:
-        raw = f.read(MAX_CONFIG_BYTES + 1)  # the file may grow between stat and read
+        raw = f.read(MAX_CONFIG_BYTES + 1)  # never more, whatever stat said
     if len(raw) > MAX_CONFIG_BYTES:
-        raise YAMLLimit(None, f"more than {MAX_CONFIG_BYTES:,} bytes; a model config may be at most {MAX_CONFIG_BYTES:,} bytes")
+        raise YAMLLimit(
+            raw[:MAX_CONFIG_BYTES].count(b"\n") + 1,
+            f"{max(info.st_size, len(raw)):,} bytes; a model config may be at most {MAX_CONFIG_BYTES:,} bytes (they are a few KB) "
+            "and this line passes that. Fix: point at the right file",
+        )
     return raw.decode("utf-8")
 
 

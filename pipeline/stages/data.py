@@ -209,65 +209,40 @@ def _read_npz(config: ModelConfig) -> tuple[dict[str, np.ndarray], list[str], di
     Data files come from pull requests too: each array's header is read and checked
     (`pipeline.archives`: no pickle, sizes that agree, no decompression bomb) and the rows to
     read must fit in memory, all before any data is decompressed."""
-    from pipeline.archives import NPY_MAGIC, ArchiveRefused, bomb, open_zip, read_npy_header, read_rows
+    from pipeline.archives import ArchiveRefused, NpzReader, bytes_to_read
 
     data = config.data
     path = data.npz
     key = ("data", "npz")
-    wanted = list(config.input_names) + ([data.labels] if data.labels else [])
-
-    def role(name: str) -> str:
-        return f"input '{name}'" if name in config.input_names else f"labels '{name}'"
-
+    rows = max(data.samples, *data.batch_sizes)
     try:
-        with open(path, "rb") as f:
-            if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
-                raise ValueError("it holds a single array, not named arrays (written by np.save, not np.savez)")
-        with open_zip(path, "data file") as archive:
-            members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i for i in archive.infolist()}
-            headers = {}
-            for name in dict.fromkeys(wanted):
-                info = members.get(name)
-                if info is None:
-                    continue  # named by the checks below, with what the file holds
-                try:
-                    why = bomb(info)
-                    if why:
-                        raise ArchiveRefused(why)
-                    headers[name] = read_npy_header(archive, info)
-                except ArchiveRefused as exc:
-                    raise ConfigError([_problem(config, key, f"refused {path}: {role(name)}: {exc}. Fix: save the data with np.savez (uncompressed), keeping only the samples used")]) from None
-                if headers[name].dtype.hasobject:
-                    raise ValueError("it holds object arrays, which need pickle to load (refused: a data file must not run code)")
-            rows = max(data.samples, *data.batch_sizes)
-            _check_npz_memory(config, headers, rows)
-            arrays = {name: read_rows(archive, members[name], header, rows) for name, header in headers.items()}
-            return arrays, sorted(members), {name: header.rows for name, header in headers.items()}
+        with NpzReader(path) as npz:
+            headers = npz.headers(list(config.input_names) + ([data.labels] if data.labels else []))
+            need = bytes_to_read(headers, rows)
+            available = _available_memory()
+            if available is not None and need > POOL_MEMORY_SHARE * available:
+                raise ConfigError([_problem(
+                    config, key,
+                    f"the {data.samples} samples read from {path} need {need / 2**30:.1f} GiB; {available / 2**30:.1f} GiB of memory "
+                    "is available and at most half of it can go to the pool. Fix: lower `data.samples`",
+                )])
+            return npz.read(headers, rows), npz.names, {name: header.rows for name, header in headers.items()}
+    except ArchiveRefused as exc:
+        if exc.member is None:
+            cause = str(exc)
+        else:
+            role = f"input '{exc.member}'" if exc.member in config.input_names else f"labels '{exc.member}'"
+            raise ConfigError([_problem(config, key, f"refused {path}: {role}: {exc}. Fix: save the data with np.savez (uncompressed), keeping only the samples used")]) from None
     except ConfigError:
         raise
     except Exception as exc:  # a garbage or truncated file: zipfile and NumPy raise many kinds
         from pipeline.usercode import first_line
 
         cause = first_line(exc) or type(exc).__name__
-        raise ConfigError([_problem(
-            config, key,
-            f"cannot read {path} as a .npz archive: {cause}. Expected named numeric arrays written by np.savez(path, <input>=array, ...)",
-        )]) from None
-
-
-def _check_npz_memory(config: ModelConfig, headers: dict, rows: int) -> None:
-    """The rows to read must fit where a synthetic pool must (a Fortran-order array is read whole)."""
-    need = 0
-    for header in headers.values():
-        whole = header.fortran_order and len(header.shape) > 1
-        need += header.data_bytes if whole else min(header.rows, rows) * header.row_bytes
-    available = _available_memory()
-    if available is not None and need > POOL_MEMORY_SHARE * available:
-        raise ConfigError([_problem(
-            config, ("data", "npz"),
-            f"the {config.data.samples} samples read from {config.data.npz} need {need / 2**30:.1f} GiB; {available / 2**30:.1f} GiB of memory "
-            "is available and at most half of it can go to the pool. Fix: lower `data.samples`",
-        )])
+    raise ConfigError([_problem(
+        config, key,
+        f"cannot read {path} as a .npz archive: {cause}. Expected named numeric arrays written by np.savez(path, <input>=array, ...)",
+    )])
 
 
 def _generated(config: ModelConfig, dims: dict[str, int]) -> tuple[dict[str, np.ndarray], Any]:
