@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -77,6 +78,24 @@ def real_file_below(root: Path, rel: str) -> Path | None:
         if os.path.islink(current):
             return None
     return current
+
+
+MAX_OWN_FILE = 64 << 20  # a report or record tfship wrote: a few hundred KB
+
+
+def read_own_file(path: Path, limit: int = MAX_OWN_FILE) -> bytes | None:
+    """The bytes of a file tfship wrote (a report, a record, a manifest), or None when it is
+    missing, a link, not a regular file, or over `limit` bytes: then it is not tfship's, and
+    reading it could hang (a FIFO) or fill the memory (a link to /dev/zero)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO opens at once
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
 
 
 def staging_dir(parent: Path, name: str) -> Path:

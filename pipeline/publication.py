@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.errors import LinkRefused
-from pipeline.fsutil import apply_umask, link_refusal, publish_dir, refuse_links, write_json_atomic
+from pipeline.fsutil import apply_umask, link_refusal, publish_dir, read_own_file, refuse_links, write_json_atomic
 from pipeline.reports.model import RECORD_NAME, overall_status, read_report, write_report
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
@@ -171,9 +171,10 @@ def publish_target(staged: Path, dest: Path, entry: dict) -> dict:
 
 
 def read_record(target_dir: Path) -> dict | None:
+    raw = None if os.path.islink(target_dir) else read_own_file(target_dir / RECORD_NAME)
     try:
-        return json.loads((target_dir / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return None if raw is None else json.loads(raw.decode("utf-8"))
+    except ValueError:
         return None
 
 
@@ -184,7 +185,7 @@ def stale_targets(model_dir: Path, report: dict, configured: set[str] | None = N
     a target dropped from the config leaves its old folder, which is no one's business."""
     stale = {}
     targets = report.get("targets", {})
-    published = {p.name for p in model_dir.iterdir() if p.is_dir() and (p / RECORD_NAME).is_file()} if model_dir.is_dir() else set()
+    published = {p.name for p in model_dir.iterdir() if not p.is_symlink() and p.is_dir() and (p / RECORD_NAME).is_file()} if model_dir.is_dir() else set()
     if configured is not None:
         published &= configured
     names = set(targets) | published

@@ -43,7 +43,7 @@ from pipeline.reports.ci import write_ci_reports
 from pipeline.reports.junit import junit_xml
 from pipeline.reports.records import iter_records
 from pipeline.errors import IntegrityError, PipelineError
-from pipeline.fsutil import publish_dir, real_file_below, sha256_file, staging_dir, write_json_atomic, write_text_atomic
+from pipeline.fsutil import publish_dir, read_own_file, real_file_below, sha256_file, staging_dir, write_json_atomic, write_text_atomic
 
 MANIFEST_SCHEMA_VERSION = 1
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -261,11 +261,14 @@ def find_previous_release(release_root: Path, exclude: str) -> Path | None:
     if not release_root.is_dir():
         return None
     for child in release_root.iterdir():
-        if child.name.startswith(".") or child.name == exclude or not (child / "manifest.json").is_file():
+        if child.name.startswith(".") or child.name == exclude or child.is_symlink() or not (child / "manifest.json").is_file():
             continue
+        raw = read_own_file(child / "manifest.json")
         try:
-            created = json.loads((child / "manifest.json").read_text()).get("created", "")
-        except (OSError, json.JSONDecodeError):
+            created = json.loads(raw).get("created", "") if raw is not None else None
+        except (ValueError, AttributeError):
+            continue
+        if not isinstance(created, str):
             continue
         candidates.append((created, child.name, child))
     return max(candidates)[2] if candidates else None
@@ -388,9 +391,9 @@ def source_from_artifacts(config, artifacts: Path) -> ModelSource:
     """The model as `tfship export` left it in `artifacts/<model>/`."""
     model_dir = artifacts / config.name
     path = model_dir / "report.json"
-    if not path.is_file():
+    raw = read_own_file(path)  # never through a link: the report ships in the release
+    if raw is None:
         raise ReleaseInputError(f"no report at {path}; run `tfship export --model {config.name}` (or `tfship release` without --skip-export)")
-    raw = path.read_bytes()
     report = json.loads(raw)
     if report.get("config_sha256") != config.sha256:
         raise ReleaseInputError(
@@ -404,6 +407,6 @@ def source_from_artifacts(config, artifacts: Path) -> ModelSource:
         expected_targets=tuple(t.name for t in config.targets),
         optional={t.name: t.optional for t in config.targets},
         report_bytes=raw,
-        report_md=(model_dir / "report.md").read_text(encoding="utf-8") if (model_dir / "report.md").is_file() else None,
+        report_md=report_md.decode("utf-8") if (report_md := read_own_file(model_dir / "report.md")) is not None else None,
         extra={"origin": str(model_dir)},
     )

@@ -105,3 +105,36 @@ def test_report_paths_are_read_only_below_the_model_folder(tmp_path, outside):
     source = ModelSource("m", {"targets": {"tflite": {"files": files[:1]}}}, {"tflite": model}, ("tflite",), {})
     with pytest.raises(IntegrityError, match="reached through a symbolic link; a release copies only the files tfship wrote"):
         _copy_target(source, "tflite", tmp_path / "release" / "m")
+
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo", "link_to_a_report"])
+def test_a_report_or_record_that_is_not_a_plain_file_is_no_report(tmp_path, kind):
+    """Reading one could fill the memory (/dev/zero) or block forever (a FIFO): it is not read."""
+    from pipeline.publication import read_record
+    from pipeline.reports.model import read_report
+
+    model = tmp_path / "m"
+    (model / "savedmodel").mkdir(parents=True)
+    (tmp_path / "elsewhere.json").write_text('{"targets": {}}')
+    for path in (model / "report.json", model / "savedmodel" / ".tfship-record.json"):
+        if kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.symlink_to("/dev/zero" if kind == "dev_zero" else tmp_path / "elsewhere.json")
+    try:
+        assert read_report(model) is None
+        assert read_record(model / "savedmodel") is None
+    finally:  # the session's schema check reads every report.json left behind
+        (model / "report.json").unlink()
+
+
+def test_a_native_log_is_never_opened_through_a_link(tmp_path, outside):
+    """compare and inspect keep theirs in the shared temp folder, where anyone can plant one."""
+    from pipeline.execute.console import native_stderr_to
+
+    log = tmp_path / "tfship-inspect.log"
+    log.symlink_to(outside / "passwd")
+    with pytest.raises(LinkRefused, match="tfship-inspect.log is a symbolic link to .*passwd"):
+        with native_stderr_to(log):
+            os.write(2, b"native noise\n")
+    assert (outside / "passwd").read_text() == "root:x:0:0\n"

@@ -35,6 +35,7 @@ class Case:
     build: Callable[[Path], list[str]]  # writes the case under its folder; returns tfship's arguments
     message: str  # a regex the error output must match
     line: int | None = None  # the config line the message names (`m.yaml:<line>:`)
+    exit: int = 2  # 1 where the input is an artifacts folder tfship cannot vouch for (validate's integrity failure)
 
 
 def _project(root: Path, config: str) -> Path:
@@ -205,8 +206,11 @@ CASES += [Case("h5_declares_4g", "model", _h5_bomb, r"model.h5.*kernel:0.*declar
 # ---------------------------------------------------------------- the artifacts tree
 
 
-def _tree_case(name: str, links: dict[str, str], message: str, argv: list[str] = EXPORT, folders: tuple[str, ...] = (), report: bool = False) -> Case:
-    """`links`: {path under artifacts/: where it points, relative to the case folder}."""
+def _tree_case(
+    name: str, links: dict[str, str], message: str, argv: list[str] = EXPORT, folders: tuple[str, ...] = (), report: bool = False, exit: int = 2,
+    files: tuple[str, ...] = (),
+) -> Case:
+    """`links`: {path under artifacts/: where it points, relative to the case folder (or absolute)}."""
 
     def build(root: Path) -> list[str]:
         _project(root, HEAD + SYNTHETIC)
@@ -215,13 +219,16 @@ def _tree_case(name: str, links: dict[str, str], message: str, argv: list[str] =
             (artifacts / folder).mkdir(parents=True, exist_ok=True)
         if report:
             _fake_report(root)
+        for file in files:
+            (artifacts / file).parent.mkdir(parents=True, exist_ok=True)
+            (artifacts / file).touch()
         for link, target in links.items():
             path = artifacts / link
             path.parent.mkdir(parents=True, exist_ok=True)
             path.symlink_to(root / target)
         return argv
 
-    return Case(name, "artifacts", build, message)
+    return Case(name, "artifacts", build, message, exit=exit)
 
 
 def _fake_report(root: Path) -> None:
@@ -250,4 +257,11 @@ CASES += [
     _tree_case("release_link", {"release": "sentinel"}, rf"artifacts/release {LINK}", ["release", "--model", MODEL, "--version", "v1", "--skip-export"], report=True),
     _tree_case("ci_link", {"ci": "sentinel"}, rf"artifacts/ci {LINK}", ["ci-report", "--model", MODEL], report=True),
     _tree_case("bench_log_link", {".logs": "sentinel"}, rf"artifacts/\.logs {LINK}", ["bench", "--model", MODEL], report=True),
+    # A report is read before anything else: a link to /dev/zero is no report (not read), never a 4 GB string.
+    # (validate appends its log to artifacts/.logs/validate.log: here it exists already and gets nothing.)
+    _tree_case(
+        "report_is_dev_zero", {f"{MODEL}/report.json": "/dev/zero"}, r"report.json is not a tfship report", ["validate", "--model", MODEL],
+        exit=1, files=(".logs/validate.log",),
+    ),
+    _tree_case("validate_log_link", {".logs": "sentinel"}, rf"artifacts/\.logs {LINK}", ["validate", "--model", MODEL], report=True),
 ]
