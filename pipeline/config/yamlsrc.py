@@ -39,20 +39,28 @@ class YAMLLimit(Exception):
 # libyaml scans and parses in C (40x faster than PyYAML's pure-Python reader, so even the
 # largest file admitted is read in well under a second); the composer stays in Python so
 # that depth and aliases are checked node by node.
+PURE_PYTHON_READERS = (yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser)
 try:
-    from yaml.cyaml import CParser as _Parser
+    from yaml.cyaml import CParser
+
+    READERS: tuple = (CParser,)
 except ImportError:  # PyYAML built without libyaml
-    from yaml.parser import Parser as _Parser
+    READERS = PURE_PYTHON_READERS
 
 
-class _BoundedLoader(Composer, _Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
-    """SafeLoader's constructor and resolver over a composer that counts depth and aliases."""
+class _BoundedComposer(Composer):
+    """SafeLoader's constructor and resolver over a composer that counts depth and aliases;
+    `bounded_loader(readers)` puts libyaml's parser (or PyYAML's reader, scanner and parser) under it."""
+
+    _readers: tuple = READERS
 
     def __init__(self, text: str):
-        if _Parser is yaml.parser.Parser:
+        if self._readers == PURE_PYTHON_READERS:
             yaml.reader.Reader.__init__(self, text)
             yaml.scanner.Scanner.__init__(self)
-        _Parser.__init__(self, text)
+            yaml.parser.Parser.__init__(self)
+        else:
+            self._readers[0].__init__(self, text)
         Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)
@@ -61,8 +69,9 @@ class _BoundedLoader(Composer, _Parser, yaml.constructor.SafeConstructor, yaml.r
         self._sizes: dict[int, int] = {}
 
     def dispose(self) -> None:
-        if hasattr(_Parser, "dispose"):
-            _Parser.dispose(self)
+        for reader in self._readers:
+            if "dispose" in vars(reader):
+                reader.dispose(self)
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -111,6 +120,13 @@ class _BoundedLoader(Composer, _Parser, yaml.constructor.SafeConstructor, yaml.r
         return sizes[id(root)]
 
 
+def bounded_loader(readers: tuple = READERS) -> type:
+    return type("BoundedLoader", (_BoundedComposer, *readers, yaml.constructor.SafeConstructor, yaml.resolver.Resolver), {"_readers": readers})
+
+
+_BoundedLoader = bounded_loader()
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
@@ -147,7 +163,7 @@ class Located:
         return self.lines.get((), None)
 
 
-def _convert(node: yaml.Node, path: KeyPath, lines: dict, dups: list, loader: _BoundedLoader) -> Any:
+def _convert(node: yaml.Node, path: KeyPath, lines: dict, dups: list, loader: _BoundedComposer) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -186,11 +202,11 @@ def read_config_text(path: Path) -> str:
     return raw.decode("utf-8")
 
 
-def load_located(path: Path) -> Located:
+def load_located(path: Path, loader_class: type = _BoundedLoader) -> Located:
     """Parse `path`; raise YAMLLimit (too big, too deep, aliases that multiply), or
     yaml.YAMLError (with its own mark) on syntax errors."""
     text = read_config_text(Path(path))
-    loader = _BoundedLoader(text)
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         lines: dict[KeyPath, int] = {}
