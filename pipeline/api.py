@@ -200,16 +200,13 @@ def _model_config(model: Any, *, inputs, outputs, targets, data, out, tolerances
             out_names = list(outputs) if outputs else [t.name for t in sig.outputs]
             facts = ModelFacts(name or path.name.lower().replace(".", "_"), "saved_model", tuple(specs), tuple(out_names))
         elif path.suffix in PATH_SUFFIXES:
-            from pipeline.stages.load import h5_keras_major
+            from pipeline.stages.load import model_file_refusal, read_keras_file
 
-            if path.suffix == ".keras" or h5_keras_major(path) == 3:
-                import keras
-
-                loaded = keras.saving.load_model(path, compile=False)
-            else:
-                import tf_keras
-
-                loaded = tf_keras.models.load_model(path, compile=False)
+            kind = "keras" if path.suffix == ".keras" else "h5"
+            why = model_file_refusal(kind, path)
+            if why:
+                raise ModelError(f"model: refused {path}: {why}")
+            loaded, _ = read_keras_file(path, kind)
             facts = describe(loaded, inputs, outputs, name or path.stem)
         else:
             raise ModelError(f"model: cannot tell the format of {path}; expected .keras, .h5 or a SavedModel folder")
@@ -248,6 +245,9 @@ def _model_config(model: Any, *, inputs, outputs, targets, data, out, tolerances
     with tempfile.TemporaryDirectory(prefix="tfship-check-") as scratch:
         # Checked where nothing matters first: bad input writes nothing under `out`.
         require_selected([load_config(_stage_config(raw, arrays, Path(scratch), None, facts, False))], None)
+    from pipeline.publication import check_model_tree
+
+    check_model_tree(out.parent, out.name)  # .source is written before the run takes the model's lock
     final = _stage_config(raw, arrays, out / SOURCE_DIR, obj, facts, isolate)
     return load_config(final), out
 

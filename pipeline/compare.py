@@ -143,11 +143,27 @@ def _load_data(data: Any) -> dict[str, np.ndarray] | None:
         path = Path(data)
         if not path.is_file():
             raise ModelError(f"data file not found: {path}; expected a .npz with one array per input")
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
+        return _read_npz(path)
     if isinstance(data, Mapping):
         return {k: np.asarray(v) for k, v in data.items()}
     raise ModelError(f"data: expected None (synthetic), a {{input: array}} mapping or a .npz path, got {type(data).__name__}")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a .npz, read from checked headers (pipeline.archives: no decompression
+    bomb, no pickle) once they fit in half the available memory."""
+    from pipeline.archives import ArchiveRefused, NpzReader, bytes_to_read, gib
+    from pipeline.stages.data import POOL_MEMORY_SHARE, _available_memory
+
+    try:
+        with NpzReader(path) as npz:
+            headers = npz.headers(npz.names)
+            need, available = bytes_to_read(headers), _available_memory()
+            if available is not None and need > POOL_MEMORY_SHARE * available:
+                raise ArchiveRefused(f"its arrays need {gib(need)}; {gib(available)} of memory is available and at most half of it can go to the data")
+            return npz.read(headers)
+    except ArchiveRefused as exc:
+        raise ModelError(f"refused data file {path}: {f'array {exc.member!r}: ' if exc.member else ''}{exc}") from None
 
 
 def synthetic_pool(inputs: tuple[TensorInfo, ...], samples: int, seed: int = 0) -> dict[str, np.ndarray]:

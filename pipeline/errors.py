@@ -72,3 +72,12 @@ class IntegrityError(PipelineError):
     """Files on disk differ from what the report recorded."""
 
     exit_code = 1
+
+
+class LinkRefused(PipelineError):
+    """A symbolic link stands where tfship would write (bad input: exit 2; nothing written).
+
+    Artifacts folders come from caches and pull requests; a link planted in one could
+    point anywhere (/etc, when CI runs as root)."""
+
+    exit_code = 2

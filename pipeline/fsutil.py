@@ -1,13 +1,17 @@
-"""Files: hashes, listings, and atomic publication (temp dir, then rename)."""
+"""Files: hashes, listings, atomic publication (temp dir, then rename), and never writing
+through a symbolic link tfship did not create (`refuse_links`)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from pipeline.errors import LinkRefused
 
 
 def sha256_file(path: Path) -> str:
@@ -35,6 +39,63 @@ def file_records(root: Path, entries: Iterable[str], relative_to: Path) -> list[
         {"path": p.relative_to(relative_to).as_posix(), "sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p in expand_files(root, entries)
     ]
+
+
+def link_refusal(link: Path) -> LinkRefused:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return LinkRefused(
+        f"{link} is a symbolic link to {target}; tfship writes only real files and folders inside the artifacts folder "
+        "and never through a link it did not create (one planted in a cache or a pull request could point anywhere). "
+        f"Fix: remove the link (`rm {link}`); to keep artifacts elsewhere, pass that folder as --artifacts. Nothing was written"
+    )
+
+
+def refuse_links(root: Path, path: Path) -> Path:
+    """`path`, after checking that neither it nor a folder between `root` and it is a
+    symbolic link (raise LinkRefused). `root` itself may be one: the user named it."""
+    current = Path(root)
+    for part in Path(path).relative_to(root).parts:
+        current = current / part
+        if os.path.islink(current):
+            raise link_refusal(current)
+        if not current.is_dir():
+            break  # nothing below a missing folder or a file can exist
+    return Path(path)
+
+
+def real_file_below(root: Path, rel: str) -> Path | None:
+    """root/rel when `rel` is a relative path that stays below `root` through no link, else None
+    (paths read from a report are input too: '/etc/shadow', '../..' or a link inside a target folder)."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        return None
+    current = Path(root)
+    for part in parts:
+        current = current / part
+        if os.path.islink(current):
+            return None
+    return current
+
+
+MAX_OWN_FILE = 64 << 20  # a report or record tfship wrote: a few hundred KB
+
+
+def read_own_file(path: Path, limit: int = MAX_OWN_FILE) -> bytes | None:
+    """The bytes of a file tfship wrote (a report, a record, a manifest), or None when it is
+    missing, a link, not a regular file, or over `limit` bytes: then it is not tfship's, and
+    reading it could hang (a FIFO) or fill the memory (a link to /dev/zero)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO opens at once
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
 
 
 def staging_dir(parent: Path, name: str) -> Path:
@@ -79,7 +140,7 @@ def publish_dir(staged: Path, dest: Path) -> None:
     (the next run's sweep puts them back)."""
     apply_umask(staged)
     trash = None
-    if dest.exists():
+    if os.path.lexists(dest):  # a link (even a dangling one) is moved aside like a folder, never followed
         trash = Path(tempfile.mkdtemp(prefix=f".trash-{dest.name}-", dir=dest.parent))
         os.rename(dest, trash / dest.name)
     os.rename(staged, dest)
@@ -87,12 +148,13 @@ def publish_dir(staged: Path, dest: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a temp file beside `path`, then rename it over `path` (a link there is replaced, not followed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~umask())
@@ -100,6 +162,10 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

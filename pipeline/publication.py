@@ -10,6 +10,11 @@
   `reconcile` (run by the next export under the lock) adopts the record.
 - `reconcile` also puts back a folder a kill left under `.trash-*` (between the two
   renames of a replacement) and sweeps stale `.staging-*` folders.
+- Nothing is written through a symbolic link tfship did not create: once the lock is held,
+  `check_model_tree` refuses (exit 2) a link at the model folder, at tfship's own folders
+  (.stages, .logs, .debug, .source) or what they hold, at the lock, or at the debris of an
+  interrupted run. A link where a whole file or folder is published (report.*, a target
+  folder) is not refused: publication renames the link itself away and leaves its target alone.
 """
 from __future__ import annotations
 
@@ -18,15 +23,18 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
 from typing import Callable
 
-from pipeline.fsutil import apply_umask, publish_dir, write_json_atomic
+from pipeline.errors import LinkRefused
+from pipeline.fsutil import apply_umask, link_refusal, publish_dir, read_own_file, refuse_links, write_json_atomic
 from pipeline.reports.model import RECORD_NAME, overall_status, read_report, write_report
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
+OWN_FOLDERS = (".stages", ".logs", ".debug", ".source")  # tfship's working folders in artifacts/<model>/
 
 
 class ModelLock:
@@ -46,18 +54,37 @@ class ModelLock:
             return ""
         return f" (pid {text})" if text.isdigit() else ""
 
+    def _open(self) -> int:
+        """The lock file, never through a link (O_NOFOLLOW) and never a file with other names:
+        the holder truncates it, which through a link to /etc/passwd would empty that."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise link_refusal(self.path) from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            os.close(fd)
+            raise LinkRefused(
+                f"{self.path} is not a plain file of tfship's ({'it has other names (hard links)' if stat.S_ISREG(info.st_mode) else 'not a regular file'}); "
+                f"the lock is emptied by every run. Fix: remove it (`rm {self.path}`). Nothing was written"
+            )
+        return fd
+
     def acquire(self) -> "ModelLock":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            probe = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            probe = self._open()
         except OSError as exc:
             if exc.errno in NOT_WRITABLE and self.path.parent.is_dir():
+                check_model_tree(self.path.parent, self.model)
                 return self  # a folder nobody here can write: nothing to guard (validate still reads it)
             raise
         os.close(probe)
         told = False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -79,6 +106,11 @@ class ModelLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
+        try:  # under the lock, no other run changes the tree while it is checked
+            check_model_tree(self.path.parent, self.model)
+        except LinkRefused:
+            self.release()
+            raise
         if told:
             self.echo(f"[{self.model}] the other run finished; going on")
         return self
@@ -104,6 +136,25 @@ class LockBusy(Exception):
     pass
 
 
+def check_model_tree(artifacts_root: Path, model: str) -> None:
+    """Raise LinkRefused for a symbolic link where tfship writes in `artifacts_root/<model>/`:
+    the model folder, its own folders and anything in them, and the staging, trash and temp
+    files of interrupted runs. Call before writing anything."""
+    root = Path(artifacts_root)
+    model_dir = refuse_links(root, root / model)
+    if not model_dir.is_dir():
+        return
+    for entry in os.scandir(model_dir):
+        if entry.name in OWN_FOLDERS or entry.name.startswith((STAGING_PREFIX, TRASH_PREFIX, ".report.")):
+            if entry.is_symlink():
+                raise link_refusal(Path(entry.path))
+            if entry.name in OWN_FOLDERS and entry.is_dir():
+                for folder, dirs, files in os.walk(entry.path):  # os.walk does not descend into links
+                    for name in dirs + files:
+                        if os.path.islink(os.path.join(folder, name)):
+                            raise link_refusal(Path(folder) / name)
+
+
 def new_publication_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:12]}"
 
@@ -120,9 +171,10 @@ def publish_target(staged: Path, dest: Path, entry: dict) -> dict:
 
 
 def read_record(target_dir: Path) -> dict | None:
+    raw = None if os.path.islink(target_dir) else read_own_file(target_dir / RECORD_NAME)
     try:
-        return json.loads((target_dir / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return None if raw is None else json.loads(raw.decode("utf-8"))
+    except ValueError:
         return None
 
 
@@ -133,7 +185,7 @@ def stale_targets(model_dir: Path, report: dict, configured: set[str] | None = N
     a target dropped from the config leaves its old folder, which is no one's business."""
     stale = {}
     targets = report.get("targets", {})
-    published = {p.name for p in model_dir.iterdir() if p.is_dir() and (p / RECORD_NAME).is_file()} if model_dir.is_dir() else set()
+    published = {p.name for p in model_dir.iterdir() if not p.is_symlink() and p.is_dir() and (p / RECORD_NAME).is_file()} if model_dir.is_dir() else set()
     if configured is not None:
         published &= configured
     names = set(targets) | published
@@ -163,8 +215,8 @@ def _restore_trash(parent: Path) -> list[str]:
     """A kill between the two renames of a replacement leaves the old folder under .trash-*."""
     restored = []
     for trash in sorted(parent.glob(f"{TRASH_PREFIX}*")):
-        if not trash.is_dir():
-            continue
+        if trash.is_symlink() or not trash.is_dir():
+            continue  # not tfship's (check_model_tree refuses it before any sweep)
         for inner in trash.iterdir():
             dest = parent / inner.name
             if not dest.exists():

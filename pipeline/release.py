@@ -44,7 +44,7 @@ from pipeline.reports.ci import write_ci_reports
 from pipeline.reports.junit import junit_xml
 from pipeline.reports.records import iter_records
 from pipeline.errors import IntegrityError, PipelineError
-from pipeline.fsutil import publish_dir, sha256_file, staging_dir, write_json_atomic, write_text_atomic
+from pipeline.fsutil import publish_dir, read_own_file, real_file_below, sha256_file, staging_dir, write_json_atomic, write_text_atomic
 
 MANIFEST_SCHEMA_VERSION = 1
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -209,7 +209,9 @@ def _copy_target(source: ModelSource, target: str, model_out: Path) -> list[dict
         rel = f["path"]
         if not rel.startswith(f"{target}/") or ".." in Path(rel).parts:
             raise IntegrityError(f"{source.name} {target}: report lists {rel!r}, outside the target's folder")
-        src, dest = root / rel, model_out / rel
+        src, dest = real_file_below(root, rel), model_out / rel
+        if src is None:
+            raise IntegrityError(f"{source.name} {target}: {root / rel} is reached through a symbolic link; a release copies only the files tfship wrote. Re-export the model")
         if not src.is_file():
             raise IntegrityError(f"{source.name} {target}: {src} is missing; re-export the model")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -270,11 +272,14 @@ def find_previous_release(release_root: Path, exclude: str) -> Path | None:
     if not release_root.is_dir():
         return None
     for child in release_root.iterdir():
-        if child.name.startswith(".") or child.name == exclude or not (child / "manifest.json").is_file():
+        if child.name.startswith(".") or child.name == exclude or child.is_symlink() or not (child / "manifest.json").is_file():
             continue
+        raw = read_own_file(child / "manifest.json")
         try:
-            created = json.loads((child / "manifest.json").read_text()).get("created", "")
-        except (OSError, json.JSONDecodeError):
+            created = json.loads(raw).get("created", "") if raw is not None else None
+        except (ValueError, AttributeError):
+            continue
+        if not isinstance(created, str):
             continue
         candidates.append((created, child.name, child))
     return max(candidates)[2] if candidates else None
@@ -397,9 +402,9 @@ def source_from_artifacts(config, artifacts: Path) -> ModelSource:
     """The model as `tfship export` left it in `artifacts/<model>/`."""
     model_dir = artifacts / config.name
     path = model_dir / "report.json"
-    if not path.is_file():
+    raw = read_own_file(path)  # never through a link: the report ships in the release
+    if raw is None:
         raise ReleaseInputError(f"no report at {path}; run `tfship export --model {config.name}` (or `tfship release` without --skip-export)")
-    raw = path.read_bytes()
     report = json.loads(raw)
     if report.get("config_sha256") != config.sha256:
         raise ReleaseInputError(
@@ -413,6 +418,6 @@ def source_from_artifacts(config, artifacts: Path) -> ModelSource:
         expected_targets=tuple(t.name for t in config.targets),
         optional={t.name: t.optional for t in config.targets},
         report_bytes=raw,
-        report_md=(model_dir / "report.md").read_text(encoding="utf-8") if (model_dir / "report.md").is_file() else None,
+        report_md=report_md.decode("utf-8") if (report_md := read_own_file(model_dir / "report.md")) is not None else None,
         extra={"origin": str(model_dir)},
     )

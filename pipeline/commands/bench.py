@@ -7,6 +7,8 @@ from pipeline.bench import DEFAULT_BATCH, DEFAULT_MAX_SECONDS, BenchError, Bench
 from pipeline.commands._common import selected_configs
 from pipeline.errors import ConfigError, PipelineError, Problem
 from pipeline.execute.console import native_stderr_to, quiet_tensorflow
+from pipeline.fsutil import refuse_links
+from pipeline.publication import check_model_tree
 from pipeline.reports.markdown import render_benchmark_markdown
 from pipeline.reports.model import report_path
 from pipeline.runtimes.base import available_cpus
@@ -44,7 +46,10 @@ def run(args) -> int:
         configs = [c for c in configs if (args.artifacts / c.name / "report.json").is_file()]
         if not configs:
             raise BenchError(f"no exported model under {args.artifacts}; run `tfship export` first")
-    with native_stderr_to(args.artifacts / ".logs" / "bench.log"):
+    log_file = refuse_links(args.artifacts, args.artifacts / ".logs" / "bench.log")
+    for config in configs:
+        check_model_tree(args.artifacts, config.name)
+    with native_stderr_to(log_file):
         return _bench_models(configs, args, options, only)
 
 

@@ -11,9 +11,12 @@ from pipeline.reports.ci import load_reports, write_ci_reports
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from pipeline.fsutil import refuse_links
+
     configs = selected_configs(args)
+    # --out is the user's to name (a link is fine); <artifacts>/ci is tfship's.
+    out = args.out or refuse_links(args.artifacts, args.artifacts / "ci")
     reports = load_reports(args.artifacts, [c.name for c in configs])
-    out = args.out or args.artifacts / "ci"
     paths = write_ci_reports(reports, out)
     for path in paths.values():
         print(path)

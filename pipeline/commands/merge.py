@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.commands._common import selected_configs
 from pipeline.commands.diff import margins_from
-from pipeline.commands.release import add_release_arguments, previous_release, print_outcome
+from pipeline.commands.release import add_release_arguments, previous_release, print_outcome, release_outputs
 from pipeline.matrix import __doc__ as matrix_doc
 from pipeline.matrix import merge
 from pipeline.release import check_version, default_version, git_info
@@ -30,14 +30,14 @@ def run(args: argparse.Namespace) -> int:
     configs = selected_configs(args)
     git = git_info()
     version = check_version(args.version or default_version(git))
-    release_root = args.artifacts / "release"
+    release_root, ci_dir = release_outputs(args, version)
     outcome = merge(
         configs,
         list(args.slices),
         version,
         release_root,
         git=git,
-        ci_dir=args.artifacts / "ci",
+        ci_dir=ci_dir,
         previous=previous_release(args, release_root, version),
         margins=margins_from(args),
         allow_drift=args.allow_drift,

@@ -24,6 +24,16 @@ def print_outcome(outcome: Outcome) -> None:
     print(f"  check: (cd {outcome.path} && sha256sum -c SHA256SUMS)")
 
 
+def release_outputs(args, version: str) -> tuple[Path, Path]:
+    """(<artifacts>/release, <artifacts>/ci), refused (exit 2) when a link stands on the way:
+    --artifacts may be a link (the user named it); what tfship derives below it may not."""
+    from pipeline.fsutil import refuse_links
+
+    release_root = args.artifacts / "release"
+    refuse_links(args.artifacts, release_root / version)
+    return release_root, refuse_links(args.artifacts, args.artifacts / "ci")
+
+
 def previous_release(args, release_root: Path, version: str) -> Path | None:
     if args.against == "none":
         return None
@@ -39,7 +49,7 @@ def _handle_release(args: argparse.Namespace) -> int:
     configs = selected_configs(args)
     git = git_info()
     version = check_version(args.version or default_version(git))
-    release_root = args.artifacts / "release"
+    release_root, ci_dir = release_outputs(args, version)
     if (release_root / version).exists() and not args.force:
         raise ReleaseInputError(f"release {release_root / version} already exists; choose another --version, or pass --force to replace it")
     margins = margins_from(args)
@@ -58,7 +68,7 @@ def _handle_release(args: argparse.Namespace) -> int:
         version,
         release_root,
         git=git,
-        ci_dir=args.artifacts / "ci",
+        ci_dir=ci_dir,
         previous=previous_release(args, release_root, version),
         margins=margins,
         allow_drift=args.allow_drift,

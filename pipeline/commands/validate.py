@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     code = 0
     models = []
-    with native_stderr_to(args.artifacts / ".logs" / "validate.log"):
+    from pipeline.fsutil import refuse_links
+
+    with native_stderr_to(refuse_links(args.artifacts, args.artifacts / ".logs" / "validate.log")):
         # The view writes to sys.stderr as it is inside the block: the terminal, not fd 2 (the log).
         view = progress.make_view(level=output_level(args))
         previous = progress.set_sink(view)

@@ -18,7 +18,7 @@ import yaml
 from pipeline.errors import ConfigError, Problem
 from pipeline.tolerance import TOLERANCE_KEYS, Tolerance
 from pipeline.config.validate import Collector, check_value, closest, describe, factory_ref, parse_dataclass
-from pipeline.config.yamlsrc import KeyPath, format_key, load_located
+from pipeline.config.yamlsrc import KeyPath, YAMLLimit, format_key, load_located
 from pipeline.spec import BATCH_DIM, DEFAULT_DIM_VALUES, DataConfig, InputSpec, ModelConfig, OutputSpec, SourceConfig, SyntheticInput, TargetConfig, config_as_dict
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool", "string")
@@ -381,6 +381,8 @@ def load_config(file: Path, registry) -> ModelConfig:
     col = Collector(file, None)
     try:
         located = load_located(file)
+    except YAMLLimit as exc:
+        raise ConfigError([Problem(str(file), exc.line, "", f"refused: {exc.message}")]) from None
     except OSError as exc:
         raise ConfigError([Problem(str(file), None, "", f"cannot read config: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:

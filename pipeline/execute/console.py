@@ -41,14 +41,24 @@ def native_stderr_to(log_path: Path):
     """While active, what native libraries write to fd 2 (absl and CUDA probes print
     even with TF_CPP_MIN_LOG_LEVEL set) goes to `log_path`; Python's own messages keep
     the terminal. Both are restored afterwards."""
+    import errno
+
+    from pipeline.fsutil import link_refusal
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # never through a link: a log in /tmp or a planted one would append to its target
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise link_refusal(log_path) from None
+        raise
     previous = sys.stderr
     saved_fd = os.dup(2)
     terminal = None
     if previous is sys.__stderr__:  # not captured by a caller: keep writing to the real terminal
         terminal = os.fdopen(os.dup(2), "w", buffering=1)
         sys.stderr = terminal
-    with open(log_path, "a") as log:
+    with os.fdopen(fd, "a") as log:
         os.dup2(log.fileno(), 2)
         try:
             yield

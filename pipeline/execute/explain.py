@@ -28,11 +28,13 @@ def _table(loc: dict) -> list[str]:
 
 def explain_model(config, artifacts_root: Path, only: list[str] | None) -> int:
     from pipeline.execute.build import RunContext, check_parity, localize, prepare
+    from pipeline.publication import check_model_tree
     from pipeline.reports.model import read_report, verify_files, write_report
     from pipeline.target import Artifact
     from pipeline.tolerance import Tolerance
     from targets import REGISTRY
 
+    check_model_tree(artifacts_root, config.name)
     ctx = RunContext(config, artifacts_root)
     report = read_report(ctx.model_dir)
     if report is None:

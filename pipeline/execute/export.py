@@ -36,9 +36,11 @@ def export(
     from pipeline.publication import ModelLock, check_writable, reconcile
     from pipeline.reports.model import tool_versions
     from pipeline.stages.data import check_pool_memory, make_parity_data
+    from pipeline.stages.load import check_model_file
 
     require_selected(configs, only)  # what the selected targets need: checked before anything runs
     for config in configs:
+        check_model_file(config)  # a hostile .keras or .h5 is refused before a worker starts
         if config.data.kind == "npz":
             make_parity_data(config)  # NumPy only: bad data is a config error before anything is written
         else:

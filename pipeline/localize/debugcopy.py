@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.fsutil import write_text_atomic
+from pipeline.fsutil import write_bytes_atomic, write_text_atomic
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    write_bytes_atomic(path, data)
     return path
 
 

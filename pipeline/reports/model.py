@@ -13,7 +13,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.fsutil import expand_files, sha256_file, write_json_atomic, write_text_atomic
+from pipeline.fsutil import expand_files, read_own_file, real_file_below, sha256_file, write_json_atomic, write_text_atomic
 from pipeline.reports.shape import (
     DEFAULT_VARIANT,
     SCHEMA_PATH,
@@ -58,12 +58,12 @@ def report_path(model_dir: Path) -> Path:
 
 
 def read_report(model_dir: Path) -> dict | None:
-    path = report_path(model_dir)
-    if not path.exists():
+    raw = read_own_file(report_path(model_dir))  # a link, a FIFO or a huge file is no report
+    if raw is None:
         return None
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # not JSON, not UTF-8, unreadable: not a report
+        report = json.loads(raw.decode("utf-8"))
+    except ValueError:  # not JSON, not UTF-8: not a report
         return None
     if not isinstance(report, dict) or not isinstance(report.get("targets", {}), dict):
         return None
@@ -123,8 +123,10 @@ def verify_files(model_dir: Path, report: dict) -> list[str]:
     changed = []
     for name, entry in report.get("targets", {}).items():
         for f in entry.get("files", []):
-            path = model_dir / f["path"]
-            if not path.is_file():
+            path = real_file_below(model_dir, f["path"])
+            if path is None:
+                changed.append(f"{f['path']} (outside the model folder or reached through a symbolic link: not read)")
+            elif not path.is_file():
                 changed.append(f"{f['path']} (missing)")
             elif sha256_file(path) != f["sha256"]:
                 changed.append(f"{f['path']} (sha256 {sha256_file(path)[:12]}, recorded {f['sha256'][:12]})")

@@ -94,14 +94,15 @@ def _dims_of(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, ke
     return seen
 
 
-def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple, dims: dict[str, int]) -> dict[str, np.ndarray]:
-    """Arrays from a file or generator must fit the signature: say which input and what was expected."""
+def _check_arrays(config: ModelConfig, arrays: dict[str, np.ndarray], origin: str, key: tuple, dims: dict[str, int], available: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays from a file or generator must fit the signature: say which input and what was expected.
+    `available`: every array the source holds, when only some were read."""
     problems = []
     out = {}
     for spec in config.inputs:
         where = f"{origin} -> input '{spec.name}'"
         if spec.name not in arrays:
-            problems.append(_problem(config, key, f"{origin} has no array for input '{spec.name}'; it has: {', '.join(sorted(arrays)) or 'nothing'}"))
+            problems.append(_problem(config, key, f"{origin} has no array for input '{spec.name}'; it has: {', '.join(sorted(available if available is not None else arrays)) or 'nothing'}"))
             continue
         try:
             arr = np.asarray(arrays[spec.name])
@@ -200,24 +201,48 @@ def check_pool_memory(config: ModelConfig) -> None:
         )])
 
 
-def _read_npz(config: ModelConfig) -> dict[str, np.ndarray]:
-    path = config.data.npz
+def _read_npz(config: ModelConfig) -> tuple[dict[str, np.ndarray], list[str], dict[str, int]]:
+    """(arrays, every array's name, each read array's declared length): of the inputs' and
+    the labels' arrays only the leading rows a run uses (`data.samples`, at least the
+    largest batch size, which the sample-count check compares against).
+
+    Data files come from pull requests too: each array's header is read and checked
+    (`pipeline.archives`: no pickle, sizes that agree, no decompression bomb) and the rows to
+    read must fit in memory, all before any data is decompressed."""
+    from pipeline.archives import ArchiveRefused, NpzReader, bytes_to_read
+
+    data = config.data
+    path = data.npz
+    key = ("data", "npz")
+    rows = max(data.samples, *data.batch_sizes)
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not hasattr(archive, "files"):
-            raise ValueError("it holds a single array, not named arrays (written by np.save, not np.savez)")
-        with archive:
-            return {k: archive[k] for k in archive.files}
-    except Exception as exc:  # a garbage, truncated or pickled file: NumPy raises many kinds
+        with NpzReader(path) as npz:
+            headers = npz.headers(list(config.input_names) + ([data.labels] if data.labels else []))
+            need = bytes_to_read(headers, rows)
+            available = _available_memory()
+            if available is not None and need > POOL_MEMORY_SHARE * available:
+                raise ConfigError([_problem(
+                    config, key,
+                    f"the {data.samples} samples read from {path} need {need / 2**30:.1f} GiB; {available / 2**30:.1f} GiB of memory "
+                    "is available and at most half of it can go to the pool. Fix: lower `data.samples`",
+                )])
+            return npz.read(headers, rows), npz.names, {name: header.rows for name, header in headers.items()}
+    except ArchiveRefused as exc:
+        if exc.member is None:
+            cause = str(exc)
+        else:
+            role = f"input '{exc.member}'" if exc.member in config.input_names else f"labels '{exc.member}'"
+            raise ConfigError([_problem(config, key, f"refused {path}: {role}: {exc}. Fix: save the data with np.savez (uncompressed), keeping only the samples used")]) from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # a garbage or truncated file: zipfile and NumPy raise many kinds
         from pipeline.usercode import first_line
 
         cause = first_line(exc) or type(exc).__name__
-        if "allow_pickle" in cause:
-            cause = "it holds object arrays, which need pickle to load (refused: a data file must not run code)"
-        raise ConfigError([_problem(
-            config, ("data", "npz"),
-            f"cannot read {path} as a .npz archive: {cause}. Expected named numeric arrays written by np.savez(path, <input>=array, ...)",
-        )]) from None
+    raise ConfigError([_problem(
+        config, key,
+        f"cannot read {path} as a .npz archive: {cause}. Expected named numeric arrays written by np.savez(path, <input>=array, ...)",
+    )])
 
 
 def _generated(config: ModelConfig, dims: dict[str, int]) -> tuple[dict[str, np.ndarray], Any]:
@@ -258,13 +283,16 @@ def make_parity_data(config: ModelConfig) -> ParityData:
         pool = _synthetic(config, primary)
         others = [(dims, _synthetic(config, dims, k + 1)) for k, dims in enumerate(config.shape_sets) if dims != primary]
     elif data.kind == "npz":
-        arrays = _read_npz(config)
+        arrays, names, lengths = _read_npz(config)
         primary = _dims_of(config, arrays, f"data file {data.npz}", ("data", "npz"))
-        pool = _check_arrays(config, arrays, f"data file {data.npz}", ("data", "npz"), primary)
+        pool = _check_arrays(config, arrays, f"data file {data.npz}", ("data", "npz"), primary, available=names)
+        counts = sorted({lengths[name] for name in config.input_names})
+        if len(counts) > 1:  # only the leading rows were read: compare what the file declares
+            raise ConfigError([_problem(config, ("data", "npz"), f"data file {data.npz}: inputs have different sample counts {counts}")])
         if data.labels:
             labels_key = ("data", "labels")
             if data.labels not in arrays:
-                raise ConfigError([_problem(config, labels_key, f"{data.npz} has no array '{data.labels}'; it has: {', '.join(sorted(arrays))}")])
+                raise ConfigError([_problem(config, labels_key, f"{data.npz} has no array '{data.labels}'; it has: {', '.join(names)}")])
             labels = arrays[data.labels]
     else:
         labels_key = ("data", "generator")

@@ -64,6 +64,68 @@ def h5_keras_major(path: Path) -> int:
     return 3 if str(version).startswith("3") else 2
 
 
+def model_file_refusal(kind: str, path: Path) -> str | None:
+    """Why the .keras or .h5 file at `path` is refused before Keras opens it, or None:
+    a zip bomb, a member named outside the archive, sizes beyond the memory, an .h5 dataset
+    that declares far more than it stores or keeps its data in other files (pipeline.archives).
+    A file that is no archive at all is left to Keras, whose error says what it is."""
+    import zipfile
+
+    from pipeline.archives import ArchiveRefused, check_h5, check_members, open_zip
+    from pipeline.stages.data import _available_memory
+
+    if kind not in ("keras", "h5") or not path.is_file():
+        return None
+    try:
+        if kind == "keras":
+            with open_zip(path, ".keras archive") as archive:
+                check_members(archive, _available_memory(), ".keras archive")
+        else:
+            check_h5(path, _available_memory())
+    except ArchiveRefused as exc:
+        return str(exc)
+    except (OSError, KeyError, RuntimeError, EOFError, zipfile.BadZipFile):
+        return None
+    return None
+
+
+def check_model_file(config: ModelConfig) -> None:
+    """Raise bad input (exit 2, at `source.path`) for a model file `model_file_refusal` refuses."""
+    source = config.source
+    why = model_file_refusal(source.kind, source.path) if source is not None and source.path is not None else None
+    if why:
+        raise bad_input(config, ("source", "path"), f"refused model {source.path}: {why}. Fix: point `source.path` at a model file written by model.save()")
+
+
+def _tf_keras_safe_mode():
+    """tf-keras reads an .h5 with Keras's safe mode unset, so a Python lambda saved in a Lambda
+    layer would be rebuilt from the file's bytecode and run; its scope sets it. One private
+    name of tf-keras, checked here."""
+    try:
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError as exc:  # pragma: no cover - a tf-keras that moved it
+        from importlib import metadata
+
+        raise ModelError(
+            f"tf-keras {metadata.version('tf-keras')} has no tf_keras.src.saving.serialization_lib.SafeModeScope ({exc}); "
+            "tfship does not read tf-keras .h5 files without Keras's safe mode"
+        ) from None
+    return SafeModeScope(True)
+
+
+def read_keras_file(path: Path, kind: str, custom_objects: dict | None = None) -> tuple[Any, str]:
+    """(model, flavour) from a .keras or .h5 file, with Keras's safe mode on in both Keras
+    flavours: a saved Python lambda is refused, never run (a model file is input)."""
+    if kind == "keras" or h5_keras_major(path) == 3:
+        import keras
+
+        return keras.saving.load_model(path, compile=False, custom_objects=custom_objects or None, safe_mode=True), "keras3"
+    import tf_keras
+
+    with _tf_keras_safe_mode():
+        return tf_keras.models.load_model(path, compile=False, custom_objects=custom_objects or None), "tf_keras"
+
+
 def _keras_call(model: Any, config: ModelConfig) -> Any:
     names = config.input_names
     model_inputs = [getattr(t, "name", "").split(":")[0] for t in (getattr(model, "inputs", None) or [])]
@@ -129,23 +191,9 @@ def load_model(config: ModelConfig) -> LoadedModel:
     source = config.source
     build_missing(config)
     custom_objects = import_source_modules(config)
-    if source.kind == "keras":
-        import keras
-
-        obj = _wrap_load(config, lambda: keras.saving.load_model(source.path, compile=False, custom_objects=custom_objects or None))
-        flavour = "keras3"
-    elif source.kind == "h5":
-        major = _wrap_load(config, lambda: h5_keras_major(source.path))
-        if major == 3:
-            import keras
-
-            obj = _wrap_load(config, lambda: keras.saving.load_model(source.path, compile=False, custom_objects=custom_objects or None))
-            flavour = "keras3"
-        else:
-            import tf_keras
-
-            obj = _wrap_load(config, lambda: tf_keras.models.load_model(source.path, compile=False, custom_objects=custom_objects or None))
-            flavour = "tf_keras"
+    if source.kind in ("keras", "h5"):
+        check_model_file(config)  # before Keras reads a byte of it
+        obj, flavour = _wrap_load(config, lambda: read_keras_file(source.path, source.kind, custom_objects))
     elif source.kind == "saved_model":
         import tensorflow as tf
 
@@ -257,6 +305,14 @@ def _wrap_load(config: ModelConfig, load: Any) -> Any:
     except Exception as exc:
         text = strip_ansi(str(exc))
         cause = f"{type(exc).__name__}: {first_line(exc)}"
+        if "safe_mode" in text and "lambda" in text.lower():
+            raise bad_input(
+                config, ("source", "path"),
+                f"refused model {path}: it holds a Lambda layer with a Python lambda, which Keras would rebuild from the file's bytecode "
+                "and run; tfship keeps Keras's safe mode on, so a model file never runs code. Fix: replace the Lambda with a custom layer "
+                "(@keras.saving.register_keras_serializable, its module under `source.modules`), or build the model in your own code "
+                "with `source.factory`",
+            ) from None
         missing = _missing_class(text)
         if missing:
             raise bad_input(
