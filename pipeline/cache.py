@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from pipeline.spec import ModelConfig, TargetConfig, config_as_dict
-from pipeline.fsutil import sha256_file
+from pipeline.fsutil import real_file_below, sha256_file
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,8 +178,8 @@ def reusable(entry: dict | None, key: str | None, model_dir: Path) -> bool:
     if not entry or key is None or entry.get("cache_key") != key or not checked(entry):
         return False
     for f in entry.get("files", []):
-        path = model_dir / f["path"]
-        if not path.is_file() or path.stat().st_size != f["bytes"] or sha256_file(path) != f["sha256"]:
+        path = real_file_below(model_dir, f["path"])  # a path read from a report is input too
+        if path is None or not path.is_file() or path.stat().st_size != f["bytes"] or sha256_file(path) != f["sha256"]:
             return False
     return bool(entry.get("files"))
 
@@ -189,7 +189,7 @@ def changed_dependencies(entry: dict) -> list[str]:
     changed = []
     for dep in entry.get("source_dependencies") or []:
         path = Path(dep["path"])
-        if not path.is_file() or sha256_file(path) != dep["sha256"]:
+        if path.is_symlink() or not path.is_file() or sha256_file(path) != dep["sha256"]:  # regular files only: never a device
             changed.append(str(path))
     return changed
 
