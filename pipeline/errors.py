@@ -72,3 +72,10 @@ class IntegrityError(PipelineError):
     """Files on disk differ from what the report recorded."""
 
     exit_code = 1
+
+
+class MissingExtra(PipelineError):
+    """An optional dependency group (an extra) is not installed: bad input for this
+    machine, named with its install command before any work (exit 2)."""
+
+    exit_code = 2

@@ -487,3 +487,34 @@ def layer_norm_head():
     h = keras.layers.Dense(16, name="hidden")(x)
     h = keras.layers.LayerNormalization(name="norm")(h)
     return keras.Model(x, keras.layers.Dense(1, name="y")(h), name="layer_norm_head")
+
+
+# --------------------------------------------------------------------------
+# OpenVINO: output order and a frontend refusal
+# --------------------------------------------------------------------------
+
+
+def two_outputs():
+    """Keras 3 functional model; input ``x`` float32 ``[None, 4]``; outputs ``zeta``
+    (``[None, 3]``) then ``alpha`` (``[None, 2]``): listed against their sorted order."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    x = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(8, activation="tanh", name="h")(x)
+    return keras.Model(x, [keras.layers.Dense(3, name="zeta")(h), keras.layers.Dense(2, name="alpha")(h)], name="two_outputs")
+
+
+def log_gamma_layer():
+    """Keras 3 functional model whose layer ``log_gamma`` calls ``tf.math.lgamma`` (an op
+    OpenVINO's TensorFlow frontend has no rule for); ``x`` float32 ``[None, 4]`` -> ``y``."""
+    import keras
+    import tensorflow as tf
+
+    class LogGamma(keras.layers.Layer):
+        def call(self, x):
+            return tf.math.lgamma(tf.abs(x) + 1.0)
+
+    keras.utils.set_random_seed(2)
+    x = keras.Input(shape=(4,), name="x")
+    return keras.Model(x, LogGamma(name="log_gamma")(keras.layers.Dense(4, name="dense_in")(x)))
