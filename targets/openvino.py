@@ -418,6 +418,14 @@ class OpenVINOTarget(Target):
         return OpenVINORunner(Path(target_dir) / artifact.files[0], outputs, hint=hint,
                               precision_class=info.get("precision_class") or PRECISION_CLASS.get(variant), threads=threads)
 
+    def tensor_probe(self, target_dir, artifact, model, debug_dir):
+        from pipeline.localize.probes import OpenVINOProbe
+
+        if artifact.variant == "bf16" and "BF16" not in device_capabilities():
+            return None
+        hint = (artifact.info or {}).get("inference_precision_hint", HINT.get(artifact.variant))
+        return OpenVINOProbe(Path(target_dir) / artifact.files[0], tuple(model.output_names), hint, debug_dir)
+
     def options_for_variant(self, options, variant):
         import dataclasses
 
