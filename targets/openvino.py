@@ -338,10 +338,6 @@ class OpenVINOTarget(Target):
             ))
         if options.ignored_scope and "int8" not in options.variants:
             problems.append(("ignored_scope", "applies to the int8 variant only; add int8 to `variants` or remove this key"))
-        for spec in model.get("inputs", ()):
-            if spec.dtype == "string":
-                problems.append(("", f"input '{spec.name}' is a string: OpenVINO's CPU plugin takes no string tensors from TensorFlow models; "
-                                     "move the string preprocessing out of the exported model (feed token ids) or drop the openvino target"))
         return problems
 
     def build(self, job: BuildInputs) -> list[Artifact]:

@@ -518,3 +518,22 @@ def log_gamma_layer():
     keras.utils.set_random_seed(2)
     x = keras.Input(shape=(4,), name="x")
     return keras.Model(x, LogGamma(name="log_gamma")(keras.layers.Dense(4, name="dense_in")(x)))
+
+
+class StringLengths(tf.Module):
+    """Lower-cases its text and returns each string's length (string ops in the graph)."""
+
+    def __call__(self, text):
+        return tf.cast(tf.strings.length(tf.strings.lower(text)), tf.float32)
+
+
+def string_lengths() -> StringLengths:
+    """``tf.Module``-like callable; ``text`` string ``[None, 1]`` -> float32 lengths ``[None, 1]``."""
+    return StringLengths(name="string_lengths")
+
+
+def string_data(n: int = 8, seed: int = 0) -> tuple[dict[str, np.ndarray], None]:
+    """``{"text": object [n, 1]}`` of short words."""
+    rng = np.random.default_rng(seed)
+    words = np.array([b"Alpha", b"beta", b"GAMMA", b"delta epsilon"], dtype=object)
+    return {"text": words[rng.integers(0, len(words), (n, 1))]}, None

@@ -194,23 +194,25 @@ targets:
     assert not (project.artifacts / "lgamma" / "openvino").exists()
 
 
-def test_string_inputs_are_refused_when_the_target_is_selected(tmp_path):
-    path = tmp_path / "text.yaml"
-    path.write_text("""\
+def test_string_preprocessing_is_refused_naming_the_string_ops(project):
+    project.config("text", """\
 name: text
 source:
-  factory: fixture_models:tiny_keras3_classifier
+  factory: fixture_models:string_lengths
 inputs:
   - {name: text, shape: [null, 1], dtype: string}
-outputs: [probs]
+outputs: [length]
 data:
-  generator: examples.corpus.text:eval_data
+  generator: fixture_models:string_data
+  samples: 8
 targets:
   - name: openvino
 """)
-    config = load_config(path, REGISTRY)
-    with pytest.raises(ConfigError, match=r"input 'text' is a string: OpenVINO's CPU plugin takes no string tensors"):
-        require_selected([config], ["openvino"])
+    result = _export(project, "text")
+    assert result.code == 2, result.out + result.err
+    assert "TF op StringLower at StringLower" in result.err and "TF op StringLength" in result.err
+    assert "openvino-tokenizers package has conversion extensions for: StringLower (tfship loads no frontend extension; not tried)" in result.err
+    assert not (project.artifacts / "text" / "openvino").exists()
 
 
 class _Unimportable(importlib.abc.MetaPathFinder):
