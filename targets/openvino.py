@@ -60,6 +60,7 @@ BUILD_ORDER = ("fp32", "bf16", "int8", "fp16")
 PRECISION_CLASS = {"fp32": "float32", "fp16": "float16", "bf16": "bf16", "int8": "int8"}
 HINT = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32"}
 DEFAULT_TOLERANCES = {variant: PRECISION_CLASSES[cls] for variant, cls in PRECISION_CLASS.items()}
+DEFAULT_TOLERANCES["int8_repaired"] = DEFAULT_TOLERANCES["int8"]
 
 # Peak memory of building and checking this target, in weight bytes above the worker's
 # base (pipeline.execute.admission): see memory_factor.
@@ -76,6 +77,9 @@ class OpenVINOOptions:
     pin_precision: bool = True
     calibration_samples: int = 64  # int8: representative samples of the parity data
     ignored_scope: tuple[str, ...] = ()  # int8: IR node names NNCF leaves in float
+    repair: bool = False  # when int8 fails parity, search an ignored scope that passes (published as int8_repaired)
+    repair_conversions: int = 6  # candidate quantizations the search may build
+    repair_seconds: float = 300.0  # and the time it may take
 
 
 def _installed(module: str) -> bool:
@@ -142,7 +146,7 @@ def _refusal(model: str, text: str, saved_model_dir: Path, layers: list[str]) ->
                 break
     from pipeline.runtimes.openvino import version
 
-    lines = [f"OpenVINO {version()}'s TensorFlow frontend cannot convert model '{model}':"]
+    lines = [f"OpenVINO {version().split('-')[0]}'s TensorFlow frontend cannot convert model '{model}':"]
     for op in ops or ["(unnamed)"]:
         found = [_layer_path(n) for n in by_op.get(op, [])]
         places = []
@@ -338,6 +342,12 @@ class OpenVINOTarget(Target):
             ))
         if options.ignored_scope and "int8" not in options.variants:
             problems.append(("ignored_scope", "applies to the int8 variant only; add int8 to `variants` or remove this key"))
+        if options.repair and "int8" not in options.variants:
+            problems.append(("repair", "repairs the int8 variant only; add int8 to `variants` or remove this key"))
+        if options.repair_conversions < 1:
+            problems.append(("repair_conversions", "expected at least 1 conversion"))
+        if options.repair_seconds <= 0:
+            problems.append(("repair_seconds", "expected a positive number of seconds"))
         return problems
 
     def build(self, job: BuildInputs) -> list[Artifact]:
@@ -413,6 +423,28 @@ class OpenVINOTarget(Target):
         hint = info.get("inference_precision_hint", HINT.get(variant, "f32")) if info else HINT.get(variant, "f32")
         return OpenVINORunner(Path(target_dir) / artifact.files[0], outputs, hint=hint,
                               precision_class=info.get("precision_class") or PRECISION_CLASS.get(variant), threads=threads)
+
+    def repair_variants(self, options: OpenVINOOptions) -> tuple[str, ...]:
+        return ("int8",) if options.repair and "int8" in options.variants else ()
+
+    def repair(self, job: BuildInputs, artifact: Artifact, entry: dict, verify, log):
+        """NNCF's ignored scope as the selective-float recipe (targets/support/openvino_repair.py)."""
+        import dataclasses
+
+        from targets.support import litert, openvino_repair
+
+        if artifact.variant != "int8" or artifact.error is not None:
+            return None
+        options: OpenVINOOptions = job.target.options
+        float_model = _convert(job, litert.keras_layer_names(job.loaded.obj))
+
+        def quantize(ignored: tuple[str, ...]):
+            return _quantize(float_model, job, dataclasses.replace(options, ignored_scope=ignored))
+
+        def save(model, path: Path) -> list[str]:
+            return _save(model, path, fp16=False)
+
+        return openvino_repair.repair_int8(job, artifact, entry, verify, log, float_model, quantize, save, DEFAULT_TOLERANCES["int8"])
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):
         from pipeline.localize.probes import OpenVINOProbe

@@ -29,6 +29,9 @@ DEVICE = "CPU"
 _NOT_COMPUTE = {"Input", "Parameter", "Output", "Result", "Const", "Constant", "Reorder", "Convert"}
 FLOAT_TYPES = ("f32", "bf16", "f16", "f64")
 QUANTIZED_TYPES = ("i8", "u8", "i4", "u4")
+# Runtime-model layers that multiply by weights: fed i8/u8 they run an integer kernel (a
+# u8 elsewhere may be a boolean mask, which says nothing about quantization).
+WEIGHTED_LAYERS = ("FullyConnected", "MatMul", "Convolution", "GroupConvolution", "Deconvolution", "BinaryConvolution")
 
 # What each precision class must execute as, read from the runtime model:
 # the float types allowed for activations, and whether an integer kernel must have run.
@@ -79,9 +82,10 @@ def default_precision(device: str = DEVICE) -> str:
     return type_name(ov.Core().get_property(device, "INFERENCE_PRECISION_HINT"))
 
 
-def executed_precisions(compiled) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """{activation type: compute nodes} of a compiled model's runtime graph, and for each
-    type a few of the original layers that ran in it.
+def executed_precisions(compiled) -> tuple[dict[str, int], dict[str, list[str]], int]:
+    """{activation type: compute nodes} of a compiled model's runtime graph, for each
+    type a few of the original layers that ran in it, and how many weighted layers
+    (FullyConnected, Convolution...) ran an integer kernel.
 
     A node's activation type is the element type of its first input that is not a
     constant (weights, scales and embedding tables are constants): a FullyConnected fed
@@ -89,6 +93,7 @@ def executed_precisions(compiled) -> tuple[dict[str, int], dict[str, list[str]]]
     weights decompresses them and computes in f32."""
     counts: dict[str, int] = {}
     examples: dict[str, list[str]] = {}
+    integer_kernels = 0
 
     def layer_type(node) -> str:
         info = node.get_rt_info()
@@ -105,14 +110,17 @@ def executed_precisions(compiled) -> tuple[dict[str, int], dict[str, list[str]]]
         if kind not in FLOAT_TYPES and kind not in QUANTIZED_TYPES:
             continue  # index and shape arithmetic (i32, i64, boolean) says nothing about precision
         counts[kind] = counts.get(kind, 0) + 1
+        if kind in QUANTIZED_TYPES and layer_type(op) in WEIGHTED_LAYERS:
+            integer_kernels += 1
         names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else op.get_friendly_name()
         shown = examples.setdefault(kind, [])
         if len(shown) < 3 and names:
             shown.append(names.split(",")[0])
-    return dict(sorted(counts.items())), examples
+    return dict(sorted(counts.items())), examples, integer_kernels
 
 
-def judge_execution(precision_class: str, asked: str | None, in_effect: str, counts: dict[str, int], examples: dict[str, list[str]], device_default: str) -> tuple[bool, str]:
+def judge_execution(precision_class: str, asked: str | None, in_effect: str, counts: dict[str, int], examples: dict[str, list[str]], device_default: str,
+                    integer_kernels: int = 0) -> tuple[bool, str]:
     """Whether what ran is what the artifact's precision class computes in; the reason when not."""
     expected = EXPECTED_EXECUTION.get(precision_class)
     if expected is None:
@@ -131,8 +139,8 @@ def judge_execution(precision_class: str, asked: str | None, in_effect: str, cou
         )
     if expected["needs"] == "bf16" and not counts.get("bf16"):
         return False, f"the bf16 variant ran no node in bf16 ({source}; executed: {_listing(counts)}): this {DEVICE} did not run bfloat16"
-    if expected["needs"] == "int8" and not any(counts.get(k) for k in QUANTIZED_TYPES):
-        return False, f"the int8 variant ran no integer kernel (executed: {_listing(counts)}): its quantization was not applied on this {DEVICE}"
+    if expected["needs"] == "int8" and not integer_kernels:
+        return False, f"the int8 variant ran no integer kernel in a weighted layer (executed: {_listing(counts)}): its quantization was not applied on this {DEVICE}"
     return True, ""
 
 
@@ -171,7 +179,7 @@ class OpenVINORunner(Runner):
             raise IntegrityError(f"OpenVINO IR {self.path} has outputs {sorted(produced)}, but the recorded names include {missing}; re-export the openvino target")
         self._outputs = {n: produced[n] for n in self.output_names}
         in_effect = type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        counts, examples = executed_precisions(self.compiled)
+        counts, examples, integer_kernels = executed_precisions(self.compiled)
         device_default = type_name(core.get_property(device, "INFERENCE_PRECISION_HINT"))
         self.precision = {
             "device": device,
@@ -181,9 +189,10 @@ class OpenVINORunner(Runner):
             "device_default": device_default,
             "executed": counts,
             "executed_examples": examples,
+            "integer_kernels": integer_kernels,
         }
         if precision_class:
-            passed, reason = judge_execution(precision_class, hint, in_effect, counts, examples, device_default)
+            passed, reason = judge_execution(precision_class, hint, in_effect, counts, examples, device_default, integer_kernels)
             self.precision.update(expected=precision_class, passed=passed)
             if reason:
                 self.precision["reason"] = reason
@@ -208,7 +217,7 @@ class OpenVINORunner(Runner):
         for name, port in self._inputs.items():
             value = np.asarray(inputs[name])
             dtype = port.get_element_type().to_dtype()
-            feeds[name] = np.ascontiguousarray(value if value.dtype == dtype else value.astype(dtype))
+            feeds[name] = np.asarray(value, dtype=dtype, order="C")  # not ascontiguousarray: it turns a scalar into [1]
         return feeds
 
     def _one(self, inputs: dict[str, np.ndarray]) -> Call:

@@ -45,12 +45,13 @@ data:
 targets:
   - name: openvino
     variants: [fp32, fp16]
+  - onnx
 """
 
 CPU_BF16 = "BF16" in device_capabilities()
 
 
-def _export(project, name: str) -> Result:
+def _export(project, name: str, targets: tuple[str, ...] = ("openvino",)) -> Result:
     """`tfship export --target openvino` for one model, run in this process (TensorFlow is
     already loaded here: a worker would spend most of a test importing it again)."""
     from pipeline.errors import PipelineError
@@ -59,7 +60,7 @@ def _export(project, name: str) -> Result:
     config = load_config(project.config_dir / f"{name}.yaml", REGISTRY)
     project._capsys.readouterr()
     try:
-        code = export([config], ["openvino"], project.artifacts, in_process=True)
+        code = export([config], list(targets), project.artifacts, in_process=True)
     except PipelineError as exc:
         print(exc, file=sys.stderr)
         code = exc.exit_code
@@ -99,14 +100,16 @@ def test_fp32_and_fp16_pass_at_their_budgets_with_f32_pinned_and_recorded(projec
     assert (folder / "fp16.bin").stat().st_size == pytest.approx((folder / "fp32.bin").stat().st_size / 2, abs=16)
 
 
-def test_names_order_and_dynamic_batch_survive_conversion(project):
-    """Two outputs listed against their sorted order: the IR's results follow the config."""
+def test_names_order_dynamic_batch_then_inspect_compare_and_bench_side_by_side(project):
+    """Two outputs listed against their sorted order: the IR's results follow the config;
+    `inspect` and `compare` read the .xml; `bench` times OpenVINO beside onnxruntime."""
     project.config("two", TWO_OUTPUTS.format(factory="two_outputs", outputs="zeta, alpha"))
-    result = _export(project, "two")
+    result = _export(project, "two", ("openvino", "onnx"))
     assert result.code == 0, result.out + result.err
     import openvino as ov
 
-    model = ov.Core().read_model(str(project.artifacts / "two" / "openvino" / "fp32.xml"))
+    folder = project.artifacts / "two" / "openvino"
+    model = ov.Core().read_model(str(folder / "fp32.xml"))
     assert [p.get_any_name() for p in model.inputs] == ["x"]
     assert [sorted(p.get_names()) for p in model.outputs] == [["zeta"], ["alpha"]]
     assert model.inputs[0].get_partial_shape().to_string() == "[?,4]"
@@ -114,6 +117,28 @@ def test_names_order_and_dynamic_batch_survive_conversion(project):
     assert [o["name"] for o in record["info"]["outputs"]] == ["zeta", "alpha"]
     assert "fixed_dims" not in record["info"]
     assert all(m["max_abs"] <= 1e-5 for m in record["parity"]["outputs"].values())
+
+    result = project.run("inspect", str(folder / "fp16.xml"))
+    assert result.code == 0, result.err
+    assert "kind: openvino" in result.out and "precision: fp16" in result.out and "weights_file: fp16.bin" in result.out
+    assert "in  x: float32[?, 4]" in result.out and "out zeta: float32[?, 3]" in result.out
+    assert "runs in tfship (OpenVINO CPU): yes" in result.out
+    from pipeline.compare import compare
+
+    comparison = compare(project.artifacts / "two" / ".stages" / "savedmodel", folder / "fp32.xml", folder / "fp16.xml")
+    fp32, fp16 = comparison.results
+    assert (fp32.variant, fp32.status, fp16.variant, fp16.status) == ("fp32", "passed", "fp16", "passed")
+    assert fp16.tolerance["min_sqnr_db"] == 45.0  # judged at the float16 class, read from the file
+    assert fp32.parity["runtime_precision"]["hint_in_effect"] == "f32"
+
+    result = project.run("bench", "--model", "two", "--max-seconds", "0.2", "--batch", "8")
+    assert result.code == 0, result.err
+    targets = project.report("two")["targets"]
+    for label, bench in (("openvino", targets["openvino"]["variants"]["fp32"]["benchmark"]), ("onnx", targets["onnx"]["variants"]["default"]["benchmark"])):
+        assert set(bench["batches"]) == {"1", "8"}, label
+        assert all(f["p50_ms"] > 0 and f["throughput_sps"] > 0 and f["speedup_vs_eager"] for f in bench["batches"].values())
+    assert targets["openvino"]["variants"]["fp32"]["benchmark"]["call"].startswith("OpenVINO InferRequest.infer()")
+    assert targets["openvino"]["variants"]["fp32"]["benchmark"]["threads"]["runtime"] == "OpenVINO"
 
 
 @pytest.mark.skipif(not CPU_BF16, reason="this CPU does not run bfloat16 (no BF16 in OpenVINO's CPU OPTIMIZATION_CAPABILITIES)")
@@ -143,11 +168,11 @@ def test_execution_judgement_names_what_ran():
     assert ok and reason == ""
     ok, reason = judge_execution("float16", None, "bf16", {"bf16": 3, "f32": 1}, {"bf16": ["dense/MatMul"]}, "bf16")
     assert not ok and "3 of 4 compute nodes in bf16 (e.g. dense/MatMul)" in reason
-    ok, reason = judge_execution("int8", "f32", "f32", {"f32": 2}, {}, "bf16")
-    assert not ok and "ran no integer kernel" in reason
+    ok, reason = judge_execution("int8", "f32", "f32", {"f32": 2, "u8": 3}, {}, "bf16", integer_kernels=0)  # u8 boolean masks only
+    assert not ok and "ran no integer kernel in a weighted layer" in reason
     ok, reason = judge_execution("bf16", "bf16", "f32", {"f32": 2}, {}, "f32")
     assert not ok and "ran no node in bf16" in reason
-    assert judge_execution("int8", "f32", "f32", {"f32": 1, "i8": 2}, {}, "bf16") == (True, "")
+    assert judge_execution("int8", "f32", "f32", {"f32": 1, "i8": 2}, {}, "bf16", integer_kernels=2) == (True, "")
 
 
 def test_int8_through_nncf_on_a_trained_model(project):
@@ -163,7 +188,7 @@ def test_int8_through_nncf_on_a_trained_model(project):
     assert info["ops"]["FakeQuantize"] == info["fake_quantize"]
     precision = int8["parity"]["runtime_precision"]
     assert precision["hint_asked"] == "f32" and precision["passed"] is True
-    assert precision["executed"].get("i8", 0) + precision["executed"].get("u8", 0) >= 2  # both Dense layers ran integer kernels
+    assert precision["integer_kernels"] == 2  # both Dense layers ran integer kernels
     assert int8["artifact"]["tolerance"]["steps"] == 3.0  # the int8 class
     probs = int8["parity"]["outputs"]["probs"]
     assert 1e-4 < probs["max_abs"] < 0.1
@@ -260,3 +285,75 @@ targets:
     problems = target.check_options(target.Options(variants=("fp32", "fp32"), ignored_scope=("a",)), {"inputs": ()})
     assert ("variants", "variant(s) listed twice: fp32") in problems
     assert any(key == "ignored_scope" for key, _ in problems)
+
+
+OUTLIER = """\
+name: outlier
+source:
+  factory: fixture_models:int8_outlier
+inputs:
+  - {{name: x, shape: [null, 16], dtype: float32}}
+outputs: [probs]
+data:
+  generator: fixture_models:int8_outlier_data
+  samples: 96
+  seed: 1
+  classifier: probs
+targets:
+  - name: openvino
+    variants: [fp32, int8]
+{extra}"""
+
+
+def test_int8_repair_keeps_the_blamed_nodes_in_float_and_the_config_reproduces_it(project):
+    """A hidden unit 1e4x larger than the others: int8 loses the classifier; the search
+    blames the layer reading it, keeps it in float, and the printed scope passes as int8."""
+    project.config("outlier", OUTLIER.format(extra="    repair: true\n"))
+    result = _export(project, "outlier")
+    assert result.code == 1, result.out + result.err  # the configured int8 failed: never hidden by a repair
+    variants = project.report("outlier")["targets"]["openvino"]["variants"]
+    int8 = variants["int8"]
+    assert int8["status"] == "failed" and int8["parity"]["classifier"]["top1_agreement"] < 0.9
+    assert int8["localization"]["first_over_budget"] == "probs" and int8["localization"]["method"] == "tensors"
+    search = int8["repair"]
+    assert search["found"] is True and 1 <= search["conversions"] <= 6
+    assert search["blame"][0].endswith("probs_1/MatMul")  # the layer whose input range the outlier blows up
+    assert search["blame_table"][0]["added"] > search["blame_table"][-1]["added"]
+    repaired = variants["int8_repaired"]
+    assert repaired["status"] == "passed"
+    assert repaired["parity"]["classifier"]["top1_agreement"] >= 0.95
+    assert repaired["parity"]["runtime_precision"]["integer_kernels"] >= 1  # `hidden` still runs in int8
+    scope = repaired["info"]["ignored_scope"]
+    assert scope == search["tried"][-1]["ignored_scope"] and f"ignored_scope: [{', '.join(scope)}]" in search["config_snippet"]
+    assert "repair int8: passes with" in result.err
+    # The snippet, as configuration, builds the same int8 that passes.
+    project.config("outlier", OUTLIER.format(extra=f"    ignored_scope: [{', '.join(scope)}]\n"))
+    result = _export(project, "outlier")
+    assert result.code == 0, result.out + result.err
+    again = project.report("outlier")["targets"]["openvino"]["variants"]["int8"]
+    assert again["status"] == "passed" and again["info"]["ignored_scope"] == scope
+
+
+def test_a_plain_tf_module_with_a_scalar_input(project):
+    """examples/threshold: a tf.Module (no Keras layers), `x` [batch, 6] and a scalar `threshold`."""
+    project.config("threshold", """\
+source:
+  factory: examples.threshold:build
+inputs:
+  - {name: x, shape: [null, 6], dtype: float32}
+  - {name: threshold, shape: [], dtype: float32}
+outputs: [y]
+data:
+  inputs:
+    x: {distribution: uniform, low: 0, high: 4}
+    threshold: {distribution: uniform, low: 1, high: 3}
+  samples: 16
+targets:
+  - {name: openvino, variants: [fp32, fp16]}
+""")
+    result = _export(project, "threshold")
+    assert result.code == 0, result.out + result.err
+    record = _variant(project.report("threshold"), "fp32")
+    assert record["info"]["inputs"] == [{"name": "x", "dtype": "float32", "shape": [None, 6]}, {"name": "threshold", "dtype": "float32", "shape": []}]
+    assert record["parity"]["outputs"]["y"]["max_abs"] <= 1e-5
+    assert _variant(project.report("threshold"), "fp16")["status"] == "passed"
