@@ -113,7 +113,7 @@ def batch_inputs(config: ModelConfig, pool: dict[str, np.ndarray], batch: int) -
             idx = np.arange(batch) % len(values)
             out[spec.name] = np.ascontiguousarray(values[idx])
         else:
-            out[spec.name] = np.ascontiguousarray(values[0])
+            out[spec.name] = np.asarray(values[0], order="C")  # not ascontiguousarray: it turns a scalar into [1]
     return out
 
 

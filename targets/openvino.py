@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -293,11 +294,17 @@ def _quantize(model, job: BuildInputs, options: OpenVINOOptions):
     # fed one sample at a time clips the tails (a normal input clipped at 1.7 sigma: the
     # tiny classifier lost 2% accuracy, max error 0.96; 0.036 with global min/max).
     advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+    from nncf.common.logging import nncf_logger
+
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)  # its INFO lines (each quantizer it skips) go to the console otherwise
     try:
         with _quiet():
             quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope, advanced_parameters=advanced)
     except Exception as exc:
         raise ConversionError(f"NNCF could not quantize model '{job.model.name}': {type(exc).__name__}: {' '.join(str(exc).split())[:500]}") from exc
+    finally:
+        nncf_logger.setLevel(level)
     quantizers = sum(1 for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
     if not quantizers:
         raise IncompatibleModel(

@@ -200,14 +200,26 @@ def int8_outlier():
     ``int8_outlier_data(., seed=0)``; 512 eval samples with seed=1): float
     accuracy 0.977; int8 top-1 agreement with float 0.31, int8 accuracy 0.32.
     """
+    return _outlier_model(front=False)
+
+
+def int8_outlier_deep():
+    """:func:`int8_outlier` with a well-behaved layer ``front`` (Dense 16, ReLU) before
+    ``hidden``: ``x`` -> ``front`` -> ``hidden`` (the 1e4x unit) -> ``probs``. Keeping
+    ``hidden`` and ``probs`` in float leaves ``front`` to quantize."""
+    return _outlier_model(front=True)
+
+
+def _outlier_model(front: bool):
     import keras
 
     keras.utils.set_random_seed(0)
     inputs, labels = int8_outlier_data(2048, seed=0)
     x = keras.Input(shape=(_OUTLIER_FEATURES,), name="x")
-    hidden = keras.layers.Dense(_OUTLIER_HIDDEN, activation="relu", name="hidden")(x)
+    features = keras.layers.Dense(16, activation="relu", name="front")(x) if front else x
+    hidden = keras.layers.Dense(_OUTLIER_HIDDEN, activation="relu", name="hidden")(features)
     probs = keras.layers.Dense(_OUTLIER_CLASSES, activation="softmax", name="probs")(hidden)
-    model = keras.Model(x, probs, name="int8_outlier")
+    model = keras.Model(x, probs, name="int8_outlier_deep" if front else "int8_outlier")
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     model.fit(inputs["x"], labels, batch_size=64, epochs=20, verbose=0)
 
@@ -537,3 +549,4 @@ def string_data(n: int = 8, seed: int = 0) -> tuple[dict[str, np.ndarray], None]
     rng = np.random.default_rng(seed)
     words = np.array([b"Alpha", b"beta", b"GAMMA", b"delta epsilon"], dtype=object)
     return {"text": words[rng.integers(0, len(words), (n, 1))]}, None
+

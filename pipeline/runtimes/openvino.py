@@ -178,6 +178,7 @@ class OpenVINORunner(Runner):
         if missing:
             raise IntegrityError(f"OpenVINO IR {self.path} has outputs {sorted(produced)}, but the recorded names include {missing}; re-export the openvino target")
         self._outputs = {n: produced[n] for n in self.output_names}
+        self._current: dict | None = None  # the tensors now set on the request
         in_effect = type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         counts, examples, integer_kernels = executed_precisions(self.compiled)
         device_default = type_name(core.get_property(device, "INFERENCE_PRECISION_HINT"))
@@ -220,18 +221,29 @@ class OpenVINORunner(Runner):
             feeds[name] = np.asarray(value, dtype=dtype, order="C")  # not ascontiguousarray: it turns a scalar into [1]
         return feeds
 
+    def _set(self, tensors: dict) -> None:
+        for name, tensor in tensors.items():
+            self._request.set_tensor(self._inputs[name], tensor)
+        self._current = tensors
+
     def _one(self, inputs: dict[str, np.ndarray]) -> Call:
+        import openvino as ov
+
         feeds = self._feeds(inputs)
+        # The request reads the prepared arrays in place (shared memory, kept alive by the Call).
+        tensors = {name: ov.Tensor(value, shared_memory=True) for name, value in feeds.items()}
         request, outputs = self._request, self._outputs
+        self._set(tensors)
 
         def run():
-            # share_inputs: the prepared arrays are read in place (kept alive by the Call).
-            return request.infer(feeds, share_inputs=True)
+            if self._current is not tensors:  # another prepare() set its own tensors since
+                self._set(tensors)
+            request.infer()
 
-        def fetch(results) -> dict[str, np.ndarray]:
-            return {name: np.array(results[port], copy=True) for name, port in outputs.items()}
+        def fetch(_=None) -> dict[str, np.ndarray]:
+            return {name: np.array(request.get_tensor(port).data, copy=True) for name, port in outputs.items()}
 
-        return Call(run, fetch, "InferRequest.infer() (inputs shared, prepared once)", keep_alive=feeds)
+        return Call(run, fetch, "InferRequest.infer() (input tensors set once, shared)", keep_alive=(feeds, tensors))
 
     def prepare(self, inputs: dict[str, np.ndarray], chunked: bool = True) -> Call:
         if not chunked:

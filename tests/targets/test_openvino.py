@@ -118,11 +118,12 @@ def test_names_order_dynamic_batch_then_inspect_compare_and_bench_side_by_side(p
     assert "fixed_dims" not in record["info"]
     assert all(m["max_abs"] <= 1e-5 for m in record["parity"]["outputs"].values())
 
-    result = project.run("inspect", str(folder / "fp16.xml"))
-    assert result.code == 0, result.err
-    assert "kind: openvino" in result.out and "precision: fp16" in result.out and "weights_file: fp16.bin" in result.out
-    assert "in  x: float32[?, 4]" in result.out and "out zeta: float32[?, 3]" in result.out
-    assert "runs in tfship (OpenVINO CPU): yes" in result.out
+    from pipeline.inspection import inspect_artifact
+
+    text = inspect_artifact(folder / "fp16.xml").render()
+    assert "kind: openvino" in text and "precision: fp16" in text and "weights_file: fp16.bin" in text
+    assert "in  x: float32[?, 4]" in text and "out zeta: float32[?, 3]" in text
+    assert "runs in tfship (OpenVINO CPU): yes" in text
     from pipeline.compare import compare
 
     comparison = compare(project.artifacts / "two" / ".stages" / "savedmodel", folder / "fp32.xml", folder / "fp16.xml")
@@ -290,7 +291,7 @@ targets:
 OUTLIER = """\
 name: outlier
 source:
-  factory: fixture_models:int8_outlier
+  factory: fixture_models:{factory}
 inputs:
   - {{name: x, shape: [null, 16], dtype: float32}}
 outputs: [probs]
@@ -306,9 +307,10 @@ targets:
 
 
 def test_int8_repair_keeps_the_blamed_nodes_in_float_and_the_config_reproduces_it(project):
-    """A hidden unit 1e4x larger than the others: int8 loses the classifier; the search
-    blames the layer reading it, keeps it in float, and the printed scope passes as int8."""
-    project.config("outlier", OUTLIER.format(extra="    repair: true\n"))
+    """A hidden unit 1e4x the others (after a well-behaved `front` layer): int8 loses the
+    classifier; the search blames the layers reading and writing it, keeps them in float,
+    and the printed scope passes as the int8 variant itself."""
+    project.config("outlier", OUTLIER.format(factory="int8_outlier_deep", extra="    repair: true\n"))
     result = _export(project, "outlier")
     assert result.code == 1, result.out + result.err  # the configured int8 failed: never hidden by a repair
     variants = project.report("outlier")["targets"]["openvino"]["variants"]
@@ -316,22 +318,37 @@ def test_int8_repair_keeps_the_blamed_nodes_in_float_and_the_config_reproduces_i
     assert int8["status"] == "failed" and int8["parity"]["classifier"]["top1_agreement"] < 0.9
     assert int8["localization"]["first_over_budget"] == "probs" and int8["localization"]["method"] == "tensors"
     search = int8["repair"]
-    assert search["found"] is True and 1 <= search["conversions"] <= 6
-    assert search["blame"][0].endswith("probs_1/MatMul")  # the layer whose input range the outlier blows up
-    assert search["blame_table"][0]["added"] > search["blame_table"][-1]["added"]
+    assert search["found"] is True and search["conversions"] == 2
+    assert [n.split("/")[1] for n in search["blame"]] == ["probs_1", "hidden_1", "front_1"]  # the outlier's reader, its writer, then the rest
     repaired = variants["int8_repaired"]
     assert repaired["status"] == "passed"
     assert repaired["parity"]["classifier"]["top1_agreement"] >= 0.95
-    assert repaired["parity"]["runtime_precision"]["integer_kernels"] >= 1  # `hidden` still runs in int8
+    assert repaired["parity"]["runtime_precision"]["integer_kernels"] == 1  # `front` still runs in int8
     scope = repaired["info"]["ignored_scope"]
-    assert scope == search["tried"][-1]["ignored_scope"] and f"ignored_scope: [{', '.join(scope)}]" in search["config_snippet"]
-    assert "repair int8: passes with" in result.err
+    assert scope == search["tried"][-1]["ignored_scope"] == search["blame"][:2]
+    assert f"ignored_scope: [{', '.join(scope)}]" in search["config_snippet"]
+    assert "repair int8: passes with 2 node(s) kept in float" in result.err and "INFO:nncf" not in result.err
     # The snippet, as configuration, builds the same int8 that passes.
-    project.config("outlier", OUTLIER.format(extra=f"    ignored_scope: [{', '.join(scope)}]\n"))
+    project.config("outlier", OUTLIER.format(factory="int8_outlier_deep", extra=f"    ignored_scope: [{', '.join(scope)}]\n"))
     result = _export(project, "outlier")
     assert result.code == 0, result.out + result.err
     again = project.report("outlier")["targets"]["openvino"]["variants"]["int8"]
     assert again["status"] == "passed" and again["info"]["ignored_scope"] == scope
+
+
+def test_int8_repair_says_when_no_ignored_scope_passes(project):
+    """Without `front`, NNCF's symmetric weight quantizer floors every channel's range at 1% of
+    the largest (the 1e4x unit's), so `hidden` cannot stay int8 and `probs` cannot either:
+    nothing int8 passes, and the search says so instead of offering a scope."""
+    project.config("outlier", OUTLIER.format(factory="int8_outlier", extra="    repair: true\n"))
+    result = _export(project, "outlier")
+    assert result.code == 1
+    variants = project.report("outlier")["targets"]["openvino"]["variants"]
+    search = variants["int8"]["repair"]
+    assert search["found"] is False and "int8_repaired" not in variants and "config_snippet" not in search
+    assert [t["status"] for t in search["tried"]] == ["failed", "error"]  # both in float: NNCF has nothing left to quantize
+    assert "placed no quantizer" in search["tried"][1]["message"]
+    assert "no ignored scope that passes within 2 tries (every quantizable node tried" in result.err
 
 
 def test_a_plain_tf_module_with_a_scalar_input(project):
