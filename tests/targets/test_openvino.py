@@ -72,7 +72,7 @@ def _variant(report: dict, variant: str) -> dict:
     return report["targets"]["openvino"]["variants"][variant]
 
 
-@pytest.mark.parametrize("factory", ["tiny_keras3_classifier", "tiny_tfkeras_classifier"])
+@pytest.mark.parametrize("factory", ["tiny_keras3_classifier", pytest.param("tiny_tfkeras_classifier", marks=pytest.mark.heavy)])
 def test_fp32_and_fp16_pass_at_their_budgets_with_f32_pinned_and_recorded(project, factory):
     project.config("tiny", TINY.format(name="tiny", factory=factory, variants="fp32, fp16", extra=""))
     result = _export(project, "tiny")
@@ -306,6 +306,7 @@ targets:
 {extra}"""
 
 
+@pytest.mark.heavy  # two exports with a search between them
 def test_int8_repair_keeps_the_blamed_nodes_in_float_and_the_config_reproduces_it(project):
     """A hidden unit 1e4x the others (after a well-behaved `front` layer): int8 loses the
     classifier; the search blames the layers reading and writing it, keeps them in float,
@@ -336,6 +337,7 @@ def test_int8_repair_keeps_the_blamed_nodes_in_float_and_the_config_reproduces_i
     assert again["status"] == "passed" and again["info"]["ignored_scope"] == scope
 
 
+@pytest.mark.heavy
 def test_int8_repair_says_when_no_ignored_scope_passes(project):
     """Without `front`, NNCF's symmetric weight quantizer floors every channel's range at 1% of
     the largest (the 1e4x unit's), so `hidden` cannot stay int8 and `probs` cannot either:
