@@ -132,11 +132,12 @@ def judge_execution(precision_class: str, asked: str | None, in_effect: str, cou
     )
     if lower:
         kinds = ", ".join(f"{n} of {total} compute nodes in {k} (e.g. {', '.join(examples.get(k, [])[:2]) or '?'})" for k, n in lower.items())
-        return False, (
-            f"OpenVINO ran this {precision_class} artifact in lower precision: {kinds}; {source}. "
-            f"Its numbers are not those of {precision_class}: pin the precision (compile with INFERENCE_PRECISION_HINT=f32; "
-            "the openvino target does so unless `pin_precision: false`) or judge it as the bf16 variant"
+        fix = (
+            "Compile it with INFERENCE_PRECISION_HINT=f32 (the openvino target's `pin_precision: true`, the default), "
+            "or judge it as the bf16 variant at the bf16 budget"
+            if not asked else f"OpenVINO did not keep to the hint {asked}: this runtime cannot run it at {precision_class} on this {DEVICE}"
         )
+        return False, f"OpenVINO ran this {precision_class} artifact in lower precision: {kinds}; {source}. {fix}"
     if expected["needs"] == "bf16" and not counts.get("bf16"):
         return False, f"the bf16 variant ran no node in bf16 ({source}; executed: {_listing(counts)}): this {DEVICE} did not run bfloat16"
     if expected["needs"] == "int8" and not integer_kernels:
