@@ -29,9 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = ("savedmodel", "tflite_float32", "tflite_dynamic_range", "onnx")
-# On request (`--targets xla tpu`): the memory admission control's factors for them;
+# On request (`--targets xla tpu openvino`): the memory admission control's factors for them;
 # tfship side only (their raw call is the SavedModel's plus XLA's compile).
-EXTRA_TARGETS = ("xla", "tpu")
+EXTRA_TARGETS = ("xla", "tpu", "openvino")
 # Runs known to need more than this machine can lend are not started (measured here):
 # raw tf2onnx (from_function) on a 553 MB dense model was OOM-killed at 24 GB, and with
 # large_model=True peaked at 17.5 GB; the raw TFLite converter peaked at 4.55 GB (8x the
@@ -167,6 +167,8 @@ def config_text(name: str, model_path: Path, kind: str, target: str) -> str:
     shape = "[null, 1024]" if kind == "dense" else "[null, 8, 8, 8]"
     if target.startswith("tflite_"):
         targets = f"[{{name: tflite, variants: [{target.removeprefix('tflite_')}]}}]"
+    elif target == "openvino":  # every variant: NNCF's int8 copy of the model is the largest step
+        targets = "[{name: openvino, variants: [fp32, fp16, int8], calibration_samples: 8}]"
     else:
         targets = f"[{target}]"
     return textwrap.dedent(

@@ -13,7 +13,7 @@ How one figure is measured: see `pipeline.timing`.
 What is timed: the runtime call alone, inputs prepared once, through the same runner
 parity uses (`Target.open(...)`, from `pipeline.runtimes`): `Runner.prepare(inputs)`
 puts a batch in place (LiteRT tensors set once, onnxruntime feeds built once,
-TensorFlow tensors prebuilt) and the returned call is what `measure` times. `call`
+OpenVINO input tensors set once on the request, TensorFlow tensors prebuilt) and the returned call is what `measure` times. `call`
 in the report says which call that was. A batch the artifact cannot take in one call
 (a static input shape, a fixed or largest compiled batch, or `fixed_batch`/`batch`
 in its recorded info) is skipped, with the reason.
@@ -27,7 +27,7 @@ the bare-loop figure, the harness's, their difference (which should stay within
 Threads: the same count for every runtime (`--threads`, default: the CPUs this
 process may use): TensorFlow intra-op threads (inter-op 1, as onnxruntime runs
 nodes sequentially and LiteRT has no inter-op pool), LiteRT `num_threads`,
-onnxruntime `intra_op_num_threads`. TensorFlow fixes its pools when it first runs an
+onnxruntime `intra_op_num_threads`, OpenVINO `INFERENCE_NUM_THREADS`. TensorFlow fixes its pools when it first runs an
 op, so the count only applies in a process that has not run TensorFlow yet
 (`tfship bench` sets it first); the report records the counts actually in effect.
 """
@@ -113,7 +113,7 @@ def batch_inputs(config: ModelConfig, pool: dict[str, np.ndarray], batch: int) -
             idx = np.arange(batch) % len(values)
             out[spec.name] = np.ascontiguousarray(values[idx])
         else:
-            out[spec.name] = np.ascontiguousarray(values[0])
+            out[spec.name] = np.asarray(values[0], order="C")  # not ascontiguousarray: it turns a scalar into [1]
     return out
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.errors import ModelError, PipelineError
 from pipeline.inspection import ArtifactInfo, TensorInfo, inspect_artifact, open_runner
-from pipeline.parity import evaluate, reference_stats
+from pipeline.parity import evaluate, judge_runtime_precision, reference_stats
 from pipeline.tolerance import Tolerance
 
 DEFAULT_SAMPLES = 32
@@ -466,6 +466,7 @@ def _judge(path, cases, reference_out, stats, pool_mask, ref_sig, tolerances, ex
         return ArtifactParity(str(path), info.kind, variant, "error", message=f"{type(exc).__name__} while running it: {first}", exit_code=1)
     steps = {ref: runner.output_steps[art] for ref, art in out_pairs.items() if art in (getattr(runner, "output_steps", None) or {})}
     parity = evaluate([label for label, _ in cases], reference_out, produced, lookup, steps, stats, pool_mask)
+    parity = judge_runtime_precision(parity, getattr(runner, "precision", None))
     return ArtifactParity(
         str(path), info.kind, variant, "passed" if parity["passed"] else "failed",
         tolerance=dataclasses.asdict(base), parity=parity, paired=out_pairs, paired_by=rules,

@@ -81,3 +81,10 @@ class LinkRefused(PipelineError):
     point anywhere (/etc, when CI runs as root)."""
 
     exit_code = 2
+
+
+class MissingExtra(PipelineError):
+    """An optional dependency group (an extra) is not installed: bad input for this
+    machine, named with its install command before any work (exit 2)."""
+
+    exit_code = 2

@@ -8,9 +8,12 @@
   precision it was converted at, size.
 - A `.onnx` file: IR version, opsets, producer, inputs and outputs with their
   dimensions (symbolic ones by name), the operator histogram, external data, size.
+- An OpenVINO IR (`.xml` with its `.bin`): inputs and outputs, the operation
+  histogram, the precision its weights were saved at (fp32, fp16, or int8 when it holds
+  FakeQuantize nodes), the OpenVINO version that wrote it, size of both files.
 
 "Runs" means: the runtime tfship checks parity with (TensorFlow, LiteRT,
-onnxruntime) opened the file through the target's own runner and ran it once on
+onnxruntime, OpenVINO's CPU plugin with the precision pinned to f32) opened the file through the target's own runner and ran it once on
 zeros shaped like its inputs. Nothing here imports TensorFlow at import time.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from pipeline.errors import ModelError
 
-KINDS = ("savedmodel", "tflite", "onnx")
+KINDS = ("savedmodel", "tflite", "onnx", "openvino")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def resolve(path: Path | str) -> tuple[Path, str]:
     """(the artifact to read, its kind); a TF Serving folder resolves to its newest version."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"artifact not found: {path}; expected a SavedModel folder, a .tflite file or a .onnx file")
+        raise ModelError(f"artifact not found: {path}; expected a SavedModel folder, a .tflite file, a .onnx file or an OpenVINO .xml")
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return path, "savedmodel"
@@ -129,16 +132,18 @@ def resolve(path: Path | str) -> tuple[Path, str]:
         return path, "tflite"
     if suffix == ".onnx":
         return path, "onnx"
-    raise ModelError(f"cannot tell what {path} is from its name; expected a SavedModel folder, a .tflite file or a .onnx file")
+    if suffix == ".xml":
+        return path, "openvino"
+    raise ModelError(f"cannot tell what {path} is from its name; expected a SavedModel folder, a .tflite file, a .onnx file or an OpenVINO .xml")
 
 
 def inspect_artifact(path: Path | str, run: bool = True) -> ArtifactInfo:
     """Read an artifact's facts; with `run`, open it in tfship's runtime and run it once on zeros."""
     path, kind = resolve(path)
-    reader = {"savedmodel": _savedmodel_facts, "tflite": _tflite_facts, "onnx": _onnx_facts}[kind]
+    reader = {"savedmodel": _savedmodel_facts, "tflite": _tflite_facts, "onnx": _onnx_facts, "openvino": _openvino_facts}[kind]
     info = reader(path)
     if run:
-        runtime = {"savedmodel": "TensorFlow", "tflite": "LiteRT (ai_edge_litert)", "onnx": "onnxruntime CPU"}[kind]
+        runtime = {"savedmodel": "TensorFlow", "tflite": "LiteRT (ai_edge_litert)", "onnx": "onnxruntime CPU", "openvino": "OpenVINO CPU"}[kind]
         try:
             runner = open_runner(info)
             runner(zero_inputs(info.serving.inputs))
@@ -183,6 +188,10 @@ def open_runner(info: ArtifactInfo, signature: Signature | None = None):
             info={"outputs": outputs, "needs_flex_delegate": bool(flex), "flex_ops": list(flex)},
         )
         return REGISTRY.get("tflite").open(info.path.parent, artifact)
+    if info.kind == "openvino":
+        # Whoever wrote it, it runs as the openvino target runs its variant of that precision (f32 pinned).
+        artifact = Artifact(variant=info.details.get("precision", "fp32"), files=(info.path.name,), info={"outputs": [{"name": n} for n in outputs]})
+        return REGISTRY.get("openvino").open(info.path.parent, artifact)
     artifact = Artifact(variant="", files=(info.path.name,), info={"inputs": [{"name": t.name} for t in signature.inputs], "outputs": [{"name": n} for n in outputs]})
     return REGISTRY.get("onnx").open(info.path.parent, artifact)
 
@@ -316,3 +325,43 @@ def _onnx_facts(path: Path) -> ArtifactInfo:
     }
     signature = Signature("main", tensors([v for v in model.graph.input if v.name not in initializers]), tensors(model.graph.output))
     return ArtifactInfo(path, "onnx", size, (signature,), details)
+
+
+def _openvino_facts(path: Path) -> ArtifactInfo:
+    from pipeline.runtimes.openvino import numpy_name, require_openvino
+
+    ov = require_openvino(f"reading {path.name}")
+    weights = path.with_suffix(".bin")
+    try:
+        model = ov.Core().read_model(str(path))
+    except Exception as exc:  # not an IR, or its .bin is missing or damaged
+        first = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{path} is not a readable OpenVINO IR (with {weights.name} beside it): {type(exc).__name__}: {first}") from None
+
+    def tensors(ports) -> tuple[TensorInfo, ...]:
+        out = []
+        for port in ports:
+            shape = port.get_partial_shape()
+            dims = () if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else None for d in shape)
+            out.append(TensorInfo(port.get_any_name(), numpy_name(port.get_element_type()), dims))
+        return tuple(out)
+
+    ops: dict[str, int] = {}
+    constants: set[str] = set()
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind == "Constant":
+            constants.add(op.get_output_element_type(0).get_type_name())
+        elif kind not in ("Parameter", "Result"):
+            ops[kind] = ops.get(kind, 0) + 1
+    precision = "int8" if ops.get("FakeQuantize") else ("fp16" if "f16" in constants else "fp32")
+    rt_info = model.get_rt_info()
+    written = rt_info["Runtime_version"].astype(str) if "Runtime_version" in rt_info else ""
+    details = {
+        "precision": precision,
+        "openvino_version": written,
+        "ops": dict(sorted(ops.items())),
+        "weights_file": weights.name,
+    }
+    size = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
+    return ArtifactInfo(path, "openvino", size, (Signature("main", tensors(model.inputs), tensors(model.outputs)),), details)

@@ -562,3 +562,17 @@ def _deciding(result: dict) -> dict | None:
 
 def _failure_text(m: dict) -> str:
     return failure_text(m)
+
+
+def judge_runtime_precision(result: dict, precision: dict | None) -> dict:
+    """Add what the runtime read back about the precision it computed in (a runner's
+    `precision`: the hint asked, the one in effect, the device, the types its nodes ran
+    in). An artifact that ran in another precision than its budget's class fails for
+    that reason, first among its failures, whatever its numbers."""
+    if not precision:
+        return result
+    result["runtime_precision"] = precision
+    if precision.get("passed") is False:
+        result["failures"] = [f"runtime precision: {precision.get('reason', 'not the precision of its class')}"] + list(result["failures"])
+        result["passed"] = False
+    return result

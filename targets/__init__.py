@@ -18,6 +18,7 @@ _MODULES = {
     "onnx": "targets.onnx",
     "xla": "targets.xla",
     "tpu": "targets.tpu",
+    "openvino": "targets.openvino",
 }
 
 

@@ -200,14 +200,26 @@ def int8_outlier():
     ``int8_outlier_data(., seed=0)``; 512 eval samples with seed=1): float
     accuracy 0.977; int8 top-1 agreement with float 0.31, int8 accuracy 0.32.
     """
+    return _outlier_model(front=False)
+
+
+def int8_outlier_deep():
+    """:func:`int8_outlier` with a well-behaved layer ``front`` (Dense 16, ReLU) before
+    ``hidden``: ``x`` -> ``front`` -> ``hidden`` (the 1e4x unit) -> ``probs``. Keeping
+    ``hidden`` and ``probs`` in float leaves ``front`` to quantize."""
+    return _outlier_model(front=True)
+
+
+def _outlier_model(front: bool):
     import keras
 
     keras.utils.set_random_seed(0)
     inputs, labels = int8_outlier_data(2048, seed=0)
     x = keras.Input(shape=(_OUTLIER_FEATURES,), name="x")
-    hidden = keras.layers.Dense(_OUTLIER_HIDDEN, activation="relu", name="hidden")(x)
+    features = keras.layers.Dense(16, activation="relu", name="front")(x) if front else x
+    hidden = keras.layers.Dense(_OUTLIER_HIDDEN, activation="relu", name="hidden")(features)
     probs = keras.layers.Dense(_OUTLIER_CLASSES, activation="softmax", name="probs")(hidden)
-    model = keras.Model(x, probs, name="int8_outlier")
+    model = keras.Model(x, probs, name="int8_outlier_deep" if front else "int8_outlier")
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     model.fit(inputs["x"], labels, batch_size=64, epochs=20, verbose=0)
 
@@ -487,3 +499,54 @@ def layer_norm_head():
     h = keras.layers.Dense(16, name="hidden")(x)
     h = keras.layers.LayerNormalization(name="norm")(h)
     return keras.Model(x, keras.layers.Dense(1, name="y")(h), name="layer_norm_head")
+
+
+# --------------------------------------------------------------------------
+# OpenVINO: output order and a frontend refusal
+# --------------------------------------------------------------------------
+
+
+def two_outputs():
+    """Keras 3 functional model; input ``x`` float32 ``[None, 4]``; outputs ``zeta``
+    (``[None, 3]``) then ``alpha`` (``[None, 2]``): listed against their sorted order."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    x = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(8, activation="tanh", name="h")(x)
+    return keras.Model(x, [keras.layers.Dense(3, name="zeta")(h), keras.layers.Dense(2, name="alpha")(h)], name="two_outputs")
+
+
+def log_gamma_layer():
+    """Keras 3 functional model whose layer ``log_gamma`` calls ``tf.math.lgamma`` (an op
+    OpenVINO's TensorFlow frontend has no rule for); ``x`` float32 ``[None, 4]`` -> ``y``."""
+    import keras
+    import tensorflow as tf
+
+    class LogGamma(keras.layers.Layer):
+        def call(self, x):
+            return tf.math.lgamma(tf.abs(x) + 1.0)
+
+    keras.utils.set_random_seed(2)
+    x = keras.Input(shape=(4,), name="x")
+    return keras.Model(x, LogGamma(name="log_gamma")(keras.layers.Dense(4, name="dense_in")(x)))
+
+
+class StringLengths(tf.Module):
+    """Lower-cases its text and returns each string's length (string ops in the graph)."""
+
+    def __call__(self, text):
+        return tf.cast(tf.strings.length(tf.strings.lower(text)), tf.float32)
+
+
+def string_lengths() -> StringLengths:
+    """``tf.Module``-like callable; ``text`` string ``[None, 1]`` -> float32 lengths ``[None, 1]``."""
+    return StringLengths(name="string_lengths")
+
+
+def string_data(n: int = 8, seed: int = 0) -> tuple[dict[str, np.ndarray], None]:
+    """``{"text": object [n, 1]}`` of short words."""
+    rng = np.random.default_rng(seed)
+    words = np.array([b"Alpha", b"beta", b"GAMMA", b"delta epsilon"], dtype=object)
+    return {"text": words[rng.integers(0, len(words), (n, 1))]}, None
+

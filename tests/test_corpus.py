@@ -13,7 +13,7 @@ from corpus_helpers import CORPUS_CONFIGS, corpus_config, only_record
 
 from pipeline.config import load_configs
 
-ALL_TARGETS = {"savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu"}
+ALL_TARGETS = {"savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu", "openvino"}
 ALL_VARIANTS = ["float32", "float16", "dynamic_range", "int8", "int16x8"]
 # Targets a corpus config leaves out, and the config loader's reason (probed in docs/corpus.md).
 LEFT_OUT = {"text_classifier": {"xla": "XLA cannot take string inputs"}, "tagger": {"edgetpu": "dynamic"}}
@@ -29,6 +29,7 @@ def test_corpus_configs_load_and_cover_every_target_and_variant():
         names = {t.name for t in config.targets}
         assert names == ALL_TARGETS - set(LEFT_OUT.get(config.name, {})), config.name
         assert list(config.target("tflite").options.variants) == ALL_VARIANTS, config.name
+        assert list(config.target("openvino").options.variants) == ["fp32", "fp16", "int8"], config.name
 
 
 def test_left_out_targets_are_refused_by_the_config_loader():

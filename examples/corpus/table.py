@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-TARGET_ORDER = ("savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu")
-VARIANT_ORDER = ("default", "optimized", "float32", "float16", "dynamic_range", "int8", "int16x8", "fp32", "bf16", "aot")
+TARGET_ORDER = ("savedmodel", "onnx", "tflite", "edgetpu", "xla", "tpu", "openvino")
+VARIANT_ORDER = ("default", "optimized", "float32", "float16", "dynamic_range", "int8", "int16x8", "fp32", "fp16", "bf16", "aot")
 
 
 def _one_line(text: str) -> str:

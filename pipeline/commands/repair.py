@@ -36,7 +36,8 @@ def _check_request(configs, target_name: str, variants: list[str]) -> None:
         raise ConfigError([Problem("", None, "--target", f"unknown target '{target_name}'; known: {', '.join(REGISTRY.names())}")])
     target = REGISTRY.get(target_name)
     if type(target).repair is Target.repair:
-        problems.append(Problem("", None, "--target", f"target '{target_name}' has no repair search; tflite has one"))
+        searching = [n for n in REGISTRY.names() if type(REGISTRY.get(n)).repair is not Target.repair]
+        problems.append(Problem("", None, "--target", f"target '{target_name}' has no repair search; these have one: {', '.join(searching)}"))
     for config in configs:
         try:
             target_cfg = config.target(target_name)

@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError, TargetUnavailable
 from pipeline.execute.console import log, peak_rss_mb, set_log_sink
 from pipeline.execute.stored import ReferenceCases
 from pipeline.fsutil import expand_files, file_records, publish_dir, staging_dir
-from pipeline.parity import evaluate, reference_stats
+from pipeline.parity import evaluate, judge_runtime_precision, reference_stats
 from pipeline.records import LoadedModel, ParityData, TracedModel
 from pipeline.stages.fingerprint import ModelFingerprint
 from pipeline.reports.model import now
@@ -256,7 +256,7 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
             yield out
 
     labels = [label for label, _ in prep.data.cases]
-    return evaluate(
+    result = evaluate(
         labels,
         prep.reference,
         produced(),
@@ -267,6 +267,8 @@ def check_parity(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
         classifier=ctx.config.data.classifier,
         labels=prep.data.labels,
     )
+    # A runtime that reads back the precision it computed in (OpenVINO) is judged on it too.
+    return judge_runtime_precision(result, getattr(runner, "precision", None))
 
 
 def localize(ctx: RunContext, prep: Prepared, target: Target, target_cfg: TargetConfig, target_dir: Path, artifact: Artifact, parity: dict):

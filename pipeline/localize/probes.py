@@ -5,6 +5,8 @@ its own runtime.
   tensors are dequantized with their own scale and zero point.
 - onnxruntime: a debug copy of the graph with every intermediate value added as
   a graph output.
+- OpenVINO: the IR read again with every intermediate node output added as a model
+  output, compiled with the artifact's own precision hint (the debug IR is saved).
 - TensorFlow graphs (SavedModel, XLA, TPU): the serving function frozen and
   inlined into one GraphDef (a debug copy), pruned with extra fetches; XLA
   artifacts run that graph with jit_compile, so XLA compiles and fuses it again.
@@ -218,6 +220,93 @@ class OnnxProbe:
             feeds[name] = value
         values = session.run(list(names), feeds)
         return {n: (np.asarray(v, dtype=np.float32) if np.asarray(v).dtype.kind in "fiu" else np.asarray(v), None) for n, v in zip(names, values)}
+
+
+# --------------------------------------------------------------------------- OpenVINO
+
+
+class OpenVINOProbe:
+    """An OpenVINO IR with every computed node output fetched. Node names are the
+    TensorFlow frontend's (`functional_1/dense_1/MatMul`), so they carry the Keras
+    layer's scope; nodes computed from constants alone (weight decompression) are not
+    tensors of the model's data flow and are left out."""
+
+    kind = "openvino"
+    fixed_batch = None
+
+    def __init__(self, path: Path, output_names: tuple[str, ...], hint: str | None, debug_dir: Path):
+        from pipeline.runtimes.openvino import require_openvino
+
+        self._ov = require_openvino("localizing an OpenVINO IR")
+        self.path = Path(path)
+        self._output_names = output_names
+        self._hint = hint
+        self._debug_dir = Path(debug_dir)
+        self.debug_files: tuple[str, ...] = ()
+
+    def _read(self):
+        return self._ov.Core().read_model(str(self.path))
+
+    @staticmethod
+    def _computed(model) -> list:
+        constant = set()
+        computed = []
+        for op in model.get_ordered_ops():
+            kind = op.get_type_name()
+            sources = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
+            if kind == "Constant" or (kind not in ("Parameter",) and sources and all(s in constant for s in sources)):
+                constant.add(op.get_friendly_name())
+            elif kind not in ("Parameter", "Result"):
+                computed.append(op)
+        return computed
+
+    def tensors(self) -> list[TensorInfo]:
+        model = self._read()
+        results = {}
+        for result in model.get_results():
+            source = result.input_value(0)
+            names = [n for n in source.get_names() if n in self._output_names] or list(result.output(0).get_names())
+            results[(source.get_node().get_friendly_name(), source.get_index())] = names[0] if names else None
+        rows = []
+        for order, op in enumerate(self._computed(model)):
+            node = op.get_friendly_name()
+            for port in range(op.get_output_size()):
+                element = op.get_output_element_type(port)
+                if element.is_dynamic() or not (element.is_real() or element.is_integral_number()):
+                    continue
+                consumers = tuple(t.get_node().get_friendly_name() for t in op.output(port).get_target_inputs() if t.get_node().get_type_name() != "Result")
+                out_name = results.get((node, port))
+                rows.append(TensorInfo(name=f"{node}:{port}", scopes=(node,), consumers=consumers, order=order,
+                                       is_output=out_name is not None, output_name=out_name))
+        return rows
+
+    def display_name(self, name: str) -> str:
+        return name
+
+    def run(self, inputs, names):
+        model = self._read()
+        by_node = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+        wanted = []
+        for name in names:
+            node, port = name.rsplit(":", 1)
+            wanted.append(by_node[node].output(int(port)))
+        added = model.add_outputs(wanted)
+        self._debug_dir.mkdir(parents=True, exist_ok=True)
+        self._ov.save_model(model, str(self._debug_dir / "model.debug.xml"), compress_to_fp16=False)
+        self.debug_files = ("model.debug.xml", "model.debug.bin")
+        config = {"INFERENCE_PRECISION_HINT": self._hint} if self._hint else {}
+        compiled = self._ov.Core().compile_model(model, "CPU", config)
+        feeds = {}
+        for port in compiled.inputs:
+            value = np.asarray(inputs[port.get_any_name()])
+            feeds[port.get_any_name()] = value.astype(port.get_element_type().to_dtype(), copy=False)
+        results = compiled(feeds)
+        position = {(o.get_node().get_friendly_name(), o.get_index()): i for i, o in enumerate(model.outputs)}
+        out = {}
+        for name, port in zip(names, added):
+            value = np.asarray(results[compiled.outputs[position[(port.get_node().get_friendly_name(), port.get_index())]]])
+            out[name] = (value.astype(np.float32) if value.dtype.kind in "fiu" else value, None)
+        return out
 
 
 # --------------------------------------------------------------------------- TensorFlow graphs

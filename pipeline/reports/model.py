@@ -35,7 +35,7 @@ __all__ = [  # the report model in one place: shape names re-exported beside rea
 ]
 RECORD_NAME = ".tfship-record.json"  # a target's entry, published inside its folder (pipeline.publication)
 
-_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer")
+_PACKAGES = ("tfship", "tensorflow", "keras", "tf-keras", "numpy", "onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "ai-edge-quantizer", "openvino", "nncf")
 
 
 def tool_versions() -> dict[str, str]:
