@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -69,12 +70,19 @@ print(" ".join(f"{{t:.3f}}" for t in times[1:]))
 
 def _env(tree: Path, project: Path) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run it: compiled modules are cached
     env["PYTHONPATH"] = os.pathsep.join([str(tree), str(project)])
     return env
 
 
-def _cli(tree: Path, project: Path, config: Path, artifacts: Path) -> float:
-    start = time.perf_counter()
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cli(tree: Path, project: Path, config: Path, artifacts: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `tfship export` in a fresh process (its workers included)."""
+    start, cpu = time.perf_counter(), _cpu()
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", "export", "-c", str(config), "--artifacts", str(artifacts), "-q"],
         cwd=project, env=_env(tree, project), capture_output=True, text=True,
@@ -82,11 +90,14 @@ def _cli(tree: Path, project: Path, config: Path, artifacts: Path) -> float:
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"export of {config} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, _cpu() - cpu
 
 
-def _row(kind: str, times: list[float]) -> str:
-    return f"| {kind} | {statistics.median(times):.2f} s | {min(times):.2f}-{max(times):.2f} s |"
+def _row(kind: str, runs: list[tuple[float, float | None]]) -> str:
+    walls = [w for w, _ in runs]
+    cpus = [c for _, c in runs if c is not None]
+    cpu = f"{statistics.median(cpus):.2f} s" if cpus else "-"
+    return f"| {kind} | {statistics.median(walls):.2f} s | {min(walls):.2f}-{max(walls):.2f} s | {cpu} |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         done = subprocess.run([sys.executable, str(live), str(artifacts / "live"), str(args.repeat)], cwd=project, env=_env(tree, project), capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"live export failed:\n{done.stderr[-2000:]}")
-        rows.append(_row("live model (Python API, in process)", [float(t) for t in done.stdout.split()]))
-    print(f"no-op re-run of the sample image CNN, tfship at {tree} ({args.repeat} runs each)\n")
-    print("| source | median | range |\n|---|---|---|")
+        rows.append(_row("live model (Python API, in process)", [(float(t), None) for t in done.stdout.split()]))
+    load = os.getloadavg()[0]
+    print(f"no-op re-run of the sample image CNN, tfship at {tree} ({args.repeat} runs each; load average {load:.1f})\n")
+    print("| source | median wall | range | median CPU (user+sys) |\n|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
