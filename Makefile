@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# compat: the package folders go on sys.path like any checkout, so a folder named like
 	# a package elsewhere on PYTHONPATH (tests/targets) cannot shadow it.
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+	# iree: the xla target's StableHLO is compiled and run by IREE (its parity variant `stablehlo`).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,iree]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 export: $(STAMP)
