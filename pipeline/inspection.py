@@ -31,6 +31,7 @@ import numpy as np
 from pipeline.errors import ModelError
 
 KINDS = ("savedmodel", "tflite", "onnx", "stablehlo", "iree")
+TARGET_OF_KIND = {"stablehlo": "xla", "iree": "xla"}  # the target whose budget judges a file of this kind (else the kind's own name)
 EXPECTED = "a SavedModel folder, a .tflite, .onnx, StableHLO .mlir or IREE .vmfb file"
 
 

@@ -235,7 +235,11 @@ def build_harness(aot_dir: Path) -> dict:
     return {"command": command, "seconds": round(time.perf_counter() - start, 2), "runs_with": "LD_LIBRARY_PATH=$TF_LIB (tensorflow.sysconfig.get_lib())"}
 
 
-TF_INCLUDE_MAKE = "TF_INCLUDE ?= $(shell python3 -c 'import tensorflow as tf; print(tf.sysconfig.get_include())')"
+# tf.sysconfig.get_include() without importing TensorFlow (quick and quiet)
+TF_INCLUDE_MAKE = (
+    "TF_INCLUDE ?= $(shell python3 -c \"import importlib.util as u, os; "
+    "print(os.path.join(os.path.dirname(u.find_spec('tensorflow').origin), 'include'))\")"
+)
 
 
 def _relative_makefile(aot_dir: Path) -> None:

@@ -283,9 +283,9 @@ class StableHloProbe:
                     continue
                 scopes = _location_scopes(op.location)
                 for k, result in enumerate(op.results):
-                    if not ir.RankedTensorType.isinstance(result.type):
+                    if not isinstance(result.type, ir.RankedTensorType):
                         continue
-                    element = str(ir.RankedTensorType(result.type).element_type)
+                    element = str(result.type.element_type)
                     if not element.startswith(("f", "bf", "i", "ui")) or element == "i1":
                         continue
                     name = f"%{index}#{k}"
