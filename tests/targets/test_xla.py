@@ -302,27 +302,6 @@ def test_an_ir_iree_cannot_compile_is_an_error_with_its_message(tmp_path):
         compile_stablehlo(path, "ir/b1/stablehlo.mlir")
 
 
-def test_a_failing_stablehlo_is_localized_per_layer_from_its_locations(tmp_path):
-    """traced_fault_7's graph differs from the eager model from layer l7 on: the StableHLO
-    run by IREE fails parity, and its locations name the layer where it starts."""
-    pytest.importorskip("iree.runtime")
-    from fixture_models import traced_fault
-
-    import tfship
-
-    x = np.random.default_rng(0).normal(size=(48, 8)).astype("float32")
-    result = tfship.export(traced_fault(7), targets={"xla": {"ir_batch_sizes": [3]}}, data={"x": x}, out=tmp_path / "fault", samples=48)
-    assert result.exit_code == 1
-    entry = result.report["targets"]["xla"]["variants"]["stablehlo"]
-    assert entry["status"] == "failed"
-    where = entry["localization"]
-    assert (where["method"], where["first_over_budget"]) == ("tensors", "l7")
-    assert where["note"].startswith("15 of 15 layers matched in iree")
-    rows = {row["layer"]: row for row in where["layers"]}
-    assert not rows["l6"]["over_budget"] and rows["l7"]["over_budget"] and "l7_1/" in rows["l7"]["tensor"]
-    assert (tmp_path / "fault" / ".debug" / "xla-stablehlo" / "stablehlo.debug.mlir").is_file()
-
-
 def test_inspect_reads_the_ir_and_a_compiled_module_and_bench_times_it(two_io, tmp_path):
     pytest.importorskip("iree.runtime")
     import iree.compiler.tools as ic
