@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from pipeline.release import ModelSource, ReleaseInputError, assemble_release, check_consistent_versions
+from pipeline.reports.model import portable_path
 
 SLICES_DIR = "slices"
 
@@ -78,16 +79,6 @@ def _check_same_model(model: str, parts: list[tuple[Path, dict, bytes]]) -> None
                     )
 
 
-def portable_folder(folder: Path) -> str:
-    """A slice folder as a release records it: relative to the working directory when it is
-    below it, else its name (a bundle names no path of the machine that built it)."""
-    folder = Path(folder).resolve()
-    try:
-        return folder.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return folder.name
-
-
 def merged_source(config, parts: list[tuple[Path, dict, bytes]]) -> ModelSource:
     """One model's report and file locations joined from its slices."""
     problems = []
@@ -113,7 +104,7 @@ def merged_source(config, parts: list[tuple[Path, dict, bytes]]) -> ModelSource:
             targets[name] = entry
             if (folder / name).is_dir():
                 roots[name] = folder
-        merged_from.append({"slice": portable_folder(folder.parent), "targets": built, "updated": report.get("updated")})
+        merged_from.append({"slice": portable_path(folder.parent), "targets": built, "updated": report.get("updated")})
     if len(parts) == 1:
         folder, report, raw = parts[0]
         md = folder / "report.md"
@@ -156,5 +147,5 @@ def merge(configs, slice_dirs: list[Path], version: str, release_root: Path, **k
         if not parts:
             raise ReleaseInputError(f"no slice holds model {config.name}; run `tfship matrix` and build every job, or select models with --model")
         sources.append(merged_source(config, parts))
-    origin = {"merged_from": [portable_folder(d) for d in slice_dirs]}
+    origin = {"merged_from": [portable_path(d) for d in slice_dirs]}
     return assemble_release(sources, version, release_root, origin=origin, **kwargs)

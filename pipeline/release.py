@@ -228,7 +228,8 @@ def _copy_target(source: ModelSource, target: str, model_out: Path) -> list[dict
 
 def build_machine_roots(release_root: Path, sources: list[ModelSource] = ()) -> dict[str, Path]:
     """Folders whose path would name the machine that built a release: the tfship checkout,
-    the Python environment, $HOME, the artifacts root(s) and tfship's cache."""
+    the Python environment, $HOME, the working directory (the project's checkout), the
+    artifacts root(s) and tfship's cache."""
     import sys
 
     import pipeline
@@ -237,6 +238,7 @@ def build_machine_roots(release_root: Path, sources: list[ModelSource] = ()) -> 
         "the tfship checkout": Path(pipeline.__file__).resolve().parent.parent,
         "the Python environment": Path(sys.prefix),
         "$HOME": Path.home(),
+        "the working directory": Path.cwd(),
         "the artifacts root": Path(release_root).parent,
         "tfship's cache": Path(os.environ.get("TFSHIP_CACHE", Path.home() / ".cache" / "tfship")),
     }

@@ -351,8 +351,8 @@ def test_release_names_no_path_of_the_machine_and_marks_every_file(project, cnn_
     assert result.code == 0, result.err
     bundle = project.artifacts / "release" / "1.0.0"
     roots = build_machine_roots(bundle.parent)
-    assert {"the tfship checkout", "the Python environment", "$HOME", "the artifacts root"} <= {what.split(" (")[0] for what in roots}
-    roots |= {"the project": project.root, "the working directory": Path(os.getcwd())}
+    assert {"the tfship checkout", "the Python environment", "$HOME", "the working directory", "the artifacts root"} <= {what.split(" (")[0] for what in roots}
+    roots |= {"the project": project.root, "the model file's folder": cnn_path.parent}
     assert machine_paths(bundle, roots) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = {f["path"]: f for f in manifest["files"] if f["kind"] == "artifact"}
