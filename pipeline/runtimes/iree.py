@@ -114,9 +114,10 @@ def compile_stablehlo(path: Path, label: str | None = None) -> CompiledModule:
     commands = compile_commands(path.name, staged)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tfship-iree-") as tmp:
-        for command in commands:
-            tool = _tool(command[0])
-            argv = [tool] + [str(path) if a == path.name else a for a in command[1:]]
+        for step, command in enumerate(commands):
+            argv = [_tool(command[0]), *command[1:]]
+            if step == 0:
+                argv[1] = str(path)  # the source; every later step reads the one before it in `tmp`
             done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True)
             if done.returncode != 0:
                 what = f"crashed (signal {-done.returncode})" if done.returncode < 0 else f"failed (exit {done.returncode})"
