@@ -146,7 +146,7 @@ def run_edgetpu_compiler(model: Path, out_dir: Path) -> dict:
         done = subprocess.run([compiler, "-s", "-o", str(out_dir), str(model)], capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         return {"edgetpu_compiler": f"{compiler} timed out after 600 s"}
-    log = done.stdout + done.stderr
+    log = (done.stdout + done.stderr).replace(str(out_dir), ".")  # the staging folder is no path to ship
     (out_dir / "edgetpu_compiler.log").write_text(log)
     result = {"edgetpu_compiler": compiler, "edgetpu_compiler_exit_code": done.returncode, "edgetpu_compiler_log": log[-4000:]}
     compiled = out_dir / f"{model.stem}_edgetpu.tflite"

@@ -317,8 +317,7 @@ class XlaTarget(Target):
         ir_files: list[str] = []
         compile_seconds: dict[str, float] = {}
         folders: list[str] = []
-        shared: list | None = None  # the weights of the first shape, written to ir/weights.npz
-        shared_keys: list[str] = []
+        written: dict = {}  # parameters form: the weights files written so far (sx.bind_weights)
         # A dynamic sequence length / image size is compiled at every size parity tests.
         shape_sets = config.shape_sets
         for batch in batches:
@@ -329,24 +328,11 @@ class XlaTarget(Target):
                 folder = sx.shape_dir(batch, dims)
                 files, arguments, signature = sx.write_stablehlo_ir(fn, args, config, out / "ir" / folder, f"ir/{folder}", options.ir_form, module)
                 signature.update(batch=batch, dims=dict(dims))
-                if arguments:
-                    same = shared is not None and [(a.name, a.shape, a.dtype) for a in arguments] == [(a.name, a.shape, a.dtype) for a in shared]
-                    if shared is None or same:
-                        keys = sx.write_weights(out / "ir" / "weights.npz", arguments) if shared is None else shared_keys
-                        shared, shared_keys = arguments, keys
-                        signature["weights_file"] = "../weights.npz"
-                    else:  # this shape's function captures other weights: its own file
-                        keys = sx.write_weights(out / "ir" / folder / "weights.npz", arguments)
-                        signature["weights_file"] = "weights.npz"
-                        files.append(f"ir/{folder}/weights.npz")
-                    for entry, key in zip(signature["arguments"][len(config.inputs):], keys):
-                        entry["key"] = key
+                files += sx.bind_weights(out / "ir", folder, arguments, signature, written)
                 (out / "ir" / folder / SIGNATURE_FILE).write_text(signature_text(signature))
                 ir_files += files + [f"ir/{folder}/{SIGNATURE_FILE}"]
                 folders.append(folder)
                 compile_seconds[folder] = round(sx.timed_compile(fn, args)[0], 4)
-        if shared is not None:
-            ir_files.append("ir/weights.npz")
         determinism = sx.determinism_check(fn, args, config.name, where)
 
         serving = make_function(config, job.loaded, jit_compile=True)

@@ -273,7 +273,7 @@ class LoadedModule:
     def call(self, feeds: dict[str, np.ndarray]) -> Call:
         import iree.runtime as rt
 
-        args = [rt.asdevicearray(self._device, np.ascontiguousarray(feeds[a["name"]], dtype=a["dtype"])) for a in self.signature.inputs] + self._weights
+        args = [rt.asdevicearray(self._device, np.asarray(feeds[a["name"]], dtype=a["dtype"], order="C")) for a in self.signature.inputs] + self._weights
         main, results = self._main, self.signature.results
 
         def fetch(raw) -> dict[str, np.ndarray]:

@@ -291,6 +291,30 @@ def write_stablehlo_ir(fn: Any, args: list, config: Any, folder: Path, rel: str,
     return files, arguments, signature
 
 
+def bind_weights(ir_dir: Path, folder: str, arguments: list[IrArgument], signature: dict, written: dict) -> list[str]:
+    """Write the weights one shape's `main` takes and name each argument's `.npz` key in its
+    `signature`; returns the files written (relative to the target folder).
+
+    Every shape's function captures the same variables, so `ir/weights.npz` is written once
+    and shared (`written` remembers it across shapes); a shape capturing others would get
+    its own `ir/<shape>/weights.npz`."""
+    if not arguments:
+        return []
+    identity = tuple((a.name, a.shape, a.dtype) for a in arguments)
+    files = []
+    if identity in written:
+        path, keys = written[identity]
+    else:
+        path = "../weights.npz" if not written else "weights.npz"
+        keys = write_weights((ir_dir / folder / path).resolve(), arguments)
+        written[identity] = (path, keys)
+        files.append("ir/weights.npz" if path == "../weights.npz" else f"ir/{folder}/weights.npz")
+    signature["weights_file"] = path
+    for entry, key in zip([a for a in signature["arguments"] if a["kind"] == "weight"], keys):
+        entry["key"] = key
+    return files
+
+
 def write_weights(path: Path, arguments: list[IrArgument]) -> list[str]:
     """The weights of `arguments` as an `.npz`, in argument order, under unique keys (the
     variable names); the same weights give the same bytes (fixed member times)."""
@@ -307,7 +331,7 @@ def write_weights(path: Path, arguments: list[IrArgument]) -> list[str]:
         for key, argument in zip(keys, arguments):
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(argument.numpy()), allow_pickle=False)
+                np.lib.format.write_array(member, np.asarray(argument.numpy(), order="C"), allow_pickle=False)  # 0-d stays 0-d
     return keys
 
 

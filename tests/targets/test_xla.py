@@ -372,3 +372,24 @@ def test_release_names_no_path_of_the_machine_and_marks_every_file(project, cnn_
     result = project.run("release", "--model", "cnn", "--version", "1.0.1", "--skip-export")
     assert result.code == 1 and not (project.artifacts / "release" / "1.0.1").exists()
     assert "cnn/report.json: the artifacts root" in result.err
+
+
+def test_scalar_weights_and_inputs_keep_their_rank(project):
+    """affine holds its weights as scalar variables, threshold takes a scalar input: both
+    bind as rank-0 arguments (a 0-d array made contiguous would become shape [1])."""
+    pytest.importorskip("iree.runtime")
+    from conftest import AFFINE_HEAD, REPO
+
+    project.config("affine", AFFINE_HEAD + "  - {name: xla, ir_form: parameters, ir_batch_sizes: [2]}\n")
+    threshold = (REPO / "configs" / "models" / "threshold.yaml").read_text().split("targets:")[0]
+    project.config("threshold", threshold + "targets:\n  - {name: xla, ir_form: parameters, ir_batch_sizes: [2]}\n")
+    result = project.run("export")
+    assert result.code == 0, result.err
+    for model in ("affine", "threshold"):
+        assert project.report(model)["targets"]["xla"]["variants"]["stablehlo"]["status"] == "passed", model
+    signature = json.loads((project.artifacts / "affine" / "xla" / "ir" / "b2" / "signature.json").read_text())
+    assert [(a["name"], a["shape"]) for a in signature["arguments"] if a["kind"] == "weight"] == [("w", []), ("b", [])]
+    with np.load(project.artifacts / "affine" / "xla" / "ir" / "weights.npz") as weights:
+        assert weights["w"].shape == () and float(weights["w"]) == 2.0
+    signature = json.loads((project.artifacts / "threshold" / "xla" / "ir" / "b2" / "signature.json").read_text())
+    assert [(a["name"], a["shape"], a["batched"]) for a in signature["arguments"] if a["kind"] == "input"] == [("x", [2, 6], True), ("threshold", [], False)]
