@@ -374,22 +374,25 @@ def test_release_names_no_path_of_the_machine_and_marks_every_file(project, cnn_
     assert "cnn/report.json: the artifacts root" in result.err
 
 
-def test_scalar_weights_and_inputs_keep_their_rank(project):
+def test_scalar_weights_and_inputs_keep_their_rank(tmp_path):
     """affine holds its weights as scalar variables, threshold takes a scalar input: both
     bind as rank-0 arguments (a 0-d array made contiguous would become shape [1])."""
     pytest.importorskip("iree.runtime")
-    from conftest import AFFINE_HEAD, REPO
+    import tfship
+    from examples import affine, threshold
 
-    project.config("affine", AFFINE_HEAD + "  - {name: xla, ir_form: parameters, ir_batch_sizes: [2]}\n")
-    threshold = (REPO / "configs" / "models" / "threshold.yaml").read_text().split("targets:")[0]
-    project.config("threshold", threshold + "targets:\n  - {name: xla, ir_form: parameters, ir_batch_sizes: [2]}\n")
-    result = project.run("export")
-    assert result.code == 0, result.err
-    for model in ("affine", "threshold"):
-        assert project.report(model)["targets"]["xla"]["variants"]["stablehlo"]["status"] == "passed", model
-    signature = json.loads((project.artifacts / "affine" / "xla" / "ir" / "b2" / "signature.json").read_text())
+    rng = np.random.default_rng(0)
+    runs = {
+        "affine": (affine.build(), {"x": ([None, 4], "float32")}, {"x": rng.uniform(-3, 3, (16, 4)).astype("float32")}),
+        "threshold": (threshold.build(), {"x": ([None, 6], "float32"), "threshold": ([], "float32")},
+                      {"x": rng.uniform(0, 4, (16, 6)).astype("float32"), "threshold": np.full(16, 2.0, "float32")}),
+    }
+    for name, (model, inputs, data) in runs.items():
+        result = tfship.export(model, inputs=inputs, targets={"xla": {"ir_form": "parameters", "ir_batch_sizes": [2]}}, data=data, out=tmp_path / name, samples=16)
+        assert result.passed and result["xla"].variants["stablehlo"].status == "passed", str(result)
+    signature = json.loads((tmp_path / "affine" / "xla" / "ir" / "b2" / "signature.json").read_text())
     assert [(a["name"], a["shape"]) for a in signature["arguments"] if a["kind"] == "weight"] == [("w", []), ("b", [])]
-    with np.load(project.artifacts / "affine" / "xla" / "ir" / "weights.npz") as weights:
+    with np.load(tmp_path / "affine" / "xla" / "ir" / "weights.npz") as weights:
         assert weights["w"].shape == () and float(weights["w"]) == 2.0
-    signature = json.loads((project.artifacts / "threshold" / "xla" / "ir" / "b2" / "signature.json").read_text())
+    signature = json.loads((tmp_path / "threshold" / "xla" / "ir" / "b2" / "signature.json").read_text())
     assert [(a["name"], a["shape"], a["batched"]) for a in signature["arguments"] if a["kind"] == "input"] == [("x", [2, 6], True), ("threshold", [], False)]
