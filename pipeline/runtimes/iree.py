@@ -117,7 +117,7 @@ def compile_stablehlo(path: Path, label: str | None = None) -> CompiledModule:
         for step, command in enumerate(commands):
             argv = [_tool(command[0]), *command[1:]]
             if step == 0:
-                argv[1] = str(path)  # the source; every later step reads the one before it in `tmp`
+                argv[1] = str(path.resolve())  # the source (the steps run in `tmp`); each later step reads the one before it
             done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True)
             if done.returncode != 0:
                 what = f"crashed (signal {-done.returncode})" if done.returncode < 0 else f"failed (exit {done.returncode})"

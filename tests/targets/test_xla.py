@@ -291,12 +291,13 @@ def test_without_iree_the_variant_is_skipped_naming_the_extra(two_io, tmp_path, 
     assert files["xla/saved_model/saved_model.pb"]["checked_by"] == ["xla"]
 
 
-def test_an_ir_iree_cannot_compile_is_an_error_with_its_message(tmp_path):
+def test_an_ir_iree_cannot_compile_is_an_error_with_its_message(tmp_path, monkeypatch):
     pytest.importorskip("iree.runtime")
     from pipeline.errors import ConversionError
     from pipeline.runtimes.iree import compile_stablehlo
 
-    path = tmp_path / "stablehlo.mlir"
+    monkeypatch.chdir(tmp_path)
+    path = Path("stablehlo.mlir")  # relative, as under `--artifacts artifacts`
     path.write_text("func.func @main(%arg0: tensor<2xf32>) -> tensor<2xf32> {\n  %0 = mhlo.fancy %arg0 : tensor<2xf32>\n  return %0 : tensor<2xf32>\n}\n")
     with pytest.raises(ConversionError, match=r"IREE 3\.\d+\.\d+ cannot compile ir/b1/stablehlo\.mlir: `iree-compile stablehlo\.mlir .*` failed \(exit 1\):\n.*stablehlo\.mlir:2:8: error: .*mhlo"):
         compile_stablehlo(path, "ir/b1/stablehlo.mlir")
