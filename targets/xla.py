@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -379,7 +380,7 @@ class XlaTarget(Target):
             "module": module,
             "shapes": folders,
             "runs_on": "CPU (IREE llvm-cpu for this machine's CPU, local-task driver)",
-            "compile_commands": {kind: [" ".join(c) for c in ri.compile_commands("stablehlo.mlir", staged=kind == "staged")] for kind in ("plain", "staged")},
+            "compile_commands": {kind: [shlex.join(c) for c in ri.compile_commands("stablehlo.mlir", staged=kind == "staged")] for kind in ("plain", "staged")},
         }
         unchecked = {f"ir/{folder}/hlo.txt": HLO_UNCHECKED for folder in folders}
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 import tempfile
 import time
@@ -86,8 +87,8 @@ _CACHE: OrderedDict[tuple, CompiledModule] = OrderedDict()
 
 
 def compile_commands(name: str, staged: bool) -> list[list[str]]:
-    """The iree-compile / iree-opt command lines for a file called `name`, as a user
-    would type them (the tools as installed by the extra, on PATH)."""
+    """The iree-compile / iree-opt argument lists for a file called `name`, as a user
+    would run them (the tools the extra installs, on PATH; `shlex.join` for a shell)."""
     flags = [*INPUT_FLAGS, *TARGET_FLAGS]
     if not staged:
         return [["iree-compile", name, *flags, "-o", "module.vmfb"]]
@@ -122,11 +123,11 @@ def compile_stablehlo(path: Path, label: str | None = None) -> CompiledModule:
             if done.returncode != 0:
                 what = f"crashed (signal {-done.returncode})" if done.returncode < 0 else f"failed (exit {done.returncode})"
                 tail = _diagnostics(done.stderr, path)
-                raise ConversionError(f"IREE {iree_version()} cannot compile {label}: `{' '.join(command)}` {what}:\n{tail}")
+                raise ConversionError(f"IREE {iree_version()} cannot compile {label}: `{shlex.join(command)}` {what}:\n{tail}")
         vmfb = (Path(tmp) / "module.vmfb").read_bytes()
-    module = CompiledModule(vmfb, time.perf_counter() - start, staged, tuple(" ".join(c) for c in commands))
+    module = CompiledModule(vmfb, time.perf_counter() - start, staged, tuple(shlex.join(c) for c in commands))
     _CACHE[key] = module
-    while sum(m.vmfb.__len__() for m in _CACHE.values()) > CACHE_BYTES and len(_CACHE) > 1:
+    while sum(len(m.vmfb) for m in _CACHE.values()) > CACHE_BYTES and len(_CACHE) > 1:
         _CACHE.popitem(last=False)
     return module
 
@@ -134,7 +135,7 @@ def compile_stablehlo(path: Path, label: str | None = None) -> CompiledModule:
 def _diagnostics(stderr: str, path: Path) -> str:
     """IREE's diagnostics without the stack dump of a crash, the file named by its own name."""
     lines = [line for line in stderr.strip().splitlines() if not line.lstrip().startswith("#")]
-    text = "\n".join(lines).replace(str(path), path.name)
+    text = "\n".join(lines).replace(str(path.resolve()), path.name).replace(str(path), path.name)
     return text[-ERROR_TAIL_CHARS:]
 
 
