@@ -27,7 +27,8 @@ the bare-loop figure, the harness's, their difference (which should stay within
 Threads: the same count for every runtime (`--threads`, default: the CPUs this
 process may use): TensorFlow intra-op threads (inter-op 1, as onnxruntime runs
 nodes sequentially and LiteRT has no inter-op pool), LiteRT `num_threads`,
-onnxruntime `intra_op_num_threads`, OpenVINO `INFERENCE_NUM_THREADS`. TensorFlow fixes its pools when it first runs an
+onnxruntime `intra_op_num_threads`, OpenVINO `INFERENCE_NUM_THREADS`, IREE's local-task workers
+(`--task_topology_group_count`). TensorFlow fixes its pools when it first runs an
 op, so the count only applies in a process that has not run TensorFlow yet
 (`tfship bench` sets it first); the report records the counts actually in effect.
 """

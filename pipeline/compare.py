@@ -370,7 +370,9 @@ def _same_shape(shapes: tuple[Mapping[str, tuple], Mapping[str, tuple]], ref: st
 def _tolerance_for(info: ArtifactInfo, overrides: Mapping[str, Mapping[str, float]] | None):
     from targets import REGISTRY
 
-    base = REGISTRY.get(info.kind).default_tolerance(info.details.get("precision", ""))
+    from pipeline.inspection import TARGET_OF_KIND
+
+    base = REGISTRY.get(TARGET_OF_KIND.get(info.kind, info.kind)).default_tolerance(info.details.get("precision", ""))
     table = {k: dict(v) for k, v in (overrides or {}).items()}
 
     def lookup(output: str) -> Tolerance:

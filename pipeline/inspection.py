@@ -8,13 +8,20 @@
   precision it was converted at, size.
 - A `.onnx` file: IR version, opsets, producer, inputs and outputs with their
   dimensions (symbolic ones by name), the operator histogram, external data, size.
+- A StableHLO `.mlir` file (the xla target's `ir/<shape>/stablehlo.mlir`, or any with a
+  `main`): module, form (frozen / parameters), arguments and results named by the
+  `signature.json` beside it (else arg<i> / result<i>), weights bound, the operator
+  histogram, file locations left in it.
 - An OpenVINO IR (`.xml` with its `.bin`): inputs and outputs, the operation
   histogram, the precision its weights were saved at (fp32, fp16, or int8 when it holds
   FakeQuantize nodes), the OpenVINO version that wrote it, size of both files.
+- An IREE `.vmfb` module: its functions and `main`'s declaration (names from a
+  `signature.json` beside it), size.
 
 "Runs" means: the runtime tfship checks parity with (TensorFlow, LiteRT,
-onnxruntime, OpenVINO's CPU plugin with the precision pinned to f32) opened the file through the target's own runner and ran it once on
-zeros shaped like its inputs. Nothing here imports TensorFlow at import time.
+onnxruntime, OpenVINO's CPU plugin with the precision pinned to f32, IREE) opened the file through the target's own runner and ran it once on
+zeros shaped like its inputs (a `.mlir` is compiled by IREE for this CPU first).
+Nothing here imports TensorFlow or IREE at import time.
 """
 from __future__ import annotations
 
@@ -26,7 +33,9 @@ import numpy as np
 
 from pipeline.errors import ModelError
 
-KINDS = ("savedmodel", "tflite", "onnx", "openvino")
+KINDS = ("savedmodel", "tflite", "onnx", "openvino", "stablehlo", "iree")
+TARGET_OF_KIND = {"stablehlo": "xla", "iree": "xla"}  # the target whose budget judges a file of this kind (else the kind's own name)
+EXPECTED = "a SavedModel folder, a .tflite, .onnx, OpenVINO .xml, StableHLO .mlir or IREE .vmfb file"
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ def resolve(path: Path | str) -> tuple[Path, str]:
     """(the artifact to read, its kind); a TF Serving folder resolves to its newest version."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"artifact not found: {path}; expected a SavedModel folder, a .tflite file, a .onnx file or an OpenVINO .xml")
+        raise ModelError(f"artifact not found: {path}; expected {EXPECTED}")
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return path, "savedmodel"
@@ -134,16 +143,20 @@ def resolve(path: Path | str) -> tuple[Path, str]:
         return path, "onnx"
     if suffix == ".xml":
         return path, "openvino"
-    raise ModelError(f"cannot tell what {path} is from its name; expected a SavedModel folder, a .tflite file, a .onnx file or an OpenVINO .xml")
+    if suffix == ".mlir":
+        return path, "stablehlo"
+    if suffix == ".vmfb":
+        return path, "iree"
+    raise ModelError(f"cannot tell what {path} is from its name; expected {EXPECTED}")
 
 
 def inspect_artifact(path: Path | str, run: bool = True) -> ArtifactInfo:
     """Read an artifact's facts; with `run`, open it in tfship's runtime and run it once on zeros."""
     path, kind = resolve(path)
-    reader = {"savedmodel": _savedmodel_facts, "tflite": _tflite_facts, "onnx": _onnx_facts, "openvino": _openvino_facts}[kind]
+    reader = {"savedmodel": _savedmodel_facts, "tflite": _tflite_facts, "onnx": _onnx_facts, "openvino": _openvino_facts, "stablehlo": _stablehlo_facts, "iree": _vmfb_facts}[kind]
     info = reader(path)
     if run:
-        runtime = {"savedmodel": "TensorFlow", "tflite": "LiteRT (ai_edge_litert)", "onnx": "onnxruntime CPU", "openvino": "OpenVINO CPU"}[kind]
+        runtime = {"savedmodel": "TensorFlow", "tflite": "LiteRT (ai_edge_litert)", "onnx": "onnxruntime CPU", "openvino": "OpenVINO CPU", "stablehlo": "IREE llvm-cpu", "iree": "IREE local-task"}[kind]
         try:
             runner = open_runner(info)
             runner(zero_inputs(info.serving.inputs))
@@ -192,6 +205,10 @@ def open_runner(info: ArtifactInfo, signature: Signature | None = None):
         # Whoever wrote it, it runs as the openvino target runs its variant of that precision (f32 pinned).
         artifact = Artifact(variant=info.details.get("precision", "fp32"), files=(info.path.name,), info={"outputs": [{"name": n} for n in outputs]})
         return REGISTRY.get("openvino").open(info.path.parent, artifact)
+    if info.kind in ("stablehlo", "iree"):
+        from pipeline.runtimes.iree import IreeFileRunner
+
+        return IreeFileRunner(info.path, _iree_signature(info.path))
     artifact = Artifact(variant="", files=(info.path.name,), info={"inputs": [{"name": t.name} for t in signature.inputs], "outputs": [{"name": n} for n in outputs]})
     return REGISTRY.get("onnx").open(info.path.parent, artifact)
 
@@ -365,3 +382,68 @@ def _openvino_facts(path: Path) -> ArtifactInfo:
     }
     size = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
     return ArtifactInfo(path, "openvino", size, (Signature("main", tensors(model.inputs), tensors(model.outputs)),), details)
+def _iree_types(path: Path) -> tuple[list[str], list[str], str]:
+    """(argument types, result types, MLIR text or IREE declaration) of a .mlir or .vmfb."""
+    from pipeline.runtimes.iree import main_types
+
+    if path.suffix.lower() == ".vmfb":
+        try:
+            import iree.runtime as rt
+        except ImportError:
+            from pipeline.runtimes.iree import IREE_EXTRA
+
+            raise ModelError(f"{path} is an IREE module; reading it needs IREE: `{IREE_EXTRA}`") from None
+        try:
+            module = rt.VmModule.mmap(rt.VmInstance(), str(path))
+            text = module.lookup_function("main").reflection.get("iree.abi.declaration", "")
+        except Exception as exc:  # not a module, or no main
+            raise ModelError(f"{path} is not a readable IREE module with a `main` function: {type(exc).__name__}: {exc}") from None
+    else:
+        text = path.read_text(errors="replace")
+    try:
+        arguments, results = main_types(text)
+    except ValueError:
+        raise ModelError(f"{path} has no `main` entry function; expected StableHLO text (or an IREE module) whose entry is @main") from None
+    return arguments, results, text
+
+
+def _iree_signature(path: Path):
+    """The signature.json beside the file when it describes this `main`, else one made of its types."""
+    from pipeline.runtimes.iree import SIGNATURE_FILE, Signature, signature_from_types
+
+    arguments, results, _ = _iree_types(path)
+    beside = path.parent / SIGNATURE_FILE
+    if beside.is_file():
+        signature = Signature.read(path.parent)
+        if len(signature.data.get("arguments", [])) == len(arguments) and len(signature.results) == len(results):
+            return signature
+    return signature_from_types(path.parent, arguments, results)
+
+
+def _iree_facts(path: Path, kind: str) -> ArtifactInfo:
+    import re
+    from collections import Counter
+
+    arguments, results, text = _iree_types(path)
+    signature = _iree_signature(path)
+
+    def tensor(entry: dict) -> TensorInfo:
+        return TensorInfo(entry["name"], entry["dtype"], tuple(entry["shape"]))
+
+    weights = signature.weights
+    details: dict = {"module": signature.data.get("module", "") or "(not named)", "form": signature.data.get("form", "unknown")}
+    if weights:
+        details["weights"] = f"{len(weights)} arguments bound from {signature.data.get('weights_file')}"
+    if kind == "stablehlo":
+        details["ops"] = dict(sorted(Counter(re.findall(r"= ((?:stablehlo|chlo|mhlo)\.\w+)", text)).items()))
+        details["file_locations"] = len(re.findall(r'"(?:[^"\\]|\\.)*":\d+:\d+', text))
+    sig = Signature("main", tuple(tensor(a) for a in signature.inputs), tuple(tensor(r) for r in signature.results))
+    return ArtifactInfo(path, kind, path.stat().st_size, (sig,), details)
+
+
+def _stablehlo_facts(path: Path) -> ArtifactInfo:
+    return _iree_facts(path, "stablehlo")
+
+
+def _vmfb_facts(path: Path) -> ArtifactInfo:
+    return _iree_facts(path, "iree")

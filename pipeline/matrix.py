@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from pipeline.release import ModelSource, ReleaseInputError, assemble_release, check_consistent_versions
+from pipeline.reports.model import portable_path
 
 SLICES_DIR = "slices"
 
@@ -103,7 +104,7 @@ def merged_source(config, parts: list[tuple[Path, dict, bytes]]) -> ModelSource:
             targets[name] = entry
             if (folder / name).is_dir():
                 roots[name] = folder
-        merged_from.append({"slice": str(folder.parent), "targets": built, "updated": report.get("updated")})
+        merged_from.append({"slice": portable_path(folder.parent), "targets": built, "updated": report.get("updated")})
     if len(parts) == 1:
         folder, report, raw = parts[0]
         md = folder / "report.md"
@@ -146,5 +147,5 @@ def merge(configs, slice_dirs: list[Path], version: str, release_root: Path, **k
         if not parts:
             raise ReleaseInputError(f"no slice holds model {config.name}; run `tfship matrix` and build every job, or select models with --model")
         sources.append(merged_source(config, parts))
-    origin = {"merged_from": [str(d) for d in slice_dirs]}
+    origin = {"merged_from": [portable_path(d) for d in slice_dirs]}
     return assemble_release(sources, version, release_root, origin=origin, **kwargs)

@@ -3,8 +3,9 @@
 Layout of `artifacts/release/<version>/`:
 
     manifest.json              every file below (model, target, variant, path, sha256,
-                               bytes, kind; `unchecked`: why parity never ran a shipped
-                               file, e.g. a compiled Edge TPU model), config sha256 per model, tool versions,
+                               bytes, kind; a deployable file also `checked_by`, the
+                               variants whose parity run executed it, or `unchecked`, why
+                               none did), config sha256 per model, tool versions,
                                git commit, created time, what was left out and why
     SHA256SUMS                 `sha256sum -c SHA256SUMS` checks every file, manifest included
     <model>/<target>/...       the deployable files, as exported and hash-checked
@@ -192,17 +193,13 @@ def _variant_of(entry: dict) -> dict[str, list[str]]:
     return owners
 
 
-def _unchecked_files(entry: dict) -> dict[str, str]:
-    """file path (relative to the model folder) -> why parity did not run it."""
-    from pipeline.reports.model import target_entry
-
-    return {path: why for sub in (target_entry(entry).get("variants") or {}).values() for path, why in (sub.get("unchecked_files") or {}).items()}
-
-
 def _copy_target(source: ModelSource, target: str, model_out: Path) -> list[dict]:
+    from pipeline.reports.model import target_entry
+    from pipeline.reports.records import file_checks
+
     entry = source.report["targets"][target]
     owners = _variant_of(entry)
-    unchecked = _unchecked_files(entry)
+    checks = file_checks(target, target_entry(entry))
     records = []
     root = source.target_roots[target]
     for f in entry.get("files") or []:
@@ -221,12 +218,54 @@ def _copy_target(source: ModelSource, target: str, model_out: Path) -> list[dict
             raise IntegrityError(f"{source.name} {target}: {src} has sha256 {digest[:12]}, the report recorded {f['sha256'][:12]}; re-export the model")
         variants = owners.get(rel, [""])
         record = {"model": source.name, "target": target, "variant": variants[0], "path": f"{source.name}/{rel}", "sha256": digest, "bytes": dest.stat().st_size, "kind": "artifact"}
-        if rel in unchecked:  # shipped, but parity never ran it: the manifest says so beside the file
-            record["unchecked"] = unchecked[rel]
         if len(variants) > 1:
             record["variants"] = variants
+        record.update(checks.get(rel, {"unchecked": "no parity record lists this file"}))
         records.append(record)
     return records
+
+
+# ------------------------------------------------------------ build-machine paths
+
+
+def build_machine_roots(release_root: Path, sources: list[ModelSource] = ()) -> dict[str, Path]:
+    """Folders whose path would name the machine that built a release: the tfship checkout,
+    the Python environment, $HOME, the working directory (the project's checkout), the
+    artifacts root(s) and tfship's cache."""
+    import sys
+
+    import pipeline
+
+    roots = {
+        "the tfship checkout": Path(pipeline.__file__).resolve().parent.parent,
+        "the Python environment": Path(sys.prefix),
+        "$HOME": Path.home(),
+        "the working directory": Path.cwd(),
+        "the artifacts root": Path(release_root).parent,
+        "tfship's cache": Path(os.environ.get("TFSHIP_CACHE", Path.home() / ".cache" / "tfship")),
+    }
+    for source in sources:
+        for root in source.target_roots.values():
+            roots.setdefault(f"the artifacts root of {source.name}", Path(root).parent)
+    found: dict[str, Path] = {}
+    for what, path in roots.items():
+        for form in {Path(os.path.abspath(path)), path.resolve()}:
+            if len(form.parts) > 1:  # "/" names no machine
+                found.setdefault(f"{what} ({form})", form)
+    return found
+
+
+def machine_paths(folder: Path, roots: dict[str, Path]) -> list[str]:
+    """Files below `folder` whose bytes hold one of `roots` as a whole path (`/root` does not
+    match `/rootfs` nor `/x/root`): "file: what" lines."""
+    patterns = [(what, re.compile(rb"(?<![\w.~/-])" + re.escape(os.fsencode(str(path))) + rb"(?=[/\\\"'\s:;,)\]]|$)")) for what, path in roots.items()]
+    found = []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        for what, pattern in patterns:
+            if pattern.search(content):
+                found.append(f"{path.relative_to(folder).as_posix()}: {what}")
+    return found
 
 
 def _archive_mtime() -> int:
@@ -355,7 +394,8 @@ def assemble_release(
         if refused:
             where = f"\nCI reports (JUnit, summary, HTML): {ci_dir}" if ci_dir is not None else ""
             raise ReleaseRefused(f"release {version} refused, nothing published:\n  - " + "\n  - ".join(refused) + where)
-        write_ci_reports(reports, staged, f"tfship release {version}", summary_info)
+        # The bundle's own summary does not name the folder it was built in.
+        write_ci_reports(reports, staged, f"tfship release {version}", {**summary_info, "path": None})
         files += [_file_record(staged, staged / n, "report") for n in ("junit.xml", "summary.md", "report.html")]
         for source in sources:
             archive = staged / f"{source.name}-{version}.tar.gz"
@@ -387,6 +427,13 @@ def assemble_release(
         everything = sorted((p for p in staged.rglob("*") if p.is_file() and p.name != "SHA256SUMS"), key=lambda p: p.relative_to(staged).as_posix())
         sums = "".join(f"{sha256_file(p)}  {p.relative_to(staged).as_posix()}\n" for p in everything)
         write_text_atomic(staged / "SHA256SUMS", sums)
+        named = machine_paths(staged, build_machine_roots(release_root, sources))
+        if named:  # two machines would ship different bytes, and the bundle would say where it was built
+            raise ReleaseRefused(
+                f"release {version} refused, nothing published: these files hold a path of the machine that built them:\n  - "
+                + "\n  - ".join(named)
+                + "\nExpected portable files. Re-export with this tfship (its IR, harness and reports carry no machine paths), or drop the file."
+            )
         _make_readable(staged)
         publish_dir(staged, dest)
         return Outcome(version, dest, manifest, ci_dir, drift_lines)

@@ -43,6 +43,11 @@ class Artifact:
     it is reported as an error on its own while the target's other variants are
     checked and published. Build it with `Artifact.failed(variant, exc)`.
 
+    `unchecked` names files (or folders) of `files` that this variant's parity does not
+    execute, with why (a text dump, an object built for hardware that is not here): the
+    report and the release manifest mark them unchecked; every other file is checked by
+    the variant's parity run.
+
     A failed variant may carry a `candidate`: the artifact a fix the error offers would
     give (its files in the staging folder, under the same variant). The pipeline checks
     its parity and states the outcome in the variant's error, so a fix is only offered
@@ -59,7 +64,7 @@ class Artifact:
     info: dict = field(default_factory=dict)
     error: dict | None = None  # {"error": class name, "exit_code": int, "message": str}
     candidate: "Candidate | None" = None
-    unchecked: dict[str, str] = field(default_factory=dict)  # file in `files` -> why parity did not run it, what was checked
+    unchecked: dict[str, str] = field(default_factory=dict)  # file or folder (as in `files`) -> why parity does not run it
 
     @classmethod
     def failed(cls, variant: str, exc: BaseException, info: dict | None = None) -> "Artifact":

@@ -165,7 +165,7 @@ def run_edgetpu_compiler(model: Path, out_dir: Path, timeout: float = 600.0) -> 
         compiled.unlink(missing_ok=True)
         raise ConversionError(f"edgetpu_compiler ({compiler}) did not finish within {timeout:g} s{_log_tail(_text(exc.stdout) + _text(exc.stderr))}. "
                               "Nothing of the edgetpu target was published. Fix: raise the target's `compiler_timeout`, or compile a smaller model") from None
-    log = done.stdout + done.stderr
+    log = (done.stdout + done.stderr).replace(str(out_dir), ".")  # the staging folder is no path to ship
     (out_dir / "edgetpu_compiler.log").write_text(log)
     if done.returncode != 0:
         compiled.unlink(missing_ok=True)
@@ -333,7 +333,7 @@ class EdgeTPUTarget(Target):
             artifacts = [Artifact.failed("", exc, info)]
         else:
             files = ["model.tflite"] + [f for f in ("model_edgetpu.tflite", "edgetpu_compiler.log") if (job.out_dir / f).exists()]
-            unchecked = {}
+            unchecked = {"edgetpu_compiler.log": "the Edge TPU compiler's log"} if "edgetpu_compiler.log" in files else {}
             if "compiled_file" in info:
                 check = info["compiled_check"]
                 unchecked[info["compiled_file"]] = (

@@ -256,7 +256,7 @@ class TpuTarget(Target):
             key = sx.shape_dir(b, d)
             tpu_func.get_concrete_function(*input_signature(config, b, d))
             compile_seconds[key] = round(sx.timed_compile(tpu_func, static_args[key])[0], 4)
-            ir_files += sx.write_compiler_ir(tpu_func, static_args[key], out / "ir" / key, f"ir/{key}")
+            ir_files += sx.write_compiler_ir(tpu_func, static_args[key], out / "ir" / key, f"ir/{key}", sx.module_symbol(config.name))
         determinism = sx.determinism_check(tpu_func, static_args[sx.shape_dir(*shapes[-1])], config.name, where)
         serving = _padding_server(config, tpu_func, options, out_axes)
         try:
@@ -293,7 +293,11 @@ class TpuTarget(Target):
             "determinism": determinism,
             "ir_files": ir_files,
         }
-        artifacts = [Artifact(variant="fp32", files=("saved_model", "ir", "converter_options.txtpb"), tolerance=FP32_XLA, info=fp32_info)]
+        unchecked = {
+            "ir": "HLO and StableHLO of tpu_func, for reading: parity runs tpu_func through the SavedModel on CPU, not these files",
+            "converter_options.txtpb": "options for the Cloud TPU Inference Converter, not a model",
+        }
+        artifacts = [Artifact(variant="fp32", files=("saved_model", "ir", "converter_options.txtpb"), tolerance=FP32_XLA, info=fp32_info, unchecked=unchecked)]
         if options.precision == "bfloat16":
             counts = sx.write_bf16_emulation(make_function(config, job.loaded).get_concrete_function(), config, out / "bf16_emulation")
             bf16_info = {**common, "emulated": True, "what": sx.BF16_EMULATION_NOTE, **counts, "budget": "the bf16 precision class"}

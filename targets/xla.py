@@ -1,17 +1,30 @@
 """XLA: a SavedModel whose serving function is `jit_compile=True`, the compiler IR
-per compiled shape, a determinism check and, with `aot: true`, an ahead-of-time
-compiled CPU object with a native harness.
+per compiled shape (its StableHLO checked on its own, compiled and run by IREE), a
+determinism check and, with `aot: true`, an ahead-of-time compiled CPU object with a
+native harness.
 
 Layout of `artifacts/<model>/xla/`:
 
     saved_model/                 serving_default (jit_compile=True, config names)
-    ir/b<batch>/hlo.txt          HLO of the serving function at that static batch
-    ir/b<batch>/stablehlo.mlir   StableHLO of the same
+    ir/<shape>/stablehlo.mlir    StableHLO of the serving function at one static shape
+                                 (`b8`, or `b8-seq32` with dynamic dimensions); `ir_form`:
+                                 frozen (weights are constants: `main` takes the inputs) or
+                                 parameters (`main` takes the inputs, then the weights)
+    ir/<shape>/signature.json    every argument of `main` (input or weight: name, shape,
+                                 dtype, `.npz` key) and every result (output name, ...)
+    ir/<shape>/hlo.txt           HLO of the same, for reading (no runtime here executes it)
+    ir/weights.npz               parameters form: the weights, in argument order
     aot/model.h, model.o, model_metadata.o, model_constants.o, model_makefile.inc
                                  `saved_model_cli aot_compile_cpu` output (static batch `aot_batch`)
     aot/harness.cc, aot/harness  native program: `harness IN.bin OUT.bin in1,in2 out1,out2`
                                  reads records of inputs (raw, row-major, config order),
                                  writes one record of outputs per input record
+
+Variants: the default (the SavedModel, run by TensorFlow), `stablehlo` (with `iree`:
+every `stablehlo.mlir` compiled by IREE for this CPU and run in the IREE runtime), `aot`
+(with `aot` and `harness`: the native binary). No shipped file carries a path of the
+machine that built it: IR locations keep layer names only, and the harness finds
+`libtensorflow_framework.so.2` through LD_LIBRARY_PATH.
 
 The harness links a static XLA CPU runtime compiled once per machine from the
 sources in the TensorFlow wheel (`tensorflow/xla_aot_runtime_src`) into the cache
@@ -23,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,11 +45,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from pipeline.errors import ConversionError, TargetUnavailable
 from pipeline.runtimes.aot import AotHarnessRunner
+from pipeline.runtimes.iree import SIGNATURE_FILE
 from pipeline.runtimes.savedmodel import SavedModelRunner
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import FP32
@@ -44,6 +60,10 @@ from pipeline.tolerance import FP32
 @dataclass(frozen=True)
 class XlaOptions:
     ir_batch_sizes: tuple[int, ...] = ()  # static shapes to dump IR for; default: the config's data.batch_sizes
+    # frozen: weights are constants of the IR (`main` takes the model's inputs only);
+    # parameters: weights are arguments of `main`, bound from ir/weights.npz by signature.json.
+    ir_form: Literal["frozen", "parameters"] = "frozen"
+    iree: bool = True  # check the StableHLO itself: compiled and run by IREE (variant `stablehlo`; `pip install 'tfship[iree]'`)
     aot: bool = False  # also compile ahead of time with `saved_model_cli aot_compile_cpu`
     aot_batch: int = 1  # the static batch of the AOT object; the harness runner splits larger batches
     harness: bool = True  # with aot: build the C++ harness so parity covers the native binary (variant `aot`)
@@ -137,7 +157,9 @@ def _toolchain() -> dict:
     for needed, what in ((header, "XLA AOT headers"), (runtime_src, "XLA AOT runtime sources"), (framework, "libtensorflow_framework.so.2")):
         if not needed.exists():
             raise TargetUnavailable(f"the tensorflow wheel has no {what} ({needed}); the AOT harness cannot be built. Set `harness: false`.")
-    flags = [f for f in tf.sysconfig.get_compile_flags() if not f.startswith("-I")]
+    # __FILE__ of the wheel's headers and sources names them as `tensorflow/...`: no object
+    # or binary carries the path of the venv that built it.
+    flags = [f for f in tf.sysconfig.get_compile_flags() if not f.startswith("-I")] + [f"-ffile-prefix-map={tf.sysconfig.get_lib()}=tensorflow"]
     return {"cxx": compiler, "include": include, "runtime_src": runtime_src, "framework": framework, "flags": flags, "version": tf.__version__}
 
 
@@ -184,7 +206,11 @@ def runtime_library(chain: dict, everything: bool = False) -> Path:
 
 
 def build_harness(aot_dir: Path) -> dict:
-    """Compile aot/harness.cc against the AOT object; returns what was run."""
+    """Compile aot/harness.cc against the AOT object; returns what was run, with the
+    machine's folders named by what they are ($TF_INCLUDE, $TF_LIB, $TFSHIP_CACHE).
+
+    No rpath: the binary would carry the venv's path. It finds
+    libtensorflow_framework.so.2 through LD_LIBRARY_PATH (the runner sets it)."""
     chain = _toolchain()
     (aot_dir / "harness.cc").write_text(HARNESS_SOURCE)
     start = time.perf_counter()
@@ -194,7 +220,7 @@ def build_harness(aot_dir: Path) -> dict:
             chain["cxx"], "-O2", "-w", *chain["flags"], f"-I{chain['include']}", f"-I{aot_dir}",
             str(aot_dir / "harness.cc"), *(str(aot_dir / f) for f in ("model.o", "model_metadata.o", "model_constants.o")),
             str(library), f"-L{chain['framework'].parent}", "-l:libtensorflow_framework.so.2",
-            f"-Wl,-rpath,{chain['framework'].parent}", "-lpthread", "-s", "-o", str(aot_dir / "harness"),
+            "-lpthread", "-s", f"-ffile-prefix-map={aot_dir}=aot", "-o", str(aot_dir / "harness"),
         ]
         return subprocess.run(cmd, capture_output=True, text=True), cmd
 
@@ -205,16 +231,30 @@ def build_harness(aot_dir: Path) -> dict:
         raise ConversionError(f"linking the AOT harness failed:\n{result.stderr[-3000:]}")
     # Recorded relative to the target folder: the staging folder is renamed after the build.
     command = " ".join(cmd).replace(str(aot_dir), "aot")
-    return {"command": command, "seconds": round(time.perf_counter() - start, 2)}
+    for folder, name in ((chain["include"], "$TF_INCLUDE"), (chain["framework"].parent, "$TF_LIB"), (cache_dir(), "$TFSHIP_CACHE")):
+        command = command.replace(str(folder), name)
+    return {"command": command, "seconds": round(time.perf_counter() - start, 2), "runs_with": "LD_LIBRARY_PATH=$TF_LIB (tensorflow.sysconfig.get_lib())"}
+
+
+# tf.sysconfig.get_include() without importing TensorFlow (quick and quiet)
+TF_INCLUDE_MAKE = (
+    "TF_INCLUDE ?= $(shell python3 -c \"import importlib.util as u, os; "
+    "print(os.path.join(os.path.dirname(u.find_spec('tensorflow').origin), 'include'))\")"
+)
 
 
 def _relative_makefile(aot_dir: Path) -> None:
-    """tfcompile writes the staging folder's absolute path into LIB; point it at the fragment's own folder."""
+    """tfcompile writes the staging folder's absolute path into LIB and the venv's headers
+    into INC; point LIB at the fragment's own folder and INC at the TensorFlow headers of
+    whoever includes it."""
     fragment = aot_dir / "model_makefile.inc"
     lines = []
     for line in fragment.read_text().splitlines():
         if line.startswith("LIB ="):
             line = "LIB = -L$(dir $(lastword $(MAKEFILE_LIST)))"
+        elif line.startswith("INC ="):
+            lines.append(TF_INCLUDE_MAKE)
+            line = "INC = -I$(TF_INCLUDE)"
         lines.append(line)
     fragment.write_text("\n".join(lines) + "\n")
 
@@ -222,13 +262,30 @@ def _relative_makefile(aot_dir: Path) -> None:
 # --------------------------------------------------------------------------- target
 
 
+HLO_UNCHECKED = "HLO text for reading: no runtime here executes HLO text (IREE runs the stablehlo.mlir beside it)"
+IR_UNCHECKED = "`iree: false`: the StableHLO is not compiled or run (set `iree: true`, with `pip install 'tfship[iree]'`, to check it)"
+MAKEFILE_UNCHECKED = "a make fragment for building against the AOT object: the harness parity runs was linked without it"
+AOT_UNCHECKED = "`harness: false`: the AOT object is not run (set `harness: true` to check it through the native harness)"
+
+
+def signature_text(signature: dict) -> str:
+    """signature.json: one line per argument and per result."""
+    lines = []
+    for key, value in signature.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f" {json.dumps(key)}: [\n" + ",\n".join(f"  {json.dumps(v)}" for v in value) + "\n ]")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 class XlaTarget(Target):
     name = "xla"
-    description = "XLA: jit_compile SavedModel, HLO/StableHLO per shape, determinism check, optional AOT CPU object + native harness"
+    description = "XLA: jit_compile SavedModel, StableHLO/HLO per shape (StableHLO run by IREE), determinism check, optional AOT CPU object + native harness"
     Options = XlaOptions
 
     def variants(self, options):
-        return ("", "aot") if options.aot and options.harness else ("",)
+        return ("",) + (("stablehlo",) if options.iree else ()) + (("aot",) if options.aot and options.harness else ())
 
     def check_options(self, options, model):
         problems = []
@@ -257,8 +314,11 @@ class XlaTarget(Target):
         config, options, out = job.model, job.target.options, job.out_dir
         batches = sx.ir_batches(config, options.ir_batch_sizes or config.data.batch_sizes)
         where = f"xla target of model '{config.name}'"
+        module = sx.module_symbol(config.name)
         ir_files: list[str] = []
         compile_seconds: dict[str, float] = {}
+        folders: list[str] = []
+        written: dict = {}  # parameters form: the weights files written so far (sx.bind_weights)
         # A dynamic sequence length / image size is compiled at every size parity tests.
         shape_sets = config.shape_sets
         for batch in batches:
@@ -267,7 +327,12 @@ class XlaTarget(Target):
                 args = [tf.constant(v) for v in sx.static_inputs(config, job.calibration, batch, dims).values()]
                 sx.xla_gate(fn, args, sx.shape_text(batch, dims), config.name, where)
                 folder = sx.shape_dir(batch, dims)
-                ir_files += sx.write_compiler_ir(fn, args, out / "ir" / folder, f"ir/{folder}")
+                files, arguments, signature = sx.write_stablehlo_ir(fn, args, config, out / "ir" / folder, f"ir/{folder}", options.ir_form, module)
+                signature.update(batch=batch, dims=dict(dims))
+                files += sx.bind_weights(out / "ir", folder, arguments, signature, written)
+                (out / "ir" / folder / SIGNATURE_FILE).write_text(signature_text(signature))
+                ir_files += files + [f"ir/{folder}/{SIGNATURE_FILE}"]
+                folders.append(folder)
                 compile_seconds[folder] = round(sx.timed_compile(fn, args)[0], 4)
         determinism = sx.determinism_check(fn, args, config.name, where)
 
@@ -280,23 +345,59 @@ class XlaTarget(Target):
             "jit_compile": True,
             "ir_batch_sizes": list(batches),
             **({"ir_shapes": [dict(d) for d in shape_sets]} if config.dynamic_dims else {}),
+            "ir_form": options.ir_form,
             "ir_files": ir_files,
             "compile_seconds": compile_seconds,
             "determinism": determinism,
             "runs_on": "CPU",
         }
-        files = ["saved_model", "ir"]
+        files, unchecked = ["saved_model"], {}
         artifacts = []
+        if options.iree:
+            artifacts.append(self._stablehlo(out, folders, module, options.ir_form))
+        else:
+            files.append("ir")
+            unchecked["ir"] = IR_UNCHECKED
         if options.aot:
             aot_info = self._aot(job, out / "aot", where)
             info["aot"] = {k: v for k, v in aot_info.items() if k in ("batch", "files", "cpp_class", "aot_compile_seconds")}
             if options.harness:
                 aot_info.update(harness=build_harness(out / "aot"))
                 aot_info["files"] = aot_info["files"] + ["harness.cc", "harness"]
-                artifacts.append(Artifact(variant="aot", files=("aot",), tolerance=FP32, info=aot_info))
+                artifacts.append(Artifact(variant="aot", files=("aot",), tolerance=FP32, info=aot_info, unchecked={"aot/model_makefile.inc": MAKEFILE_UNCHECKED}))
             else:
                 files.append("aot")
-        return [Artifact(variant="", files=tuple(files), tolerance=FP32, info=info)] + artifacts
+                unchecked["aot"] = AOT_UNCHECKED
+        return [Artifact(variant="", files=tuple(files), tolerance=FP32, info=info, unchecked=unchecked)] + artifacts
+
+    def _stablehlo(self, out: Path, folders: list[str], module: str, form: str) -> Artifact:
+        """Variant `stablehlo`: every shape's StableHLO compiled by IREE (here, so a file IREE
+        cannot compile is this variant's error with IREE's message; parity reuses the module)."""
+        from pipeline.runtimes import iree as ri
+
+        info = {
+            "ir_form": form,
+            "module": module,
+            "shapes": folders,
+            "runs_on": "CPU (IREE llvm-cpu for this machine's CPU, local-task driver)",
+            "compile_commands": {kind: [shlex.join(c) for c in ri.compile_commands("stablehlo.mlir", staged=kind == "staged")] for kind in ("plain", "staged")},
+        }
+        unchecked = {f"ir/{folder}/hlo.txt": HLO_UNCHECKED for folder in folders}
+        try:
+            ri.require_iree()
+        except TargetUnavailable as exc:  # parity says so (skipped); the files are marked unchecked
+            info["iree"] = f"not installed: {exc}"
+            return Artifact(variant="stablehlo", files=("ir",), tolerance=FP32, info=info, unchecked=unchecked)
+        info["iree"] = ri.iree_version()
+        compiled = {}
+        for folder in folders:
+            try:
+                module_record = ri.compile_stablehlo(out / "ir" / folder / "stablehlo.mlir", f"ir/{folder}/stablehlo.mlir").record()
+            except ConversionError as exc:
+                return Artifact.failed("stablehlo", exc, info)
+            compiled[folder] = {k: v for k, v in module_record.items() if k != "commands"}
+        info["iree_compile"] = compiled
+        return Artifact(variant="stablehlo", files=("ir",), tolerance=FP32, info=info, unchecked=unchecked)
 
     def _aot(self, job: BuildInputs, aot_dir: Path, where: str) -> dict:
         from pipeline.stages.savedmodel import write_saved_model
@@ -321,12 +422,11 @@ class XlaTarget(Target):
         if result.returncode != 0 or not all((aot_dir / f).exists() for f in produced):
             tail = "\n".join(result.stderr.strip().splitlines()[-15:])
             raise ConversionError(f"{where}: `saved_model_cli aot_compile_cpu` failed (exit {result.returncode}) at static batch {batch}:\n{tail}")
-        _relative_makefile(aot_dir)
-        (aot_dir / "aot_compile.log").write_text(result.stderr)
+        _relative_makefile(aot_dir)  # the compiler's log is not kept: it names the venv and the staging folder
         return {
             "batch": batch,
             "cpp_class": CPP_CLASS,
-            "files": produced + ["aot_compile.log"],
+            "files": produced,
             "inputs": inputs,
             "outputs": outputs,
             "aot_compile_seconds": round(seconds, 2),
@@ -336,11 +436,20 @@ class XlaTarget(Target):
     def open(self, target_dir: Path, artifact: Artifact, threads: int | None = None):
         if artifact.variant == "aot":
             return AotHarnessRunner(target_dir / "aot", artifact.info)
+        if artifact.variant == "stablehlo":
+            from pipeline.runtimes.iree import IreeRunner
+
+            return IreeRunner(Path(target_dir) / "ir", threads=threads)
         return SavedModelRunner(target_dir / "saved_model")
 
     def tensor_probe(self, target_dir, artifact, model, debug_dir):
         if artifact.variant == "aot":
             return None  # the native harness exposes no intermediate tensors: localization bisects
+        if artifact.variant == "stablehlo":
+            from pipeline.localize.probes import StableHloProbe
+
+            # The IR's locations keep each op's TensorFlow name, and so its layer.
+            return StableHloProbe(Path(target_dir) / "ir", model, debug_dir)
         from pipeline.localize.probes import saved_model_probe
 
         # The jit_compile serving function, inlined with extra fetches and compiled by XLA again.
@@ -349,7 +458,7 @@ class XlaTarget(Target):
     def options_for_variant(self, options, variant):
         import dataclasses
 
-        return dataclasses.replace(options, aot=variant == "aot", harness=variant == "aot")
+        return dataclasses.replace(options, aot=variant == "aot", harness=variant == "aot", iree=variant == "stablehlo")
 
 
 TARGET = XlaTarget()

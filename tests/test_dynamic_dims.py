@@ -2,6 +2,8 @@
 several concrete sizes with one trace, and each target's honest behaviour."""
 from __future__ import annotations
 
+import json
+
 import onnx
 import pytest
 
@@ -92,7 +94,7 @@ def test_encoder_with_dynamic_sequence_passes_at_every_length(project):
     assert model["tracing_count"] == 1
     assert model["dynamic_dims"]["seq"] == {"axes": [{"input": "ids", "axis": 1}, {"input": "mask", "axis": 1}, {"input": "segments", "axis": 1}], "tested": [7, 32, 64]}
     assert model["retrace_checked_at_shapes"] == [{"seq": 7}, {"seq": 32}, {"seq": 64}]
-    for target, name in (("savedmodel", ""), ("onnx", ""), ("tflite", "float32"), ("tflite", "dynamic_range"), ("xla", "")):
+    for target, name in (("savedmodel", ""), ("onnx", ""), ("tflite", "float32"), ("tflite", "dynamic_range"), ("xla", ""), ("xla", "stablehlo")):
         by_shape = variant(report, target, name)["parity"]["by_shape"]
         assert list(by_shape) == ["seq=7", "seq=32", "seq=64"], (target, name)
         assert all(row["passed"] for row in by_shape.values()), (target, name, by_shape)
@@ -104,6 +106,11 @@ def test_encoder_with_dynamic_sequence_passes_at_every_length(project):
     assert "fixed_dims" not in variant(report, "tflite", "float32")["info"]
     xla_files = {p.name for p in (project.artifacts / "encoder" / "xla" / "ir").iterdir()}
     assert {"b1-seq7", "b3-seq32", "b3-seq64"} <= xla_files
+    # The StableHLO of every shape set ran in IREE, three inputs named in each signature.
+    assert variant(report, "xla", "stablehlo")["parity"]["outputs"]["sequence"]["max_abs"] < 1e-5
+    signature = json.loads((project.artifacts / "encoder" / "xla" / "ir" / "b3-seq32" / "signature.json").read_text())
+    assert [(a["name"], a["shape"]) for a in signature["arguments"]] == [("ids", [3, 32]), ("mask", [3, 32]), ("segments", [3, 32])]
+    assert signature["dims"] == {"seq": 32}
 
 
 def test_tpu_buckets_pad_and_expose_a_model_that_is_not_padding_safe(project):
@@ -163,7 +170,7 @@ def test_fully_convolutional_model_with_dynamic_height_and_width(project):
     project.config("fcn", FCN)
     result = project.run("export")
     report = project.report("fcn")
-    for target, name in (("savedmodel", ""), ("onnx", ""), ("tflite", "float32"), ("tflite", "float16"), ("tflite", "dynamic_range"), ("tflite", "int8"), ("xla", "")):
+    for target, name in (("savedmodel", ""), ("onnx", ""), ("tflite", "float32"), ("tflite", "float16"), ("tflite", "dynamic_range"), ("tflite", "int8"), ("xla", ""), ("xla", "stablehlo")):
         entry = variant(report, target, name)
         assert entry["status"] == "passed", (target, name, entry.get("message"))
         assert list(entry["parity"]["by_shape"]) == ["height=16,width=16", "height=24,width=32", "height=40,width=24"]
@@ -180,7 +187,7 @@ def test_lstm_with_a_dynamic_time_axis(project):
     project.config("lstm", LSTM)
     result = project.run("export")
     report = project.report("lstm")
-    for target, name in (("savedmodel", ""), ("onnx", ""), ("xla", ""), ("tflite", "float32"), ("tflite", "dynamic_range")):
+    for target, name in (("savedmodel", ""), ("onnx", ""), ("xla", ""), ("xla", "stablehlo"), ("tflite", "float32"), ("tflite", "dynamic_range")):
         entry = variant(report, target, name)
         by_shape = entry["parity"]["by_shape"]
         assert list(by_shape) == ["time=5", "time=20", "time=40"] and all(r["passed"] for r in by_shape.values()), (target, name)

@@ -18,7 +18,7 @@ from targets import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("pipeline", "targets", "tfship")
-HEAVY = {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert", "h5py", "openvino", "nncf"}
+HEAVY = {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert", "h5py", "openvino", "nncf", "iree"}
 TARGET_FILES = sorted(p for p in (REPO / "targets").glob("*.py") if p.name != "__init__.py")
 
 

@@ -40,7 +40,8 @@ def test_a_layer_that_computes_differently_when_traced_is_named_on_every_graph_t
     result = project.run("export")
     assert result.code == 1
     entries = _entries(project.report("fault"))
-    assert set(entries) == {"savedmodel", "xla", "tflite/float32", "onnx"}
+    # xla/stablehlo: the StableHLO in IREE, its layers read from the op names in the IR's locations
+    assert set(entries) == {"savedmodel", "xla", "xla/stablehlo", "tflite/float32", "onnx"}
     for label, entry in entries.items():
         assert entry["status"] == "failed", label
         loc = entry["localization"]
@@ -55,6 +56,7 @@ def test_a_layer_that_computes_differently_when_traced_is_named_on_every_graph_t
     # Debug copies live beside the report, not in any published target folder.
     debug = project.artifacts / "fault" / ".debug"
     assert (debug / "onnx" / "model.debug.onnx").is_file() and (debug / "savedmodel" / "graph.pb").is_file()
+    assert (debug / "xla-stablehlo" / "stablehlo.debug.mlir").is_file()
     for target in ("savedmodel", "xla", "tflite", "onnx"):
         assert not any("debug" in p.name for p in (project.artifacts / "fault" / target).rglob("*"))
 

@@ -312,8 +312,9 @@ def _error_entry(exc: BaseException, started: str) -> dict:
 def _artifact_record(artifact: Artifact, target_dir: Path, target_name: str) -> dict:
     """Files are recorded relative to artifacts/<model>/, where they will live once published."""
     files = [{**f, "path": f"{target_name}/{f['path']}"} for f in file_records(target_dir, artifact.files, target_dir)]
+    unchecked = {"unchecked": dict(artifact.unchecked)} if artifact.unchecked else {}
     record = {
-        "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__},
+        "artifact": {"variant": artifact.variant, "files": list(artifact.files), "tolerance": artifact.tolerance.__dict__, **unchecked},
         "files": files,
         "bytes": sum(f["bytes"] for f in files),
         "info": artifact.info,
@@ -341,14 +342,19 @@ def _drop_files(staged: Path, files: tuple[str, ...], others: list[Artifact]) ->
             path.unlink(missing_ok=True)
 
 
-def _fold_variants(variant_entries: dict[str, dict]) -> dict:
-    """Every artifact under `variants`, a target with one artifact too (one report shape)."""
+def _fold_variants(variant_entries: dict[str, dict], target_name: str) -> dict:
+    """Every artifact under `variants`, a target with one artifact too (one report shape).
+    Each of the target's files says which parity run executed it, or that none did."""
+    from pipeline.reports.records import file_checks
+
     statuses = [v["status"] for v in variant_entries.values()]
     status = next((s for s in ("error", "failed", "passed") if s in statuses), "skipped")
     files = [f for v in variant_entries.values() for f in v.get("files", [])]
     unique = list({f["path"]: f for f in files}.values())
     # An unnamed artifact beside named ones (e.g. model.onnx beside model.optimized.onnx) is the default.
     entry = {"status": status, "files": unique, "variants": {(v or "default"): e for v, e in variant_entries.items()}}
+    checks = file_checks(target_name, entry)
+    entry["files"] = [{**f, **checks.get(f["path"], {})} for f in unique]
     errors = {(v or "default"): e for v, e in variant_entries.items() if e["status"] == "error"}
     if errors:  # the target is in error for these variants only; the others were checked and published
         entry["message"] = "; ".join(f"{v}: {e.get('message', '')}" for v, e in errors.items())
@@ -427,7 +433,7 @@ def build_target(ctx: RunContext, prep: Prepared, target: Target, target_cfg: Ta
                     log(ctx.config.name, "  where: " + localization.summary())
             if not parity["passed"] and artifact.variant in to_repair:
                 artifacts += _repair_variant(ctx, prep, target, target_cfg, job, artifact, record)
-        entry = _fold_variants(variant_entries)
+        entry = _fold_variants(variant_entries, target.name)
         entry.update({"timings": {"build_s": round(build_s, 3), "parity_s": round(parity_s, 3)}, "started": started, "finished": now(), "optional": target_cfg.optional})
         if prep.fingerprint is not None:
             entry.update(model_identity(prep.loaded, prep.fingerprint, prep.data_fingerprint))

@@ -10,6 +10,10 @@ its own runtime.
 - TensorFlow graphs (SavedModel, XLA, TPU): the serving function frozen and
   inlined into one GraphDef (a debug copy), pruned with extra fetches; XLA
   artifacts run that graph with jit_compile, so XLA compiles and fuses it again.
+- StableHLO (the xla target's `stablehlo` variant): a debug copy of one shape's
+  `stablehlo.mlir` whose `main` also returns the values of its body, compiled and
+  run by IREE again. The locations XLA keeps name each op's TensorFlow op, and so
+  its layer.
 
 Debug copies are written into the `debug_dir` given (beside the report), never
 into the artifact's folder.
@@ -17,6 +21,7 @@ into the artifact's folder.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -307,6 +312,112 @@ class OpenVINOProbe:
             value = np.asarray(results[compiled.outputs[position[(port.get_node().get_friendly_name(), port.get_index())]]])
             out[name] = (value.astype(np.float32) if value.dtype.kind in "fiu" else value, None)
         return out
+# --------------------------------------------------------------------------- StableHLO (IREE)
+
+_MLIR_NAME = re.compile(r'"((?:[^"\\]|\\.)*)"(?!:\d)')  # a name location's string (not a file location's)
+
+
+def _location_scopes(location) -> tuple[str, ...]:
+    """The op names a location carries (XLA fuses several, `;`-joined when it merged ops)."""
+    names = []
+    for text in _MLIR_NAME.findall(str(location)):
+        names += [part for part in text.split(";") if part]
+    return tuple(dict.fromkeys(names))
+
+
+class StableHloProbe:
+    """One shape's StableHLO (the largest batch at the typical shape set), with the values
+    of `main`'s top-level ops returned as extra results, compiled by IREE."""
+
+    kind = "iree"
+
+    def __init__(self, ir_dir: Path, model, debug_dir: Path):
+        from pipeline.runtimes.iree import require_iree, signatures_in
+        from pipeline.stages.data import primary_shape_set
+
+        require_iree("localization of the StableHLO")
+        dims = primary_shape_set(model)
+        found = [s for s in signatures_in(ir_dir) if (s.data.get("dims") or {}) == dims] or signatures_in(ir_dir)
+        self._signature = max(found, key=lambda s: s.batch or 0)
+        self.fixed_batch = self._signature.batch
+        self._text = (self._signature.folder / "stablehlo.mlir").read_text()
+        self._debug_dir = Path(debug_dir)
+        self._values: dict[str, tuple[int, int]] = {}  # tensor name -> (op index in main, result index)
+        self.debug_files: tuple[str, ...] = ()
+
+    @staticmethod
+    def _main(module):
+        from iree.compiler import ir
+
+        for op in module.body.operations:
+            if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "main":
+                return op
+        raise ValueError("the StableHLO has no func.func @main")
+
+    def tensors(self) -> list[TensorInfo]:
+        from iree.compiler import ir
+
+        rows = []
+        results = self._signature.results
+        with ir.Context():
+            module = ir.Module.parse(self._text)
+            ops = list(self._main(module).regions[0].blocks[0].operations)
+            returned = {}
+            for i, value in enumerate(ops[-1].operands):
+                returned.setdefault(_value_key(value), results[i]["name"] if i < len(results) else None)
+            for index, op in enumerate(ops[:-1]):
+                if op.operation.name == "stablehlo.constant":
+                    continue
+                scopes = _location_scopes(op.location)
+                for k, result in enumerate(op.results):
+                    if not isinstance(result.type, ir.RankedTensorType):
+                        continue
+                    element = str(result.type.element_type)
+                    if not element.startswith(("f", "bf", "i", "ui")) or element == "i1":
+                        continue
+                    name = f"%{index}#{k}"
+                    self._values[name] = (index, k)
+                    consumers = tuple(dict.fromkeys(s for use in result.uses for s in _location_scopes(use.owner.location)))
+                    output = returned.get(_value_key(result))
+                    rows.append(TensorInfo(name=name, scopes=scopes, consumers=consumers, order=index, is_output=output is not None, output_name=output))
+        self._scopes = {row.name: row.scopes for row in rows}
+        return rows
+
+    def display_name(self, name: str) -> str:
+        scopes = self._scopes.get(name) or ()
+        return f"{scopes[-1]} ({name})" if scopes else name
+
+    def run(self, inputs, names):
+        from iree.compiler import ir
+        from iree.compiler.dialects import func
+
+        from pipeline.localize.debugcopy import write_text
+        from pipeline.runtimes.iree import LoadedModule, Signature, compile_stablehlo, device
+
+        with ir.Context():
+            module = ir.Module.parse(self._text)
+            main = self._main(module)
+            ops = list(main.regions[0].blocks[0].operations)
+            extra = [ops[self._values[n][0]].results[self._values[n][1]] for n in names]
+            ret = ops[-1]
+            with ir.InsertionPoint(ret), ret.location:
+                func.ReturnOp(list(ret.operands) + extra)
+            ret.erase()
+            signature_type = ir.FunctionType(ir.TypeAttr(main.attributes["function_type"]).value)
+            main.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(signature_type.inputs, list(signature_type.results) + [v.type for v in extra]))
+            text = str(module)
+        path = write_text(self._debug_dir / "stablehlo.debug.mlir", text)
+        self.debug_files = (path.name,)
+        results = self._signature.results + [{"index": len(self._signature.results) + i, "name": n} for i, n in enumerate(names)]
+        signature = Signature(self._signature.folder, {**self._signature.data, "results": results})
+        loaded = LoadedModule(signature, compile_stablehlo(path, f"the debug copy {path.name}"), device())
+        values = loaded.call(inputs).outputs()
+        return {n: (np.asarray(values[n]), None) for n in names}
+
+
+def _value_key(value) -> str:
+    """An SSA value's identity while its module lives (the Python wrappers are not unique)."""
+    return value.get_name()
 
 
 # --------------------------------------------------------------------------- TensorFlow graphs

@@ -117,6 +117,10 @@ def render_markdown(report: dict) -> str:
             f"| {name} | {entry.get('status')} | {len(files)} | {sum(f['bytes'] for f in files)} | "
             f"{fmt(timings.get('build_s'))} | {fmt(timings.get('parity_s'))} | {note} |"
         )
+    unchecked = [(f["path"], f["unchecked"]) for _, entry in sorted(report["targets"].items()) for f in entry.get("files", []) if f.get("unchecked")]
+    if unchecked:
+        lines += ["", "Unchecked files (shipped, but no parity run executed them):", ""]
+        lines += [f"- `{path}`: {why}" for path, why in unchecked]
     lines += ["", "## Parity (worst over cases)", ""]
     lines.append("| target | output | result | max_abs | max_rel | rmse | cosine | mismatch | atol | needed atol | budget / needed |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")

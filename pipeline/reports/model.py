@@ -30,7 +30,7 @@ from pipeline.reports.shape import (
 
 __all__ = [  # the report model in one place: shape names re-exported beside read/merge/verify
     "DEFAULT_VARIANT", "SCHEMA_PATH", "SCHEMA_VERSION", "Report", "TargetRecord", "VariantRecord",
-    "merge_report", "now", "overall_status", "read_report", "report_path", "target_entry", "tool_versions",
+    "merge_report", "now", "portable_path", "overall_status", "read_report", "report_path", "target_entry", "tool_versions",
     "upgrade", "validate_report", "variant_label", "verify_files", "write_report",
 ]
 RECORD_NAME = ".tfship-record.json"  # a target's entry, published inside its folder (pipeline.publication)
@@ -70,6 +70,18 @@ def read_report(model_dir: Path) -> dict | None:
     return upgrade(report)
 
 
+def portable_path(path: Path | str) -> str:
+    """A path as a report or a release records it: relative to the working directory when it
+    is below it, else its name; a shipped file names no folder of the machine that built it."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def merge_report(
     model_dir: Path, model: str, config_sha256: str, config_file: str, run: dict, targets: dict[str, dict], still_valid: frozenset[str] | None = None
 ) -> dict:
@@ -84,7 +96,7 @@ def merge_report(
     report = {
         "schema_version": SCHEMA_VERSION,
         "model": model,
-        "config_file": config_file,
+        "config_file": portable_path(config_file),
         "config_sha256": config_sha256,
         "versions": tool_versions(),
         "created": previous.get("created", now()),

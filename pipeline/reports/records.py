@@ -152,3 +152,35 @@ def latency_p50(entry: dict, batch: int | None = None) -> float | None:
         return None
     figure = figures.get(batch) if batch is not None else next(iter(figures.values()))
     return float(figure["p50_ms"]) if figure else None
+
+
+def file_checks(target: str, entry: dict) -> dict[str, dict]:
+    """Which parity run executed each file of a target: path (as in the report, relative to
+    the model folder) -> {"checked_by": [variant labels]} or {"unchecked": why}.
+
+    A file is checked when a variant that lists it was run by parity (passed or failed)
+    and did not declare it unchecked (`artifact.unchecked`: a text dump, an object for
+    hardware that is not here); a file only a skipped variant lists is unchecked, with
+    the skip's reason."""
+    checked: dict[str, list[str]] = {}
+    reasons: dict[str, list[str]] = {}
+    for key, sub in sorted((entry.get("variants") or {}).items()):
+        label = variant_label(target, key, sub)
+        declared = (sub.get("artifact") or {}).get("unchecked") or {}
+        ran = sub.get("status") in ("passed", "failed")
+        for f in sub.get("files") or []:
+            path = f["path"]
+            rel = path[len(target) + 1:] if path.startswith(f"{target}/") else path
+            why = next((reason for name, reason in declared.items() if rel == name or rel.startswith(f"{name.rstrip('/')}/")), None)
+            if why is None and ran:
+                checked.setdefault(path, []).append(label)
+                continue
+            if why is None:
+                message = (sub.get("message") or "").strip().splitlines()
+                why = f"parity {sub.get('status', 'not run')}" + (f": {message[0]}" if message else "")
+            reasons.setdefault(path, []).append(f"{label}: {why}")
+    out = {path: {"checked_by": labels} for path, labels in checked.items()}
+    for path, why in reasons.items():
+        if path not in out:
+            out[path] = {"unchecked": "; ".join(why)}
+    return out

@@ -1,9 +1,11 @@
 """The XLA AOT harness: a native binary compiled for one batch size, fed and read
-through raw files. Inputs are split into records of the compiled batch (a short last
+through raw files, with LD_LIBRARY_PATH naming TensorFlow's library folder (the binary
+carries no path of the machine that built it). Inputs are split into records of the compiled batch (a short last
 record is padded and the padded rows dropped); every record of a call runs in one
 harness process."""
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,6 +16,13 @@ from pipeline.errors import ConversionError
 from pipeline.runtimes.base import BatchUnsupported, Call, Runner, batch_of, join_batches, split_batches
 
 ERROR_TAIL_CHARS = 1000  # of the harness's stderr, in the error message
+
+
+def tensorflow_lib() -> str:
+    """The folder of libtensorflow_framework.so.2, which the harness links (it carries no rpath)."""
+    import tensorflow as tf
+
+    return tf.sysconfig.get_lib()
 
 
 class AotHarnessRunner(Runner):
@@ -29,6 +38,7 @@ class AotHarnessRunner(Runner):
         self._inputs = [(n, tuple(s), d) for n, s, d in info["inputs"]]
         self._outputs = [(n, tuple(s), d) for n, s, d in info["outputs"]]
         self.threads = {"runtime": "XLA AOT", "note": "compiled single-threaded for the host CPU"}
+        self._env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in (tensorflow_lib(), os.environ.get("LD_LIBRARY_PATH", "")) if p)}
 
     def _run_records(self, records: list[dict[str, np.ndarray]], scratch: Path) -> list[dict[str, np.ndarray]]:
         """One harness process for every record (a record = one compiled batch)."""
@@ -39,7 +49,7 @@ class AotHarnessRunner(Runner):
                     f.write(np.ascontiguousarray(record[name], dtype=dtype).reshape(shape).tobytes())
         names_in = ",".join(n for n, _, _ in self._inputs)
         names_out = ",".join(n for n, _, _ in self._outputs)
-        result = subprocess.run([str(self._binary), str(feed), str(fetch), names_in, names_out], capture_output=True, text=True)
+        result = subprocess.run([str(self._binary), str(feed), str(fetch), names_in, names_out], capture_output=True, text=True, env=self._env)
         if result.returncode != 0:
             raise ConversionError(f"AOT harness {self._binary} failed with exit {result.returncode}: {result.stderr.strip()[-ERROR_TAIL_CHARS:]}")
         raw, offset, outputs = fetch.read_bytes(), 0, []

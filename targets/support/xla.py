@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import ConversionError, IncompatibleModel
+from pipeline.runtimes.iree import main_types, tensor_type
 
 # --------------------------------------------------------------------------- inputs
 
@@ -73,16 +74,126 @@ def ir_batches(config: Any, requested: tuple[int, ...]) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- compiler IR
 
+IR_FORMS = ("frozen", "parameters")
+# A FileLineColLoc in MLIR's location syntax: `"path":line:col` (and a range's `to ...`).
+_MLIR_FILE_LOC = re.compile(r'"(?:[^"\\]|\\.)*":\d+:\d+(?: to (?:\d+)?:\d+)?')
+# HLO op metadata naming the Python frame that created the op.
+_HLO_SOURCE = re.compile(r' source_file="(?:[^"\\]|\\.)*"| source_(?:end_)?(?:line|column)=\d+')
+# TensorFlow names functions with a process-wide counter (`while_body_2224`, `__inference_serve_4455`):
+# a digit run after `_` in a symbol is renumbered in order of appearance, so the same model gives
+# the same names in any process.
+_MHLO_COPY = re.compile(r"mhlo\.copy (%[\w#]+) : (tensor<[^>]*>)")
+_COUNTER = re.compile(r"(?<=_)\d{2,}(?=[_.]|$)")
 
-def write_compiler_ir(fn: Any, args: list, folder: Path, rel: str) -> list[str]:
-    """Write `hlo.txt` and `stablehlo.mlir` of a jit_compile tf.function at these args."""
+
+def _renumbered(names: list[str], keep: set[str]) -> dict[str, str]:
+    """Symbol -> the same symbol with its counters renumbered u1, u2, ... in order of appearance."""
+    counters: dict[str, str] = {}
+
+    def number(match: re.Match) -> str:
+        return counters.setdefault(match.group(0), f"u{len(counters) + 1}")
+
+    mapping = {name: (name if name in keep else _COUNTER.sub(number, name)) for name in dict.fromkeys(names)}
+    if len(set(mapping.values())) != len(mapping):  # never seen; a collision would change the program
+        return {name: name for name in mapping}
+    return mapping
+
+
+def module_symbol(model_name: str) -> str:
+    """The IR module's name: the model's, as an identifier (an IREE module is called by it)."""
+    name = re.sub(r"\W", "_", model_name)
+    return name if re.match(r"[A-Za-z_]", name) else f"m_{name}"
+
+
+def portable_stablehlo(text: str, module: str) -> str:
+    """StableHLO text without the build machine in it and in StableHLO only.
+
+    File locations (TensorFlow's Python frames: absolute paths of the venv) become
+    `unknown`, name locations stay (they carry the layer names), the module is named
+    `module` and function counters are renumbered. `mhlo.copy`, which XLA leaves in its
+    StableHLO output and StableHLO has no op for, becomes the identity it is (a reshape
+    to the same type), so any StableHLO consumer reads the file."""
+    text = _MLIR_FILE_LOC.sub("unknown", text)
+    text = _MHLO_COPY.sub(r"stablehlo.reshape \1 : (\2) -> \2", text)
+    text = re.sub(r"^module @[\w.$-]+", f"module @{module}", text, count=1, flags=re.M)
+    names = re.findall(r"func\.func (?:private |public )?@([\w.$-]+)", text)
+    mapping = _renumbered(names, keep={"main"})
+    return re.sub(r"@([A-Za-z_][\w.$-]*)", lambda m: "@" + mapping.get(m.group(1), m.group(1)), text)
+
+
+def portable_hlo(text: str, module: str) -> str:
+    """HLO text without the build machine in it (see portable_stablehlo)."""
+    text = _HLO_SOURCE.sub("", text)
+    text = re.sub(r"^HloModule [^\s,]+", f"HloModule {module}", text, count=1, flags=re.M)
+    names = re.findall(r"^(?:ENTRY )?%([\w.-]+) \(", text, flags=re.M)
+    mapping = _renumbered(names, keep=set())
+    return re.sub(r"%([\w.-]+)", lambda m: "%" + mapping.get(m.group(1), m.group(1)), text)
+
+
+def write_compiler_ir(fn: Any, args: list, folder: Path, rel: str, module: str) -> list[str]:
+    """Write `hlo.txt` and `stablehlo.mlir` of a jit_compile tf.function at these args,
+    free of the build machine's paths and of process counters (portable_stablehlo)."""
     folder.mkdir(parents=True, exist_ok=True)
     getter = fn.experimental_get_compiler_ir(*args)
-    files = []
-    for stage, name in (("hlo", "hlo.txt"), ("stablehlo", "stablehlo.mlir")):
-        (folder / name).write_text(getter(stage=stage))
-        files.append(f"{rel}/{name}")
-    return files
+    (folder / "hlo.txt").write_text(portable_hlo(getter(stage="hlo"), module))
+    (folder / "stablehlo.mlir").write_text(portable_stablehlo(getter(stage="stablehlo"), module))
+    return [f"{rel}/hlo.txt", f"{rel}/stablehlo.mlir"]
+
+
+@dataclass(frozen=True)
+class IrArgument:
+    """One argument of the IR's `main` beyond the model's inputs: a captured variable (or
+    constant) of the traced function, in the order XLA takes them."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    value: Any  # the tf.Variable, or the captured tensor
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self.value.numpy())
+
+
+def ir_arguments(concrete: Any) -> list[IrArgument]:
+    """The captured inputs of a concrete function, which XLA appends to the model's inputs
+    (`XLA_Args`) in this order, named by the variable they read."""
+    import tensorflow as tf
+
+    variables = {id(v.handle): v for v in concrete.graph.variables}
+    out = []
+    for index, captured in enumerate(concrete.captured_inputs):
+        variable = variables.get(id(captured))
+        if variable is None and captured.dtype == tf.resource:
+            raise ConversionError(
+                f"the traced function captures a resource that is not a variable (a lookup table?) as argument {index}; "
+                "XLA cannot take it as a weight. Expected only variables and constants to be captured."
+            )
+        value = variable if variable is not None else captured
+        name = variable.name.split(":")[0] if variable is not None else f"captured_constant_{index}"
+        out.append(IrArgument(name, tuple(int(d) for d in value.shape), value.dtype.name, value))
+    return out
+
+
+def frozen_jit_function(fn: Any, args: list) -> tuple[Any, list[str]]:
+    """A jit_compile function computing `fn` at these args with every variable frozen into a
+    constant, so its IR's `main` takes only the model's inputs; and the output names in the
+    order `main` returns them."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = fn.get_concrete_function(*args)
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+    names = sorted(concrete.structured_outputs)  # a dict's flat order: its keys sorted
+    specs = [tf.TensorSpec(a.shape, a.dtype, name=s.name) for a, s in zip(args, concrete.structured_input_signature[0])]
+
+    def frozen_serve(*inputs):
+        return dict(zip(names, tf.nest.flatten(frozen(*inputs))))
+
+    jit = tf.function(frozen_serve, input_signature=specs, jit_compile=True)
+    left = jit.get_concrete_function().captured_inputs
+    if left:
+        raise ConversionError(f"freezing left {len(left)} captured input(s) (resources that are not variables); the frozen IR would still need them as arguments")
+    return jit, names
 
 
 def xla_gate(fn: Any, args: list, batch: int | str, model_name: str, what: str) -> None:
@@ -138,6 +249,90 @@ def determinism_check(fn: Any, args: list, model_name: str, where: str) -> dict:
             "Expected bitwise-equal outputs. Fix: remove nondeterministic ops (unseeded random ops, atomics) from the model."
         )
     return {"runs": 2, "bitwise_equal": True, "outputs": sorted(first)}
+
+
+def write_stablehlo_ir(fn: Any, args: list, config: Any, folder: Path, rel: str, form: str, module: str) -> tuple[list[str], list[IrArgument], dict]:
+    """The IR of one compiled shape in `form` (IR_FORMS): `hlo.txt`, `stablehlo.mlir`, and
+    the signature of its `main` (written by the caller, which knows where the weights go).
+
+    frozen: every weight is a constant of the IR, `main` takes the model's inputs only.
+    parameters: `main` takes the model's inputs, then one argument per weight
+    (returned as IrArgument, in argument order)."""
+    concrete = fn.get_concrete_function(*args)
+    if form == "frozen":
+        compiled, _ = frozen_jit_function(fn, args)
+        arguments: list[IrArgument] = []
+    else:
+        compiled, arguments = fn, ir_arguments(concrete)
+    files = write_compiler_ir(compiled, args, folder, rel, module)
+    outputs = concrete.structured_outputs
+    inputs = [
+        {"index": i, "kind": "input", "name": spec.name, "shape": [int(d) for d in a.shape], "dtype": a.dtype.name, "batched": spec.batched}
+        for i, (spec, a) in enumerate(zip(config.inputs, args))
+    ]
+    weights = [
+        {"index": len(inputs) + i, "kind": "weight", "name": w.name, "shape": list(w.shape), "dtype": w.dtype}
+        for i, w in enumerate(arguments)
+    ]
+    results = [{"index": i, "name": name, "shape": [int(d) for d in outputs[name].shape], "dtype": outputs[name].dtype.name} for i, name in enumerate(sorted(outputs))]
+    expected = inputs + weights
+    try:
+        types, _ = main_types((folder / "stablehlo.mlir").read_text())
+    except ValueError as exc:
+        raise ConversionError(f"{rel}/stablehlo.mlir: {exc}; expected XLA's entry function") from exc
+    wanted = [tensor_type(a["shape"], a["dtype"]) for a in expected]
+    if len(types) != len(expected) or any(w is not None and w != t for w, t in zip(wanted, types)):
+        raise ConversionError(
+            f"{rel}/stablehlo.mlir: `main` takes {len(types)} argument(s) ({', '.join(types[:6])}{', ...' if len(types) > 6 else ''}); "
+            f"expected the {len(inputs)} input(s) then {len(weights)} weight(s) the traced function captures, in that order. "
+            "The arguments cannot be named; report this with the TensorFlow version."
+        )
+    signature = {"module": module, "function": "main", "form": form, "arguments": expected, "results": results}
+    return files, arguments, signature
+
+
+def bind_weights(ir_dir: Path, folder: str, arguments: list[IrArgument], signature: dict, written: dict) -> list[str]:
+    """Write the weights one shape's `main` takes and name each argument's `.npz` key in its
+    `signature`; returns the files written (relative to the target folder).
+
+    Every shape's function captures the same variables, so `ir/weights.npz` is written once
+    and shared (`written` remembers it across shapes); a shape capturing others would get
+    its own `ir/<shape>/weights.npz`."""
+    if not arguments:
+        return []
+    identity = tuple((a.name, a.shape, a.dtype) for a in arguments)
+    files = []
+    if identity in written:
+        path, keys = written[identity]
+    else:
+        path = "../weights.npz" if not written else "weights.npz"
+        keys = write_weights((ir_dir / folder / path).resolve(), arguments)
+        written[identity] = (path, keys)
+        files.append("ir/weights.npz" if path == "../weights.npz" else f"ir/{folder}/weights.npz")
+    signature["weights_file"] = path
+    for entry, key in zip([a for a in signature["arguments"] if a["kind"] == "weight"], keys):
+        entry["key"] = key
+    return files
+
+
+def write_weights(path: Path, arguments: list[IrArgument]) -> list[str]:
+    """The weights of `arguments` as an `.npz`, in argument order, under unique keys (the
+    variable names); the same weights give the same bytes (fixed member times)."""
+    import zipfile
+
+    keys: list[str] = []
+    for argument in arguments:
+        key, n = argument.name, 1
+        while key in keys:
+            key, n = f"{argument.name}_{n}", n + 1
+        keys.append(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, argument in zip(keys, arguments):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(argument.numpy(), order="C"), allow_pickle=False)  # 0-d stays 0-d
+    return keys
 
 
 # --------------------------------------------------------------------------- TPU op scan

@@ -116,11 +116,11 @@ def test_a_compiled_file_ships_marked_unchecked_in_report_and_manifest(project, 
     why = variant["unchecked_files"]["edgetpu/model_edgetpu.tflite"]
     assert why.startswith("not run by parity: it runs only on an Edge TPU. Parity ran model.tflite")
     assert "same inputs and outputs (shapes, types, quantization) as model.tflite" in why
-    assert set(variant["unchecked_files"]) == {"edgetpu/model_edgetpu.tflite"}
+    assert set(variant["unchecked_files"]) == {"edgetpu/model_edgetpu.tflite", "edgetpu/edgetpu_compiler.log"}
     assert variant["info"]["compiled_check"]["same_io_as"] == "model.tflite"
     assert "`edgetpu/model_edgetpu.tflite` NOT CHECKED by parity" in (project.artifacts / "tiny" / "report.md").read_text()
     assert project.run("release", "--version", "1.0.0", "--skip-export").code == 0
     manifest = json.loads((project.artifacts / "release" / "1.0.0" / "manifest.json").read_text())
     files = {f["path"]: f for f in manifest["files"]}
-    assert files["tiny/edgetpu/model_edgetpu.tflite"]["unchecked"] == why
-    assert "unchecked" not in files["tiny/edgetpu/model.tflite"]
+    assert files["tiny/edgetpu/model_edgetpu.tflite"]["unchecked"] == f"edgetpu: {why}"  # the variant that shipped it, then why
+    assert "unchecked" not in files["tiny/edgetpu/model.tflite"] and files["tiny/edgetpu/model.tflite"]["checked_by"]
