@@ -25,6 +25,7 @@ def test_targets_lists_every_registered_target_with_its_description(capsys):
         assert description and line == f"{name:12} {description}"
 
 
+@pytest.mark.heavy
 def test_export_bench_times_what_it_exported_and_nothing_when_the_export_failed(project):
     project.config("affine", AFFINE_HEAD + "  - savedmodel\n")
     result = project.run("export", "--bench")
