@@ -15,7 +15,7 @@ RANDOM ?=
 MODEL_ARGS  := $(foreach m,$(MODEL),--model $(m))
 TARGET_ARGS := $(foreach t,$(TARGET),--target $(t))
 
-.PHONY: export validate test test-heavy clean install targets release bench bench-scale bench-noop calibrate-budgets corpus
+.PHONY: export validate test test-heavy test-all test-weekly clean install targets release bench bench-scale bench-noop calibrate-budgets corpus
 
 VERSION ?=
 BATCH   ?= 32
@@ -56,12 +56,22 @@ bench-noop: $(STAMP)
 release: $(STAMP)
 	$(BIN)/tfship release $(MODEL_ARGS) --artifacts $(ARTIFACTS) $(if $(VERSION),--version $(VERSION))
 
+# The fast tier: the inner loop (under 15 minutes on 2 cores).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not heavy" tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not heavy and not weekly" tests
 
-# The slow corpora and fault runs: real, but too long for every change.
+# The heavy tier alone: fault runs, real-model budgets, corpora, the installed wheel.
 test-heavy: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "heavy and not weekly" tests
+
+# Both tiers under coverage, each one's time and the coverage at the end; what CI runs (.ci/run).
+# The tests marked weekly are named, not run.
+test-all: $(STAMP)
+	@bash .ci/test-all
+
+# The tests too long for CI (.github/workflows/weekly.yml).
+test-weekly: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs -m weekly tests
 
 # Every corpus model (configs/corpus/) trained (or loaded from examples/build/trained/ when its code and data
 # did not change), exported on every target, the held-out task figure of every artifact, then docs/corpus.md;

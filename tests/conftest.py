@@ -77,9 +77,33 @@ def project(tmp_path, capsys) -> Project:
     return Project(tmp_path, capsys)
 
 
+_SKIPPED: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED.append((report.nodeid, reason.removeprefix("Skipped: ")))
+
+
+def _refuse_skips(session) -> None:
+    """TFSHIP_STRICT_SKIPS=1 (CI): a skip not allowed in tests/allowed_skips.py fails the session."""
+    if os.environ.get("TFSHIP_STRICT_SKIPS") != "1":
+        return
+    from allowed_skips import disallowed
+
+    bad = disallowed(_SKIPPED)
+    if bad:
+        print("\ntests that skipped where CI must run them (TFSHIP_STRICT_SKIPS=1; allowed skips: tests/allowed_skips.py):\n  "
+              + "\n  ".join(f"{node}: {reason}" for node, reason in bad), file=sys.stderr)
+        session.exitstatus = 1
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Every report.json any test wrote (in-process or through a CLI subprocess, under the
-    session's temporary folders) must match pipeline/reports/schema.json."""
+    session's temporary folders) must match pipeline/reports/schema.json; in CI, no test
+    skipped for a reason that is not allowed."""
+    _refuse_skips(session)
     import jsonschema
 
     from pipeline.reports.model import validate_report

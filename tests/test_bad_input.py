@@ -27,8 +27,45 @@ def _cases():
         yield pytest.param(folder, expect, id=folder.name, marks=marks)
 
 
-def test_the_corpus_is_large_enough():
-    assert len(list(_cases())) >= 50
+# Kinds of bad input the README promises are refused; each must stay a case of the corpus.
+PROMISED = (
+    "keras_truncated", "keras_empty", "h5_garbage", "h5_weights_only",  # truncated or garbage model files
+    "factory_module_missing", "factory_imports_missing_package", "factory_syntax_error", "factory_raises",  # factories
+    "generator_wrong_shape", "generator_nonfinite", "generator_raises", "npz_nonfinite", "npz_truncated",  # data
+    "savedmodel_no_such_signature", "input_shape_mismatch", "unknown_target", "yaml_syntax",  # signature, target, config
+)
+
+
+def _declared() -> dict:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_cases", CORPUS / "make_cases.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CASES
+
+
+def test_the_committed_corpus_is_the_one_make_cases_declares():
+    """Each case make_cases.py declares is a committed folder with the same config, files and
+    expectations, no folder is left over from a removed case, and the promised kinds are there."""
+    declared = _declared()
+    folders = {p.name for p in CORPUS.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == set(declared), (sorted(folders - set(declared)), sorted(set(declared) - folders))
+    for name, case in declared.items():
+        folder = CORPUS / name
+        expect = yaml.safe_load((folder / "expect.yaml").read_text())
+        assert expect == {"exit": case["exit"], "line": case["line"], "heavy": case["heavy"], "message": case["message"]}, name
+        encoding = "latin-1" if "__latin1__" in case["files"] else "utf-8"
+        assert (folder / "config.yaml").read_bytes() == case["config"].encode(encoding), name
+        for rel, content in case["files"].items():
+            if rel == "__latin1__":
+                continue
+            assert (folder / rel).exists(), f"{name}: {rel}"
+            if isinstance(content, (bytes, str)):
+                assert (folder / rel).read_bytes() == (content if isinstance(content, bytes) else content.encode()), f"{name}: {rel}"
+    missing = [name for name in PROMISED if name not in declared]
+    assert not missing, missing
+    assert len(declared) >= 50
 
 
 @pytest.mark.parametrize("folder, expect", list(_cases()))

@@ -163,11 +163,43 @@ def test_heavy_libraries_load_lazily():
         assert not heavy, f"{path.relative_to(REPO)} imports {heavy} at import time (the config is validated before TensorFlow loads)"
 
 
-def test_every_registered_target_has_its_own_tests():
+def fast_tests_naming(source: str, target: str) -> list[str]:
+    """Test functions of `source` outside the heavy tier that name `target` (a string such
+    as a config's target list, or an import of targets.<target>)."""
+    import re
+
+    tree = ast.parse(source)
+    module_heavy = any(isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in n.targets) and "heavy" in ast.unparse(n.value) for n in tree.body)
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_") or module_heavy:
+            continue
+        if any("heavy" in ast.unparse(d) or "weekly" in ast.unparse(d) for d in node.decorator_list):
+            continue
+        strings = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+        imports = [n.module for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and n.module]
+        if any(re.search(rf"(?<![\w.]){target}(?![\w])", s) for s in strings) or f"targets.{target}" in imports:
+            found.append(node.name)
+    return found
+
+
+def test_every_registered_target_has_fast_tests_that_run_it():
+    """Each target's own test file (savedmodel: the end-to-end tests/test_run.py) holds tests in
+    the fast tier that name the target, so `make test` exercises every target."""
     for name in REGISTRY.names():
-        if name == "savedmodel":
-            continue  # exercised by tests/test_run.py end to end
-        assert (REPO / "tests" / "targets" / f"test_{name}.py").is_file(), f"target '{name}' has no tests/targets/test_{name}.py"
+        path = REPO / "tests" / ("test_run.py" if name == "savedmodel" else f"targets/test_{name}.py")
+        assert path.is_file(), f"target '{name}' has no {path.relative_to(REPO)}"
+        assert fast_tests_naming(path.read_text(), name), f"{path.relative_to(REPO)} has no test outside the heavy tier that runs target '{name}'"
+
+
+def test_the_target_test_check_fails_on_a_file_that_does_not_run_the_target():
+    only_heavy = "import pytest\n\n@pytest.mark.heavy\ndef test_a(project):\n    project.config('m', 'targets: [onnx]')\n"
+    unrelated = "def test_b():\n    assert 'onnxruntime' and 'tflite'\n"
+    module_heavy = "import pytest\npytestmark = pytest.mark.heavy\n\ndef test_c():\n    run(['onnx'])\n"
+    for source in (only_heavy, unrelated, module_heavy):
+        assert fast_tests_naming(source, "onnx") == [], source
+    assert fast_tests_naming("def test_d():\n    from targets.onnx import OnnxOptions\n", "onnx") == ["test_d"]
+    assert fast_tests_naming("def test_e(project):\n    project.config('m', '  - {name: onnx, opset: 17}')\n", "onnx") == ["test_e"]
 
 
 def test_registry_refuses_duplicates():

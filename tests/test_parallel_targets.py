@@ -48,7 +48,8 @@ def test_two_targets_run_in_their_own_workers_from_one_reference(project):
     assert "reference" in report["run"]["timings"] and "shared_write" in report["run"]["timings"]
     model_dir = project.artifacts / "affine"
     assert (model_dir / "savedmodel" / "1" / "saved_model.pb").exists()
-    assert (model_dir / "tflite" / "model.float32.tflite").exists() or any((model_dir / "tflite").glob("*.tflite"))
+    assert sorted(p.name for p in (model_dir / "tflite").iterdir() if not p.name.startswith(".")) == ["float32.tflite"]
+    assert [f["path"] for f in report["targets"]["tflite"]["files"]] == ["tflite/float32.tflite"]
     assert (model_dir / ".stages" / "savedmodel" / "saved_model.pb").exists()  # published once both were done
     assert not [p.name for p in (model_dir / ".stages").iterdir() if p.name.startswith(".staging-")]  # data and reference removed
 

@@ -230,6 +230,79 @@ def test_margins(old, new, worse):
     assert result.exit_code == (1 if worse else 0)
 
 
+def _moved_reference(report: dict, range_: float) -> dict:
+    moved = json.loads(json.dumps(report))
+    moved["run"]["model"]["reference"]["y"]["range"] = range_
+    return moved
+
+
+@pytest.mark.parametrize(
+    "old, new, option, why",
+    [
+        (_report(1e-3, 1e-2), _report(3e-3, 1e-2), ["--margin", "2.5"], "max_abs x3 is worse at 10%, within a 250% margin"),
+        (_report(1e-3, 1e-2), _report(2e-3, 1e-2), ["--floor", "0.01"], "a change of 1e-3 is under an absolute floor of 0.01"),
+        (_report(1e-3, 1e-2, p50=1.0), _report(1e-3, 1e-2, p50=1.5), ["--latency-margin", "0.6"], "50% slower is within a 60% latency margin"),
+        (_report(1e-3, 1e-2), _moved_reference(_report(1e-3, 1e-2), 4.0), ["--accept-model-change"], "the eager model's output range doubled"),
+    ],
+)
+def test_each_diff_option_turns_a_failing_diff_into_a_passing_one(old, new, option, why, tmp_path, capsys):
+    """The same two reports through the real CLI: exit 1 at the defaults, 0 with the option."""
+    a, b = tmp_path / "old.json", tmp_path / "new.json"
+    a.write_text(json.dumps(old))
+    b.write_text(json.dumps(new))
+    capsys.readouterr()
+    assert _cli("diff", a, b) == 1, why
+    failing = capsys.readouterr().out
+    assert "got worse beyond the margins" in failing, failing
+    assert _cli("diff", a, b, *option) == 0, why
+    passing = capsys.readouterr().out
+    assert "got worse" not in passing
+    if option == ["--accept-model-change"]:
+        assert "CHANGED: m (model) output 'y': reference range" in failing
+        assert "ACCEPTED" in passing.upper() and "reference range" in passing, passing
+
+
+def test_a_tighter_latency_margin_fails_what_the_default_lets_through(tmp_path, capsys):
+    a, b = tmp_path / "old.json", tmp_path / "new.json"
+    a.write_text(json.dumps(_report(1e-3, 1e-2, p50=1.0)))
+    b.write_text(json.dumps(_report(1e-3, 1e-2, p50=1.2)))
+    assert _cli("diff", a, b) == 0  # 20% slower: inside the default 25%
+    capsys.readouterr()
+    assert _cli("diff", a, b, "--latency-margin", "0.1", "--json", tmp_path / "findings.json") == 1
+    assert "p50_ms (batch 1)" in capsys.readouterr().out
+    findings = json.loads((tmp_path / "findings.json").read_text())
+    assert findings["failing"] == 1 and findings["findings"][0]["metric"] == "p50_ms (batch 1)"
+    assert _cli("diff", a, b, "--margin", "-0.1") == 2
+    assert "must be >= 0" in capsys.readouterr().err
+
+
+def test_release_against_a_named_release_none_or_a_folder_that_is_not_one(released, tmp_path, capsys):
+    """--against DIR diffs against that release (not the newest, which auto picks); none
+    diffs against nothing; a folder without manifest.json is bad input and publishes nothing."""
+    configs, artifacts, first = released
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts, copy, ignore=shutil.ignore_patterns(".*.lock"))
+
+    def release(version: str, *extra) -> dict | None:
+        code = _cli("release", "--config-dir", configs, "--artifacts", copy, "--version", version, "--skip-export", *extra)
+        manifest = copy / "release" / version / "manifest.json"
+        return (code, json.loads(manifest.read_text()) if manifest.is_file() else None)
+
+    code, auto = release("1.1.0")
+    assert code == 0 and auto["drift"]["against"] == "1.0.0"  # the newest other release
+    code, named = release("1.2.0", "--against", copy / "release" / "1.0.0")
+    assert code == 0 and named["drift"]["against"] == "1.0.0" and named["drift"]["failing"] == 0  # auto would pick 1.1.0
+    assert "drift.md" in {f["path"] for f in named["files"]}
+    code, none = release("1.3.0", "--against", "none")
+    assert code == 0 and none["drift"] is None
+    assert not (copy / "release" / "1.3.0" / "drift.md").exists()
+    capsys.readouterr()
+    code, refused = release("1.4.0", "--against", tmp_path)
+    assert code == 2 and refused is None
+    assert f"--against {tmp_path}: not a release folder (no manifest.json)" in capsys.readouterr().err
+    assert not (copy / "release" / "1.4.0").exists()
+
+
 # ------------------------------------------------------------------ matrix + merge
 
 
