@@ -193,6 +193,15 @@ def test_the_checks_fail_on_what_they_guard_against():
     assert tfship_problems("```\ntfship exit 2: [m] tflite: error: ...\n```\n", commands) == []
 
 
+def test_the_command_reference_is_the_generated_one():
+    """docs/cli.md's command reference is what `python -m examples.docgen` writes from the parser."""
+    from examples.docgen import PAGE, render
+
+    current = PAGE.read_text()
+    assert current == render(current), "docs/cli.md's command reference is stale: run python -m examples.docgen"
+    assert all(f"### `tfship {name}`" in current for name in cli_commands())
+
+
 def test_slugs_follow_github():
     assert slug("`tpu` (Cloud TPU)") == "tpu-cloud-tpu"
     assert slug("How cost grows with model size: `make bench-scale`") == "how-cost-grows-with-model-size-make-bench-scale"
