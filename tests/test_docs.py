@@ -160,7 +160,7 @@ def test_every_relative_link_reaches_a_file_and_heading():
 
 def test_every_make_command_is_a_makefile_target():
     targets, variables = makefile_names((REPO / "Makefile").read_text())
-    problems = [p for page in PAGES for p in make_problems(page.read_text(), targets, variables)]
+    problems = [f"{page.relative_to(REPO)}: {p}" for page in PAGES for p in make_problems(page.read_text(), targets, variables)]
     assert not problems, "\n".join(problems)
 
 
