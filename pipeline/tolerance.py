@@ -65,7 +65,7 @@ class Tolerance:
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 
 # Default budgets per precision class, calibrated on a corpus of acceptable artifacts
-# and seeded breakages (examples/calibrate_budgets.py; figures in the README). Targets
+# and seeded breakages (examples/calibrate_budgets.py; figures in docs/how-budgets-were-measured.md). Targets
 # pick the class their artifact computes in; YAML `tolerances:` override per output.
 #
 # float32 is every artifact that computes in float32 (savedmodel, xla, tpu fp32, onnx,

@@ -27,7 +27,7 @@ def _cases():
         yield pytest.param(folder, expect, id=folder.name, marks=marks)
 
 
-# Kinds of bad input the README promises are refused; each must stay a case of the corpus.
+# Kinds of bad input docs/errors.md and docs/hostile-input.md promise are refused; each must stay a case of the corpus.
 PROMISED = (
     "keras_truncated", "keras_empty", "h5_garbage", "h5_weights_only",  # truncated or garbage model files
     "factory_module_missing", "factory_imports_missing_package", "factory_syntax_error", "factory_raises",  # factories
