@@ -399,7 +399,7 @@ def round_to_bf16(values: np.ndarray) -> np.ndarray:
 
 
 def _cast(name: str, source: str, src: int, dst: int) -> Any:
-    from tensorflow.core.framework import attr_value_pb2, node_def_pb2
+    from tfship.compat.tensorflow import attr_value_pb2, node_def_pb2
 
     node = node_def_pb2.NodeDef(name=name, op="Cast", input=[source])
     node.attr["SrcT"].CopyFrom(attr_value_pb2.AttrValue(type=src))
@@ -412,7 +412,7 @@ def bf16_emulation_graph_def(graph_def: Any) -> tuple[Any, dict]:
     """Rewrite a frozen GraphDef, in place, so every float32 tensor holds a bfloat16 value
     (see BF16_EMULATION_NOTE)."""
     import tensorflow as tf
-    from tensorflow.core.framework import types_pb2
+    from tfship.compat.tensorflow import types_pb2
 
     graph = tf.Graph()
     with graph.as_default():
