@@ -76,11 +76,13 @@ def ir_batches(config: Any, requested: tuple[int, ...]) -> tuple[int, ...]:
 
 def write_compiler_ir(fn: Any, args: list, folder: Path, rel: str) -> list[str]:
     """Write `hlo.txt` and `stablehlo.mlir` of a jit_compile tf.function at these args."""
+    from tfship.compat.tensorflow import compiler_ir
+
     folder.mkdir(parents=True, exist_ok=True)
     getter = fn.experimental_get_compiler_ir(*args)
     files = []
     for stage, name in (("hlo", "hlo.txt"), ("stablehlo", "stablehlo.mlir")):
-        (folder / name).write_text(getter(stage=stage))
+        (folder / name).write_text(compiler_ir(getter, stage))
         files.append(f"{rel}/{name}")
     return files
 

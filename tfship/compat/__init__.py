@@ -53,11 +53,12 @@ def version_of(distribution: str) -> str:
         return "(not installed)"
 
 
-def missing(distribution: str, what: str, use: str) -> MissingInternal:
-    """The one-line error for an internal of `distribution` that is not there."""
+def missing(distribution: str, what: str, use: str, tested: str | None = None) -> MissingInternal:
+    """The one-line error for an internal of `distribution` that is not there; `tested`:
+    the versions that have it when narrower than the library's tested range."""
     return MissingInternal(
         f"{distribution} {version_of(distribution)} has no {what} (tfship uses it for {use}); "
-        f"tfship is tested with {distribution} {TESTED[distribution]}: install a version in that range"
+        f"tfship is tested with {distribution} {tested or TESTED[distribution]}: install a version in that range"
     )
 
 

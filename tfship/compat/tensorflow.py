@@ -1,11 +1,12 @@
 """TensorFlow internals: freezing with stand-ins, a traced function's captures, the
 TFLite converter's buffer offset and error type, the quantization debugger's input
-order, and the protocol buffers of saved_model.pb and GraphDefs."""
+order, the protocol buffers of saved_model.pb and GraphDefs, and the compiler IR
+stages of a jit_compile function."""
 from __future__ import annotations
 
 from typing import Any
 
-from tfship.compat import Internal, Shim
+from tfship.compat import Internal, Shim, missing
 
 _C2C = "tensorflow.python.framework.convert_to_constants"
 _FREEZE = "freezing a traced function with stand-ins for its weights"
@@ -48,3 +49,14 @@ def use_buffer_offset(converter) -> None:
 def debugger_input_details(debugger) -> list[dict]:
     """The input order of the quantization debugger's own quantized interpreter."""
     return SHIM.attribute(debugger, "_quant_interpreter", "feeding the quantization debugger in its input order").get_input_details()
+
+
+def compiler_ir(getter, stage: str) -> str:
+    """`getter(stage=stage)`, `getter` from `experimental_get_compiler_ir`. A stage this
+    TensorFlow does not know (measured: 2.18 has no 'stablehlo') is a MissingInternal."""
+    try:
+        return getter(stage=stage)
+    except ValueError as exc:
+        if "Invalid stage selected" not in str(exc):
+            raise
+        raise missing("tensorflow", f"stage {stage!r} of tf.function.experimental_get_compiler_ir", "writing the compiler IR of the xla and tpu targets") from exc
