@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# compat: the package folders go on sys.path like any checkout, so a folder named like
 	# a package elsewhere on PYTHONPATH (tests/targets) cannot shadow it.
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,openvino,iree]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[all,test]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 export: $(STAMP)

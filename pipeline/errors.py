@@ -88,3 +88,11 @@ class MissingExtra(PipelineError):
     machine, named with its install command before any work (exit 2)."""
 
     exit_code = 2
+
+
+class MissingInternal(PipelineError):
+    """An installed library lacks an internal tfship relies on (a release outside the
+    tested range moved or removed it): one line naming the internal, the library's
+    version and the tested range (exit 2: the environment must change, nothing was built)."""
+
+    exit_code = 2

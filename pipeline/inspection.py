@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import extras
 from pipeline.errors import ModelError
 
 KINDS = ("savedmodel", "tflite", "onnx", "openvino", "stablehlo", "iree")
@@ -218,7 +219,7 @@ def open_runner(info: ArtifactInfo, signature: Signature | None = None):
 
 def _savedmodel_facts(path: Path) -> ArtifactInfo:
     import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
+    from tfship.compat.tensorflow import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     try:
@@ -269,6 +270,7 @@ def _tflite_precision(ops: list[dict], io_types: set[str]) -> str:
 
 
 def _tflite_facts(path: Path) -> ArtifactInfo:
+    extras.require("tflite", f"reading {path}", ("ai_edge_litert",))
     from ai_edge_litert.interpreter import Interpreter
 
     from pipeline.runtimes.litert import scale_zero_point
@@ -310,6 +312,7 @@ def _tflite_facts(path: Path) -> ArtifactInfo:
 
 
 def _onnx_facts(path: Path) -> ArtifactInfo:
+    extras.require("onnx", f"reading {path}", ("onnx",))
     import onnx
 
     try:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ConversionError, IncompatibleModel, IntegrityError, TargetUnavailable
+from pipeline import extras
+from pipeline.errors import ConversionError, IncompatibleModel, IntegrityError
 from pipeline.runtimes.onnxruntime import OnnxRuntimeRunner
 from pipeline.target import Artifact, BuildInputs, Target
 from pipeline.tolerance import FP32
@@ -100,10 +101,9 @@ def _capture_tf2onnx_log():
 
 def _lowest_opset_supporting(op: str) -> int | None:
     """The lowest ONNX opset for which tf2onnx has a handler for TF op `op`."""
-    from tf2onnx import constants
-    from tf2onnx.handler import tf_op
+    from tfship.compat.tf2onnx import get_opsets, onnx_domain
 
-    for version, handlers in enumerate(tf_op.get_opsets().get(constants.ONNX_DOMAIN, [])):
+    for version, handlers in enumerate(get_opsets().get(onnx_domain, [])):
         if op in handlers:
             return version
     return None
@@ -373,13 +373,10 @@ class OnnxTarget(Target):
         return problems
 
     def build(self, job: BuildInputs) -> list[Artifact]:
+        extras.require("onnx", "the onnx target")
         import onnx
         import tensorflow as tf
-
-        try:
-            import tf2onnx
-        except ImportError as exc:
-            raise TargetUnavailable("tf2onnx is not installed; install it with `pip install tf2onnx`") from exc
+        import tf2onnx
         from pipeline.stages.trace import input_signature
 
         options = job.target.options

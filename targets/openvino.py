@@ -38,7 +38,6 @@ this target without them is refused before any work.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import logging
 import re
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline import progress
+from pipeline.extras import installed
 from pipeline.errors import ConversionError, IncompatibleModel, PipelineError, TargetUnavailable
 from pipeline.runtimes.openvino import EXTRA_INSTALL, OpenVINORunner, device_capabilities, require_openvino
 from pipeline.target import Artifact, BuildInputs, Target
@@ -85,14 +85,6 @@ class OpenVINOOptions:
     repair_seconds: float = 300.0  # and the time it may take
 
 
-def _installed(module: str) -> bool:
-    """Whether `module` can be imported here, without importing it."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # blocked, or a broken installation
-        return False
-
-
 def _layer_path(node: str) -> str:
     """A TF node name without the call wrappers tracing adds, so the Keras layer shows."""
     parts = node.split("/")
@@ -114,7 +106,7 @@ def _quiet():
 
 def _graph_ops(saved_model_dir: Path) -> dict[str, str]:
     """TF node name -> op type over the SavedModel's graph and every function body."""
-    from tensorflow.core.protobuf import saved_model_pb2
+    from tfship.compat.tensorflow import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((saved_model_dir / "saved_model.pb").read_bytes())
@@ -299,25 +291,23 @@ def _quantize(model, job: BuildInputs, options: OpenVINOOptions):
             "use node names from the report (localization or repair) of this model"
         )
     scope = nncf.IgnoredScope(names=list(options.ignored_scope)) if options.ignored_scope else None
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+    from tfship.compat.openvino import min_max_parameters, nncf_logger
 
     # Activation ranges: the min and max over every calibration sample, as the TFLite
     # calibrator takes them. NNCF's default averages each sample's own min and max, which
     # fed one sample at a time clips the tails (a normal input clipped at 1.7 sigma: the
     # tiny classifier lost 2% accuracy, max error 0.96; 0.036 with global min/max).
-    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
-    from nncf.common.logging import nncf_logger
-
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.ERROR)  # its INFO lines (each quantizer it skips) go to the console otherwise
+    advanced = min_max_parameters()
+    logger = nncf_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its INFO lines (each quantizer it skips) go to the console otherwise
     try:
         with _quiet():
             quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=scope, advanced_parameters=advanced)
     except Exception as exc:
         raise ConversionError(f"NNCF could not quantize model '{job.model.name}': {type(exc).__name__}: {' '.join(str(exc).split())[:500]}") from exc
     finally:
-        nncf_logger.setLevel(level)
+        logger.setLevel(level)
     quantizers = sum(1 for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
     if not quantizers:
         raise IncompatibleModel(
@@ -344,9 +334,8 @@ class OpenVINOTarget(Target):
 
     def check_options(self, options: OpenVINOOptions, model: dict) -> list[tuple[str, str]]:
         problems = []
-        if not _installed("openvino"):
-            problems.append(("", f"the openvino target needs the `openvino` extra, which is not installed: `{EXTRA_INSTALL}`"))
-        elif "int8" in options.variants and not _installed("nncf"):
+        # A missing openvino package is the config loader's problem (pipeline.extras), named once.
+        if "int8" in options.variants and installed("openvino") and not installed("nncf"):
             problems.append(("variants", f"the int8 variant quantizes with NNCF, which is not installed: `{EXTRA_INSTALL}`"))
         if not options.variants:
             problems.append(("variants", f"expected at least one of: {', '.join(VARIANTS)}"))

@@ -15,7 +15,8 @@ Layout of `artifacts/<model>/xla/`:
     ir/<shape>/hlo.txt           HLO of the same, for reading (no runtime here executes it)
     ir/weights.npz               parameters form: the weights, in argument order
     aot/model.h, model.o, model_metadata.o, model_constants.o, model_makefile.inc
-                                 `saved_model_cli aot_compile_cpu` output (static batch `aot_batch`)
+                                 `saved_model_cli aot_compile_cpu` output (static batch `aot_batch`;
+                                 TensorFlow 2.19 writes no model_constants.o: the constants are in model.o)
     aot/harness.cc, aot/harness  native program: `harness IN.bin OUT.bin in1,in2 out1,out2`
                                  reads records of inputs (raw, row-major, config order),
                                  writes one record of outputs per input record
@@ -36,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -205,6 +207,12 @@ def runtime_library(chain: dict, everything: bool = False) -> Path:
     return library
 
 
+def _aot_objects(aot_dir: Path) -> list[str]:
+    """The object files of the AOT compile: TensorFlow 2.21 puts the constants in
+    model_constants.o; 2.19 keeps them in model.o (measured: 2.19.1 writes no such file)."""
+    return ["model.o", "model_metadata.o"] + (["model_constants.o"] if (aot_dir / "model_constants.o").exists() else [])
+
+
 def build_harness(aot_dir: Path) -> dict:
     """Compile aot/harness.cc against the AOT object; returns what was run, with the
     machine's folders named by what they are ($TF_INCLUDE, $TF_LIB, $TFSHIP_CACHE).
@@ -218,7 +226,7 @@ def build_harness(aot_dir: Path) -> dict:
     def link(library: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
         cmd = [
             chain["cxx"], "-O2", "-w", *chain["flags"], f"-I{chain['include']}", f"-I{aot_dir}",
-            str(aot_dir / "harness.cc"), *(str(aot_dir / f) for f in ("model.o", "model_metadata.o", "model_constants.o")),
+            str(aot_dir / "harness.cc"), *(str(aot_dir / f) for f in _aot_objects(aot_dir)),
             str(library), f"-L{chain['framework'].parent}", "-l:libtensorflow_framework.so.2",
             "-lpthread", "-s", f"-ffile-prefix-map={aot_dir}=aot", "-o", str(aot_dir / "harness"),
         ]
@@ -227,6 +235,11 @@ def build_harness(aot_dir: Path) -> dict:
     result, cmd = link(runtime_library(chain))
     if result.returncode != 0 and "undefined reference" in result.stderr:
         result, cmd = link(runtime_library(chain, everything=True))  # a kernel for another dtype is needed
+    member = re.search(r"has no member named [‘'](\w+)[’']", result.stderr) if result.returncode != 0 else None
+    if member:  # measured: TensorFlow 2.19's XlaCompiledCpuFunction has no result_size(index)
+        from tfship.compat import missing
+
+        raise missing("tensorflow", f"C++ member {member.group(1)} of the AOT compiled class (XlaCompiledCpuFunction)", "the AOT harness; set `harness: false` to export without it", tested="2.21")
     if result.returncode != 0:
         raise ConversionError(f"linking the AOT harness failed:\n{result.stderr[-3000:]}")
     # Recorded relative to the target folder: the staging folder is renamed after the build.
@@ -418,7 +431,7 @@ class XlaTarget(Target):
             start = time.perf_counter()
             result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             seconds = time.perf_counter() - start
-        produced = ["model.h", "model.o", "model_metadata.o", "model_constants.o", "model_makefile.inc"]
+        produced = ["model.h", *_aot_objects(aot_dir), "model_makefile.inc"]
         if result.returncode != 0 or not all((aot_dir / f).exists() for f in produced):
             tail = "\n".join(result.stderr.strip().splitlines()[-15:])
             raise ConversionError(f"{where}: `saved_model_cli aot_compile_cpu` failed (exit {result.returncode}) at static batch {batch}:\n{tail}")

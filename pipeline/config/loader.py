@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import extras
 from pipeline.errors import ConfigError, Problem
 from pipeline.tolerance import TOLERANCE_KEYS, Tolerance
 from pipeline.config.validate import Collector, check_value, closest, describe, factory_ref, parse_dataclass
@@ -346,7 +347,8 @@ def _parse_targets(col: Collector, raw: Any, model: dict, registry, deferred: li
         generic = {k: opts.pop(k) for k in ("tolerances", "optional") if k in opts}
         before = len(col.problems)
         options = parse_dataclass(col, target.Options, opts, p)
-        for key, message in (target.check_options(options, model) if options is not None else []):
+        needs = extras.target_problem(name)  # the target's extra: a problem only when it is selected
+        for key, message in ([("", needs)] if needs else []) + (target.check_options(options, model) if options is not None else []):
             key_path = p + (key if isinstance(key, tuple) else (key,) if key else ())  # a tuple key: a nested path
             if deferred is None:
                 col.add(key_path, message)

@@ -69,10 +69,7 @@ def _output_layers(loaded: LoadedModel, config: ModelConfig) -> dict[str, str]:
     """Config output name -> the Keras layer that produces it (functional models)."""
     outputs = list(getattr(loaded.obj, "outputs", None) or [])
 
-    def layer_name(tensor) -> str | None:
-        history = getattr(tensor, "_keras_history", None)
-        op = getattr(history, "operation", None) or getattr(history, "layer", None)
-        return getattr(op, "name", None)
+    from tfship.compat.keras import producing_layer as layer_name
 
     if len(outputs) == 1 and len(config.outputs) == 1:
         name = layer_name(outputs[0])

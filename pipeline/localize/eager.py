@@ -45,24 +45,15 @@ def is_graph_network(loaded: LoadedModel) -> bool:
     inputs = getattr(model, "inputs", None)
     if not inputs:
         return False
-    try:
-        if loaded.flavour == "keras3":
-            from keras.src.models.functional import Functional
+    from tfship.compat.keras import functional_class
 
-            return isinstance(model, Functional)
-        from tf_keras.src.engine.functional import Functional as TfKerasFunctional
-
-        return isinstance(model, TfKerasFunctional)
-    except ImportError:  # pragma: no cover - both Keras flavours are declared dependencies
-        return False
-
-
-def _inbound_nodes(layer) -> list:
-    return list(getattr(layer, "_inbound_nodes", None) or getattr(layer, "inbound_nodes", None) or [])
+    return isinstance(model, functional_class(loaded.flavour))
 
 
 def _parents(layer, flavour: str) -> list[str]:
-    nodes = _inbound_nodes(layer)
+    from tfship.compat.keras import inbound_nodes
+
+    nodes = inbound_nodes(layer, flavour)
     if not nodes:
         return []
     node = nodes[0]
@@ -75,12 +66,14 @@ def _parents(layer, flavour: str) -> list[str]:
 
 def graph_layers(loaded: LoadedModel) -> list[tuple[EagerLayer, Any]]:
     """(layer record, its symbolic output) for every single-use, single-output layer, in order."""
+    from tfship.compat.keras import inbound_nodes
+
     model = loaded.obj
     rows = []
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":
             continue
-        if len(_inbound_nodes(layer)) != 1:
+        if len(inbound_nodes(layer, loaded.flavour)) != 1:
             continue  # a shared layer has one output per call: no single tensor to compare
         try:
             output = layer.output

@@ -435,7 +435,7 @@ def inlined_graph_def(concrete, suffix: str = "_tfship_debug"):
     inlined graph with XLA again when it runs).
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tfship.compat.tensorflow import convert_variables_to_constants_v2
 
     frozen_fn = convert_variables_to_constants_v2(concrete)
     frozen = frozen_fn.graph.as_graph_def()

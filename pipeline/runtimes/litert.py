@@ -12,6 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
+from pipeline import extras
 from pipeline.errors import ConversionError, IncompatibleModel
 from pipeline.runtimes.base import BatchUnsupported, Call, Runner, batch_of, split_batches
 
@@ -54,6 +55,7 @@ class LiteRTRunner(Runner):
 
     def __init__(self, path: Path, output_names: Iterable[str] = (), signature: str = "serving_default", threads: int | None = None):
         super().__init__()
+        extras.require("tflite", "running a .tflite model", ("ai_edge_litert",))
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)

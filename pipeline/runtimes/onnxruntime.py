@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import IntegrityError, TargetUnavailable
+from pipeline import extras
+from pipeline.errors import IntegrityError
 from pipeline.runtimes.base import Call, Runner, batch_of, check_static_batch, chunked_call
 
 ORT_INTER_OP_THREADS = 1  # nodes run sequentially, as TensorFlow's inter-op pool is sized
@@ -24,10 +25,8 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, path: Path, input_names: list[str] | None = None, output_names: list[str] | None = None, threads: int | None = None):
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise TargetUnavailable("onnxruntime is not installed; install it with `pip install onnxruntime`") from exc
+        extras.require("onnx", "running an ONNX model", ("onnxruntime",))
+        import onnxruntime as ort
         self.path = Path(path)
         if not self.path.exists():
             raise IntegrityError(f"ONNX model {path} does not exist; re-export the onnx target")

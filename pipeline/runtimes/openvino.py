@@ -19,9 +19,10 @@ from typing import Iterable
 import numpy as np
 
 from pipeline.errors import IntegrityError, MissingExtra
+from pipeline.extras import install_command
 from pipeline.runtimes.base import Call, Runner, batch_of, check_static_batch, chunked_call
 
-EXTRA_INSTALL = "pip install 'tfship[openvino]'"
+EXTRA_INSTALL = install_command("openvino")
 DEVICE = "CPU"
 
 # Runtime-model layers that move or hold data rather than compute: their precision is

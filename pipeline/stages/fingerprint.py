@@ -175,9 +175,11 @@ def fingerprint_model(traced: TracedModel) -> ModelFingerprint:
     import tensorflow as tf
 
     function = traced.function.get_concrete_function()
+    from tfship.compat.tensorflow import captures
+
     graph = function.graph
-    external = [e for e, _ in graph.captures]
-    internal = [i for _, i in graph.captures]
+    external = [e for e, _ in captures(graph)]
+    internal = [i for _, i in captures(graph)]
     capture_names = {t.op.name: i for i, t in enumerate(internal)}
     variables = {id(v.handle): v for v in function.variables}
 

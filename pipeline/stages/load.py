@@ -100,17 +100,10 @@ def check_model_file(config: ModelConfig) -> None:
 def _tf_keras_safe_mode():
     """tf-keras reads an .h5 with Keras's safe mode unset, so a Python lambda saved in a Lambda
     layer would be rebuilt from the file's bytecode and run; its scope sets it. One private
-    name of tf-keras, checked here."""
-    try:
-        from tf_keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError as exc:  # pragma: no cover - a tf-keras that moved it
-        from importlib import metadata
+    name of tf-keras (tfship.compat.keras)."""
+    from tfship.compat.keras import tf_keras_safe_mode
 
-        raise ModelError(
-            f"tf-keras {metadata.version('tf-keras')} has no tf_keras.src.saving.serialization_lib.SafeModeScope ({exc}); "
-            "tfship does not read tf-keras .h5 files without Keras's safe mode"
-        ) from None
-    return SafeModeScope(True)
+    return tf_keras_safe_mode()
 
 
 def read_keras_file(path: Path, kind: str, custom_objects: dict | None = None) -> tuple[Any, str]:

@@ -31,7 +31,9 @@ def keras_resources(model: Any) -> list:
     """Every TensorFlow resource (a lookup table) a Keras 3 layer of `model` holds."""
     import tensorflow as tf
 
-    layers = model._flatten_layers() if hasattr(model, "_flatten_layers") else [model]
+    from tfship.compat.keras import flatten_layers
+
+    layers = flatten_layers(model) or [model]
     found: dict[int, Any] = {}
     for layer in layers:
         for value in vars(layer).values():

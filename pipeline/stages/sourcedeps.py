@@ -22,12 +22,11 @@ from pipeline.usercode import is_user_file
 
 def _layers(obj: Any) -> list:
     """Every layer of a Keras model (nested ones included); [] for other objects."""
-    flatten = getattr(obj, "_flatten_layers", None)  # Keras 3 and tf-keras both define it
-    if callable(flatten):
-        try:
-            return list(flatten(include_self=True, recursive=True))
-        except TypeError:
-            pass
+    from tfship.compat.keras import flatten_layers
+
+    layers = flatten_layers(obj)  # Keras 3 and tf-keras
+    if layers is not None:
+        return layers
     found, stack = [], [obj]
     while stack:
         layer = stack.pop()

@@ -13,12 +13,13 @@ def frozen_graph_def(concrete: Any, stand_in: Callable[[str, Any], Any] | None =
     or captured tensor) returns what to freeze instead, or None for the value itself.
     Captured resources that are not variables (tables) are left as they are."""
     import tensorflow as tf
-    from tensorflow.python.framework import convert_to_constants as c2c
 
-    class ConverterData(c2c._FunctionConverterDataInEager):
+    from tfship.compat import tensorflow as internals
+
+    class ConverterData(internals.converter_data):
         def _build_tensor_data(self):
             variables = {id(v.handle): v for v in self._func.graph.variables}
-            for index, (external, internal) in enumerate(self._func.graph.captures):
+            for index, (external, internal) in enumerate(internals.captures(self._func.graph)):
                 name = internal.name.split(":")[0]
                 if not self._should_convert(name):
                     continue
@@ -29,8 +30,8 @@ def frozen_graph_def(concrete: Any, stand_in: Callable[[str, Any], Any] | None =
                 data = stand_in(name, value) if stand_in is not None else None
                 if data is None:
                     data = np.array(self._eval(value))
-                self._tensor_data[name] = c2c._TensorData(numpy=data, dtype=value.dtype.as_datatype_enum, index=index)
+                self._tensor_data[name] = internals.tensor_data(numpy=data, dtype=value.dtype.as_datatype_enum, index=index)
 
     data = ConverterData(func=concrete, lower_control_flow=lower_control_flow, aggressive_inlining=aggressive_inlining)
-    graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
+    graph_def, _ = internals.replace_variables(converter_data=data)
     return graph_def

@@ -153,7 +153,7 @@ def convert(saved_model_dir: Path, conv: Conversion, representative=None, layer_
 
 def run_converter(converter, conv: Conversion, saved_model_dir: Path, layer_names: Iterable[str] = (), representative=None, input_names: Iterable[str] = ()) -> bytes:
     """`converter.convert()`, its failures explained in the model's terms."""
-    from tensorflow.lite.python.convert_phase import ConverterError
+    from tfship.compat.tensorflow import ConverterError
 
     try:
         with warnings.catch_warnings():
@@ -420,19 +420,19 @@ def prepare_failure(exc: Exception, content: bytes, layer_names: Iterable[str]) 
 
 
 def _builtin_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
+    from tfship.compat.litert import schema_py_generated as schema
 
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 def _tensor_type_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
+    from tfship.compat.litert import schema_py_generated as schema
 
     return {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 def read_model(content: bytes):
-    from ai_edge_litert import schema_py_generated as schema
+    from tfship.compat.litert import schema_py_generated as schema
 
     return schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
 
@@ -505,7 +505,9 @@ def _rounded_to_zero(float_tensors, quant_tensors, scale, zero_point) -> float:
 
 
 def _align_inputs(debugger, names: list[str]) -> None:
-    order = [d["name"] for d in debugger._quant_interpreter.get_input_details()]  # noqa: SLF001 - the debugger's own input order
+    from tfship.compat.tensorflow import debugger_input_details
+
+    order = [d["name"] for d in debugger_input_details(debugger)]
     aligned = [next((n for n in names if o in (f"serving_default_{n}:0", n)), None) for o in order]
     if None not in aligned and sorted(aligned) == sorted(names):
         names[:] = aligned

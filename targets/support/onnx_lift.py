@@ -70,7 +70,7 @@ def _frozen_graph_def(concrete, lift_min_bytes: float) -> tuple[Any, dict[str, L
     """The function frozen into one GraphDef (control flow kept, calls inlined), with
     captured values of at least `lift_min_bytes` as Placeholders rather than Consts."""
     import tensorflow as tf
-    from tensorflow.core.framework import attr_value_pb2, tensor_shape_pb2
+    from tfship.compat.tensorflow import attr_value_pb2, tensor_shape_pb2
 
     from targets.support import freezing
 
@@ -143,8 +143,7 @@ def convert_function(function, signature, opset: int, lift_min_bytes: float = LI
     """tf2onnx on `function` (a tf.function with `signature`): graph inputs are the
     signature's inputs, then one per lifted value (named `<placeholder>:0`)."""
     import tensorflow as tf
-    from tf2onnx import tf_loader
-    from tf2onnx.convert import _convert_common, tensor_names_from_structed
+    from tfship.compat.tf2onnx import convert_common, fix_freezing_errors_part2, tensor_names_from_structed, tf_optimize, tf_session
 
     from targets.support import tf2onnx_ops
 
@@ -156,18 +155,18 @@ def convert_function(function, signature, opset: int, lift_min_bytes: float = LI
 
     with tf.device("/cpu:0"):
         graph_def, lifted = _frozen_graph_def(concrete, lift_min_bytes)
-        graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+        graph_def = fix_freezing_errors_part2(graph_def)
         _allow_inlining(graph_def)
         lifted_names = [f"{name}:0" for name in lifted]
         with tf.Graph().as_default() as tf_graph:
-            with tf_loader.tf_session(graph=tf_graph):
+            with tf_session(graph=tf_graph):
                 tf.import_graph_def(graph_def, name="")
             # Grappler allocates memory for placeholders of known shape (measured: +1x
             # the lifted bytes); their shapes are hidden from it and restored after.
             shapes = _hide_shapes(graph_def, set(lifted))
-            graph_def = tf_loader.tf_optimize(input_names + lifted_names, output_names, graph_def)
+            graph_def = tf_optimize(input_names + lifted_names, output_names, graph_def)
             _restore_shapes(graph_def, shapes)
-        model, _ = _convert_common(
+        model, _ = convert_common(
             graph_def,
             name=concrete.name,
             continue_on_error=True,

@@ -17,13 +17,13 @@ import numpy as np
 
 def _erfc(ctx, node, name, args):
     """Erfc(x) -> Sub(1, Erf(x)): the node itself becomes the Erf, a Sub follows it."""
-    from tf2onnx import utils
+    from tfship.compat.tf2onnx import make_name, map_onnx_to_numpy_type
 
-    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    dtype = map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
     node.type = "Erf"
-    one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype=dtype))
+    one = ctx.make_const(make_name(f"{name}_one"), np.array(1, dtype=dtype))
     erf_output = node.output[0]
-    sub = ctx.insert_new_node_on_output("Sub", erf_output, name=utils.make_name(f"{name}_erfc"), inputs=[one.output[0], erf_output])
+    sub = ctx.insert_new_node_on_output("Sub", erf_output, name=make_name(f"{name}_erfc"), inputs=[one.output[0], erf_output])
     ctx.copy_shape(erf_output, sub.output[0])
     ctx.set_dtype(sub.output[0], ctx.get_dtype(erf_output))
     return node

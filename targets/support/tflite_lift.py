@@ -287,7 +287,7 @@ def _readers(graph, op_names: dict[int, str]) -> dict[int, list[tuple[str, int]]
 def _place(model, content: bytes, stands: dict[str, Stand]) -> tuple[dict[int, _Place], set[str]]:
     """{buffer index: placement} for every splat buffer found, and the stand-ins whose
     splat was not found with one unambiguous layout."""
-    from ai_edge_litert import schema_py_generated as schema
+    from tfship.compat.litert import schema_py_generated as schema
 
     from targets.support.litert import _builtin_names
 
@@ -407,7 +407,7 @@ class _Filled:
         self.produce = produce
 
     def Pack(self, builder):
-        from ai_edge_litert import schema_py_generated as schema
+        from tfship.compat.litert import schema_py_generated as schema
 
         payload = self.produce()
         data = _vector(builder, payload)
@@ -504,7 +504,8 @@ class Lifted:
 def convert(job, conv, layers, path: Path) -> Lifted:
     """Convert `conv.variant` with stand-ins and write the real weights into `path`.
     Raises NotLifted when the stand-ins cannot all be placed (nothing is written)."""
-    from ai_edge_litert import schema_py_generated as schema
+    from tfship.compat.litert import schema_py_generated as schema
+    from tfship.compat.tensorflow import use_buffer_offset
 
     from targets.support import litert
 
@@ -521,7 +522,7 @@ def convert(job, conv, layers, path: Path) -> Lifted:
             _write_saved_model(folder, graph_def, concrete, list(job.model.input_names), list(job.model.output_names))
             del graph_def
             converter = litert._converter(folder, conv)
-            converter._experimental_use_buffer_offset = True
+            use_buffer_offset(converter)
             content = litert.run_converter(converter, conv, job.saved_model_dir, layers)
             skeleton = content[: _structure_end(content)]
             model = schema.ModelT.InitFromPackedBuf(bytearray(skeleton), 0)
@@ -544,7 +545,7 @@ def convert(job, conv, layers, path: Path) -> Lifted:
 
 def _structure_end(content: bytes) -> int:
     """Where the FlatBuffer ends and the buffers placed after it begin."""
-    from ai_edge_litert import schema_py_generated as schema
+    from tfship.compat.litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(content, 0)
     offsets = [model.Buffers(i).Offset() for i in range(model.BuffersLength())]

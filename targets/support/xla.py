@@ -133,10 +133,12 @@ def portable_hlo(text: str, module: str) -> str:
 def write_compiler_ir(fn: Any, args: list, folder: Path, rel: str, module: str) -> list[str]:
     """Write `hlo.txt` and `stablehlo.mlir` of a jit_compile tf.function at these args,
     free of the build machine's paths and of process counters (portable_stablehlo)."""
+    from tfship.compat.tensorflow import compiler_ir
+
     folder.mkdir(parents=True, exist_ok=True)
     getter = fn.experimental_get_compiler_ir(*args)
-    (folder / "hlo.txt").write_text(portable_hlo(getter(stage="hlo"), module))
-    (folder / "stablehlo.mlir").write_text(portable_stablehlo(getter(stage="stablehlo"), module))
+    (folder / "hlo.txt").write_text(portable_hlo(compiler_ir(getter, "hlo"), module))
+    (folder / "stablehlo.mlir").write_text(portable_stablehlo(compiler_ir(getter, "stablehlo"), module))
     return [f"{rel}/hlo.txt", f"{rel}/stablehlo.mlir"]
 
 
@@ -594,7 +596,7 @@ def round_to_bf16(values: np.ndarray) -> np.ndarray:
 
 
 def _cast(name: str, source: str, src: int, dst: int) -> Any:
-    from tensorflow.core.framework import attr_value_pb2, node_def_pb2
+    from tfship.compat.tensorflow import attr_value_pb2, node_def_pb2
 
     node = node_def_pb2.NodeDef(name=name, op="Cast", input=[source])
     node.attr["SrcT"].CopyFrom(attr_value_pb2.AttrValue(type=src))
@@ -607,7 +609,7 @@ def bf16_emulation_graph_def(graph_def: Any) -> tuple[Any, dict]:
     """Rewrite a frozen GraphDef, in place, so every float32 tensor holds a bfloat16 value
     (see BF16_EMULATION_NOTE)."""
     import tensorflow as tf
-    from tensorflow.core.framework import types_pb2
+    from tfship.compat.tensorflow import types_pb2
 
     graph = tf.Graph()
     with graph.as_default():

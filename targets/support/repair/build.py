@@ -108,11 +108,10 @@ def _calibrate(float_content: bytes, recipe: list, calibration: list[dict[str, n
     data's range (measured: int8 input range +-1.8 for N(0, 1) data whose calibrated
     extremes are +-3.3) and clips what the converter would not; the running min/max
     keeps the converter's semantics."""
-    from ai_edge_quantizer import calibrator, recipe_manager
+    from tfship.compat import quantizer as internals
 
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(recipe)
-    calib = calibrator.Calibrator(bytearray(float_content), num_threads=1, qsv_update_func=_widen)
+    manager = internals.recipe_manager(recipe)
+    calib = internals.calibrator(float_content, _widen)
     calib.calibrate({"serving_default": calibration}, manager)
     return calib.get_model_qsvs()
 
