@@ -202,6 +202,8 @@ def test_an_int16x8_depthwise_conv_litert_cannot_prepare_fails_that_variant_only
     raw["source"]["factory"] = "examples.corpus.applications:mobilenet_v2_stock_96"
     raw["data"]["generator"] = "examples.corpus.applications:mobilenet_v2_stock_96_data"
     raw["inputs"][0]["shape"] = [None, 96, 96, 3]
+    raw["outputs"] = ["features"]  # the stock network's pooled features (the corpus model adds a trained head)
+    raw["data"].pop("classifier", None)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     project.run("export", "--model", "mobilenet_v2")
     variants = project.report("mobilenet_v2")["targets"]["tflite"]["variants"]
