@@ -155,6 +155,31 @@ def test_two_concurrent_exports_of_one_model_never_interleave(project):
     assert json.loads((model_dir / "savedmodel" / RECORD_NAME).read_text())["publication"] == project.report("affine")["targets"]["savedmodel"]["publication"]
 
 
+def test_the_report_never_records_a_publication_its_folder_does_not_hold(project, monkeypatch):
+    """report.json is written only after the folders it records were published: at every
+    write, each recorded target's folder already holds the record of that publication (a
+    kill between any two steps then leaves the old state or a folder the report has not
+    caught up with, which the next run recovers; never a report ahead of its files)."""
+    from pipeline.execute import export as export_module
+    from pipeline.publication import read_record
+
+    real = export_module.merge_report
+    checked: list[str] = []
+
+    def merge_report(model_dir, name, sha256, file, run, targets, *rest):
+        for target, entry in targets.items():
+            if entry.get("publication"):
+                record = read_record(Path(model_dir) / target) or {}
+                assert record.get("publication") == entry["publication"], f"{target}: report.json records {entry['publication']}, its folder holds {record.get('publication')}"
+                checked.append(target)
+        return real(model_dir, name, sha256, file, run, targets, *rest)
+
+    monkeypatch.setattr(export_module, "merge_report", merge_report)
+    project.config("affine", AFFINE + "  - {name: onnx, opset: 17}\n")
+    assert project.run("export").code == 0
+    assert {"savedmodel", "onnx"} <= set(checked)
+
+
 def _umask() -> int:
     from pipeline.fsutil import umask
 
