@@ -154,6 +154,7 @@ def test_measure_reports_ordered_percentiles_of_a_real_call():
     assert figure["seconds"] <= 0.2 + figure["p99_ms"] / 1e3 * 2  # stops at its time limit
 
 
+@pytest.mark.heavy
 def test_bench_times_every_artifact_and_both_baselines(exported):
     report = _report(exported)
     assert report["benchmark"]["settings"]["batches"] == [1, BATCH]

@@ -111,6 +111,7 @@ def test_compare_prints_metrics_and_exits_by_the_budgets(cli, hand_made):
     assert loose.code == 0, loose.out
 
 
+@pytest.mark.heavy
 def test_weak_evidence_reaches_the_console_and_strict_fails_it(project):
     project.config("mobilenet", MOBILENET)
     result = project.run("export")

@@ -40,6 +40,7 @@ def test_left_out_targets_are_refused_by_the_config_loader():
             assert reason in _probe_refusal(CORPUS_CONFIGS / f"{model}.yaml", target)
 
 
+@pytest.mark.heavy
 def test_tpu_compiles_a_layer_with_tf_debugging_asserts(project):
     """tf2xla compiles Assert as a no-op: the TPU gate passes it, says the check is dropped."""
     corpus_config(project, "asserts", ["xla", {"name": "tpu", "precision": "float32"}])
@@ -61,6 +62,7 @@ def test_tpu_gate_fix_names_the_op_it_found():
     assert "move text processing out of the model" in dtype_fix("string", "StringSplitV2")
 
 
+@pytest.mark.heavy
 def test_an_unsupported_int16x8_op_fails_that_variant_only(project):
     """PRELU has no int16x8 kernel: int16x8 is an error naming op, layers and the fixes
     tried; float32 and int8 are converted, checked, published and reported."""
@@ -105,6 +107,7 @@ def test_the_float_fallback_the_error_suggests_passes_parity(project):
     assert entry["variants"]["int16x8"]["info"]["float_ops"].get("PRELU") == 2
 
 
+@pytest.mark.heavy
 def test_a_plain_tf_saved_model_exports_its_second_signature(project):
     """...and an op int16x8 cannot quantize is placed in the model's own code (it has no
     Keras layers), not left as a bare op name."""
@@ -174,6 +177,7 @@ def test_every_corpus_cell_is_a_verdict_with_its_reason(project, model):
     assert not differ, f"{model}: cells whose verdict is not the one docs/corpus.md records (documented, now): {differ}"
 
 
+@pytest.mark.heavy
 def test_loops_and_conds_keep_their_verdicts_per_variant(project):
     """A subclassed model with tf.while_loop/tf.cond: the TPU bf16 emulation rounds the
     frozen loop without breaking its back edge; int16x8 cannot calibrate the loop
@@ -217,6 +221,7 @@ def test_an_int16x8_depthwise_conv_litert_cannot_prepare_fails_that_variant_only
 
 
 
+@pytest.mark.heavy
 def test_a_gru_compiles_for_tpu_and_converts_for_tflite_at_batch_1(project):
     """Keras 3 GRU: its TensorList buffers compile with XLA, so the TPU gate passes it;
     the TFLite converter cannot lower them with a dynamic batch, so float32 converts at a
@@ -253,6 +258,7 @@ def test_a_string_input_model_exports_to_a_savedmodel(project):
     assert only_record(entry)["parity"]["outputs"]["probs"]["max_abs"] < 1e-6
 
 
+@pytest.mark.heavy
 def test_exact_gelu_converts_to_onnx(project):
     """Keras 3's exact GELU lowers to Erfc, which tf2onnx has no handler for; tfship maps
     it to 1 - Erf, and the Transformer encoder's ONNX file passes parity."""
@@ -281,6 +287,7 @@ def test_an_stft_front_end_converts_to_onnx_at_a_static_batch(project):
     assert "converted with the batch fixed at 1" in (project.artifacts / "audio_logmel" / "report.md").read_text()
 
 
+@pytest.mark.heavy
 def test_the_custom_layer_file_loads_through_its_source_modules(project):
     """The corpus .keras file's layer is registered in examples.corpus.custom_layers, which
     nothing else imports: without `source.modules` the file does not load (exit 2 naming
@@ -344,6 +351,7 @@ def test_the_corpus_table_keeps_targets_refused_at_conversion(tmp_path):
     assert rows["tpu"]["status"] == "refused" and rows["savedmodel"]["status"] == "missing"
 
 
+@pytest.mark.heavy
 def test_an_rnn_calibrator_crash_names_the_loop_layer_and_what_was_tried(project):
     """The TFLite calibrator dies (SIGSEGV) on a Keras LSTM's loops, at a dynamic batch and
     at batch 1: the int8 variant and the Edge TPU say so, naming the layer whose WHILE loop

@@ -86,6 +86,7 @@ def test_dynamic_dimension_problems_name_line_and_key(tmp_path, targets, replace
         require_selected([load_config(write(tmp_path, text), REGISTRY)], None)
 
 
+@pytest.mark.heavy
 def test_encoder_with_dynamic_sequence_passes_at_every_length(project):
     project.config("encoder", ENCODER.format(factory="bert_encoder", targets="  - savedmodel\n  - onnx\n  - {name: tflite, variants: [float32, dynamic_range]}\n  - xla"))
     result = project.run("export")
@@ -114,6 +115,7 @@ def test_encoder_with_dynamic_sequence_passes_at_every_length(project):
     assert signature["dims"] == {"seq": 32}
 
 
+@pytest.mark.heavy
 def test_tpu_buckets_pad_and_expose_a_model_that_is_not_padding_safe(project):
     tpu = "  - name: tpu\n    precision: float32\n    batch_sizes: [4]\n    dim_buckets: {seq: [32, 64]}"
     project.config("masked", ENCODER.format(factory="bert_encoder", targets=tpu))

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from pipeline import cache
 from pipeline.config import load_config
 from pipeline.plan import make_plan
@@ -19,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 TWO_TARGETS = AFFINE_HEAD + "  - savedmodel\n  - {name: tflite, variants: [float32]}\n"
 
 
+@pytest.mark.heavy
 def test_changing_one_target_keeps_the_others_in_the_report_and_reuses_them(project):
     project.config("affine", TWO_TARGETS)
     assert project.run("export").code == 0

@@ -175,6 +175,7 @@ def test_multi_io_names_and_order_survive_signature_runners(project, tmp_path):
     assert set(runner.output_steps) == {"score", "category"}
 
 
+@pytest.mark.heavy
 def test_int8_outlier_fails_with_the_debugger_layer_table_and_the_fix_works(project):
     project.config("outlier", OUTLIER.format(extra=""))
     result = project.run("export")
@@ -291,6 +292,7 @@ def test_options_are_validated_before_tensorflow_loads(tmp_path):
         require_selected([load_config(path, REGISTRY)], None)
 
 
+@pytest.mark.heavy
 def test_a_float_fallback_litert_cannot_run_is_named_not_offered(project):
     """The int16x8 error's float fallback converts and LiteRT prepares it, but a kernel
     refuses it at run time: the error says so (checked here) instead of offering it, and

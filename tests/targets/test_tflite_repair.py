@@ -34,6 +34,7 @@ def _variants(project, model="outlier") -> dict:
     return project.report(model)["targets"]["tflite"]["variants"]
 
 
+@pytest.mark.heavy
 def test_outlier_repair_finds_a_verified_recipe_that_the_config_reproduces(project):
     project.config("outlier", OUTLIER.format(extra=""))
     result = project.run("repair", "--model", "outlier", "--variant", "int8")
@@ -82,6 +83,7 @@ def test_outlier_repair_finds_a_verified_recipe_that_the_config_reproduces(proje
     assert variants["int8_repaired"]["info"]["recipe"]["float_layers"] == search["recipe"]["float_layers"]
 
 
+@pytest.mark.heavy
 def test_a_failed_variant_never_prints_an_unverified_suggestion(project):
     """Without repair, the failure is explained (the debugger table) but no fix is offered;
     with a budget too small to find one, what was tried is said and nothing is suggested."""

@@ -339,6 +339,7 @@ def test_inspect_reads_the_ir_and_a_compiled_module_and_bench_times_it(two_io, t
     assert figures["skipped"]["32"] == "compiled at b1, b3 only"
 
 
+@pytest.mark.heavy
 def test_release_names_no_path_of_the_machine_and_marks_every_file(project, cnn_path):
     """The whole bundle (IR, weights, SavedModel, AOT objects and harness when the runtime is
     built, reports, manifest) holds no path of this machine; every shipped file is either
